@@ -1,0 +1,64 @@
+// A readers/writer gate for async work: I/O enters shared, snapshot administration exclusive.
+// Waiting exclusive requests hold back new shared ones, so administration cannot starve.
+
+export class Gate {
+  private shared = 0;
+  private exclusive = false;
+  private readonly waiting: Array<{ exclusive: boolean; go: () => void }> = [];
+
+  async withShared<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.exclusive || this.waiting.length > 0) {
+      await new Promise<void>((go) => this.waiting.push({ exclusive: false, go }));
+    } else {
+      this.shared++;
+    }
+    try {
+      return await fn();
+    } finally {
+      this.shared--;
+      this.wake();
+    }
+  }
+
+  async withExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.exclusive || this.shared > 0 || this.waiting.length > 0) {
+      await new Promise<void>((go) => this.waiting.push({ exclusive: true, go }));
+    } else {
+      this.exclusive = true;
+    }
+    try {
+      return await fn();
+    } finally {
+      this.exclusive = false;
+      this.wake();
+    }
+  }
+
+  private wake(): void {
+    if (this.exclusive) return;
+    while (this.waiting.length > 0) {
+      const next = this.waiting[0]!;
+      if (next.exclusive) {
+        if (this.shared > 0) return;
+        this.waiting.shift();
+        this.exclusive = true;
+        next.go();
+        return;
+      }
+      this.waiting.shift();
+      this.shared++;
+      next.go();
+    }
+  }
+}
+
+/** Runs async sections one at a time, in call order. */
+export class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}

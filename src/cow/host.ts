@@ -1,0 +1,153 @@
+// The host filesystem as the store sees it: a small Env (after LevelDB's) so that tests can
+// drop unsynced writes or inject EIO. The store must never touch node:fs outside this seam.
+
+import { constants } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
+
+/** An open host file. Reads see every completed write; only `sync` makes writes durable. */
+export interface HostFile {
+  /** Reads up to `buf.length` bytes at `position`; bytes past the end read as zeros. Returns bytes read from the file. */
+  read(buf: Uint8Array, position: number): Promise<number>;
+  /** Writes all of `data` at `position`, extending the file (holes read as zeros). */
+  write(data: Uint8Array, position: number): Promise<void>;
+  /** Makes every completed write and the file's size durable (fdatasync). */
+  sync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface HostFs {
+  /** Opens an existing file; `create` makes it (empty) when missing, `exclusive` fails if it exists. */
+  open(
+    path: string,
+    opts?: { create?: boolean; exclusive?: boolean; readOnly?: boolean },
+  ): Promise<HostFile>;
+  exists(path: string): Promise<boolean>;
+  readdir(dir: string): Promise<string[]>;
+  mkdir(dir: string): Promise<void>;
+  /** Atomic rename; durable only after `syncDir` of the directory. */
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Makes the directory's entries (creations, renames, unlinks) durable. */
+  syncDir(dir: string): Promise<void>;
+}
+
+class NodeHostFile implements HostFile {
+  constructor(private readonly fh: FileHandle) {}
+
+  async read(buf: Uint8Array, position: number): Promise<number> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await this.fh.read(buf, done, buf.length - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    buf.fill(0, done);
+    return done;
+  }
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.fh.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.fh.truncate(length);
+  }
+
+  async size(): Promise<number> {
+    return (await this.fh.stat()).size;
+  }
+
+  close(): Promise<void> {
+    return this.fh.close();
+  }
+}
+
+/** The real host filesystem. */
+export class NodeHostFs implements HostFs {
+  async open(
+    path: string,
+    opts: { create?: boolean; exclusive?: boolean; readOnly?: boolean } = {},
+  ): Promise<HostFile> {
+    let flags = opts.readOnly ? constants.O_RDONLY : constants.O_RDWR;
+    if (opts.create) flags |= constants.O_CREAT;
+    if (opts.exclusive) flags |= constants.O_EXCL;
+    return new NodeHostFile(await open(path, flags, 0o600));
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  readdir(dir: string): Promise<string[]> {
+    return readdir(dir);
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await this.syncDir(dirname(dir));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return rename(from, to);
+  }
+
+  unlink(path: string): Promise<void> {
+    return unlink(path);
+  }
+
+  async syncDir(dir: string): Promise<void> {
+    const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** Replaces a small file atomically: write a temporary, sync it, rename over, sync the directory. */
+export async function replaceFileAtomically(
+  host: HostFs,
+  path: string,
+  data: Uint8Array,
+): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const f = await host.open(tmp, { create: true });
+  try {
+    await f.truncate(0);
+    await f.write(data, 0);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  await host.rename(tmp, path);
+  await host.syncDir(dirname(path));
+}
+
+/** Reads a whole (small) file. */
+export async function readWholeFile(host: HostFs, path: string): Promise<Buffer> {
+  const f = await host.open(path, { readOnly: true });
+  try {
+    const buf = Buffer.alloc(await f.size());
+    await f.read(buf, 0);
+    return buf;
+  } finally {
+    await f.close();
+  }
+}

@@ -1,0 +1,19 @@
+// The copy-on-write store's public surface; layers above import from here only.
+// It re-exports; it defines nothing.
+
+export { type BlockDevice, readBlock, writeBlock } from "./block-device.js";
+export { checkStore, type StoreProblem, type StoreReport } from "./check.js";
+export { FileBlockDevice, MemoryBlockDevice } from "./file-device.js";
+export type { Eviction } from "./format.js";
+export { type HostFile, type HostFs, NodeHostFs } from "./host.js";
+export { SnapshotDevice } from "./snapshot-device.js";
+export {
+  CowVolume,
+  type CreateOptions,
+  DEFAULT_CHUNK_SIZE,
+  type Logger,
+  type OnFull,
+  type OpenOptions,
+  type Recovery,
+  type SnapshotInfo,
+} from "./volume.js";

@@ -1,0 +1,283 @@
+// Placement of live writes and of reads: which chunk goes straight to the base image, which is
+// staged until its original is preserved in a batch. It never lets a base chunk be overwritten
+// before the original a snapshot reads is durable in a diff area.
+
+import type { DiffArea } from "./diff-area.js";
+import { RECORD_SIZE, ZERO_SLOT } from "./format.js";
+import type { CowVolume } from "./volume.js";
+
+/** A chunk whose original must be preserved before its new contents reach the base image. */
+interface Staged {
+  chunk: number;
+  /** The diff area that takes the original (the newest when the chunk was staged). */
+  area: DiffArea;
+  original: Buffer;
+  data: Buffer;
+  ready: Promise<void>;
+}
+
+/**
+ * Concurrency contract:
+ * - A snapshot read never sees a write made after the snapshot, whatever the interleaving: a base
+ *   chunk is overwritten only after its original is visible in a diff area and every snapshot
+ *   read that chose the base for it before then has finished.
+ * - Live reads see every write that resolved before they started; a live read racing a write to
+ *   the same range may see either contents per chunk (as with pread/pwrite on a file).
+ * - Writes resolve once visible to reads; durability comes from `commit` plus a base sync.
+ */
+export class WriteBack {
+  private staged = new Map<number, Staged>();
+  private committing = new Map<number, Staged>();
+  private commitRun: Promise<void> | undefined;
+  /** Shadow storage promised to staged chunks not yet preserved. */
+  reservedBytes = 0;
+  private readonly baseReads = new Set<Promise<void>>();
+
+  constructor(
+    private readonly vol: CowVolume,
+    private readonly batchBytes: number,
+  ) {}
+
+  private get cs(): number {
+    return this.vol.chunkSize;
+  }
+
+  private needsCopy(chunk: number): boolean {
+    const newest = this.vol.chain.at(-1);
+    return newest !== undefined && !newest.area.entries.has(chunk);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    const { cs } = this;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + data.length - 1) / cs);
+    // A chunk in a running batch gets its new contents only after the batch lands.
+    while (this.commitRun && this.anyIn(this.committing, first, last))
+      await this.commitRun.catch(() => {});
+    // Room for every chunk to preserve is found before any byte is applied, so a write that
+    // does not fit under the shadow storage limit fails whole (ENOSPC), never half-done.
+    const fresh = new Set<number>();
+    for (let c = first; c <= last; c++) if (!this.staged.has(c) && this.needsCopy(c)) fresh.add(c);
+    if (fresh.size > 0) {
+      if (await this.vol.makeRoom(fresh.size * this.unit, this.vol.chain.length, "write")) {
+        this.reservedBytes += fresh.size * this.unit;
+      } else fresh.clear();
+    }
+    let runStart = offset;
+    let runEnd = offset;
+    const direct = async () => {
+      if (runEnd > runStart)
+        await this.vol.base.write(data.subarray(runStart - offset, runEnd - offset), runStart);
+    };
+    for (let c = first; c <= last; c++) {
+      const lo = Math.max(offset, c * cs);
+      const hi = Math.min(offset + data.length, (c + 1) * cs);
+      if (this.staged.has(c) || fresh.has(c) || this.committing.has(c)) {
+        await direct();
+        runStart = runEnd = hi;
+        if (await this.stage(c, fresh.has(c), lo - c * cs, data.subarray(lo - offset, hi - offset)))
+          continue;
+        runStart = lo;
+      }
+      runEnd = hi;
+    }
+    await direct();
+    if (this.stagedBytes >= this.batchBytes && !this.commitRun) {
+      this.commit().catch(() => {}); // a failure stops the volume; the next flush reports it
+    }
+    if (this.stagedBytes >= 2 * this.batchBytes) await this.commit();
+  }
+
+  /** Shadow storage one preserved chunk may take. */
+  private get unit(): number {
+    return this.cs + RECORD_SIZE;
+  }
+
+  private get stagedBytes(): number {
+    return this.staged.size * this.cs;
+  }
+
+  /**
+   * Applies a write to the staged copy of a chunk, staging it first (with the room `reserved`
+   * for it). False when the chunk no longer needs a copy: the caller writes it to the base.
+   */
+  private async stage(
+    chunk: number,
+    reserved: boolean,
+    at: number,
+    bytes: Uint8Array,
+  ): Promise<boolean> {
+    while (this.commitRun && this.committing.has(chunk)) await this.commitRun.catch(() => {});
+    let s = this.staged.get(chunk);
+    if (s && reserved) this.reservedBytes -= this.unit;
+    if (!s) {
+      if (!this.needsCopy(chunk)) {
+        if (reserved) this.reservedBytes -= this.unit;
+        return false;
+      }
+      const data = Buffer.allocUnsafe(this.cs);
+      const made: Staged = {
+        chunk,
+        area: this.vol.chain.at(-1)!.area,
+        original: data,
+        data,
+        ready: Promise.resolve(),
+      };
+      made.ready = this.vol.base.read(data, chunk * this.cs).then(() => {
+        made.original = Buffer.from(data);
+      });
+      this.staged.set(chunk, made);
+      s = made;
+    }
+    await s.ready;
+    s.data.set(bytes, at);
+    return true;
+  }
+
+  /** Lands every staged chunk: originals preserved (two syncs per area), then new contents written. */
+  async commit(): Promise<void> {
+    while (this.commitRun) await this.commitRun;
+    if (this.staged.size === 0) return;
+    const batch = this.staged;
+    this.staged = new Map();
+    this.committing = batch;
+    this.commitRun = this.land(batch).finally(() => {
+      this.committing = new Map();
+      this.commitRun = undefined;
+    });
+    await this.commitRun;
+  }
+
+  private async land(batch: Map<number, Staged>): Promise<void> {
+    const { cs } = this;
+    const list = [...batch.values()].sort((a, b) => a.chunk - b.chunk);
+    await Promise.all(list.map((s) => s.ready));
+    const byArea = new Map<DiffArea, Staged[]>();
+    for (const s of list) {
+      // An area deleted since (evicted) protects no snapshot any more: nothing to preserve.
+      if (!this.vol.chain.some((l) => l.area === s.area)) continue;
+      const group = byArea.get(s.area) ?? [];
+      group.push(s);
+      byArea.set(s.area, group);
+    }
+    for (const area of byArea.keys()) area.pin();
+    try {
+      for (const [area, group] of byArea) {
+        await area.append(group.map((s) => ({ chunk: s.chunk, data: s.original })));
+      }
+    } finally {
+      for (const area of byArea.keys()) area.unpin();
+    }
+    this.reservedBytes -= batch.size * this.unit;
+    // Snapshot reads that chose the base before the originals became visible finish first.
+    await Promise.all([...this.baseReads]);
+    for (let i = 0; i < list.length; ) {
+      let j = i + 1;
+      while (j < list.length && list[j]!.chunk === list[j - 1]!.chunk + 1) j++;
+      const run = list.slice(i, j);
+      const bytes = run.length === 1 ? run[0]!.data : Buffer.concat(run.map((s) => s.data));
+      await this.vol.base.write(bytes, run[0]!.chunk * cs);
+      i = j;
+    }
+  }
+
+  /** Reads the live volume: staged chunks from memory, the rest from the base image. */
+  async readLive(offset: number, target: Uint8Array): Promise<void> {
+    const { cs } = this;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + target.length - 1) / cs);
+    const reads: Promise<void>[] = [];
+    let runStart = offset;
+    const end = offset + target.length;
+    const flushRun = (upTo: number) => {
+      if (upTo > runStart)
+        reads.push(
+          this.vol.base
+            .read(target.subarray(runStart - offset, upTo - offset), runStart)
+            .then(() => {}),
+        );
+    };
+    for (let c = first; c <= last; c++) {
+      const s = this.staged.get(c) ?? this.committing.get(c);
+      if (!s) continue;
+      const lo = Math.max(offset, c * cs);
+      const hi = Math.min(end, (c + 1) * cs);
+      flushRun(lo);
+      runStart = hi;
+      reads.push(
+        s.ready.then(() => target.set(s.data.subarray(lo - c * cs, hi - c * cs), lo - offset)),
+      );
+    }
+    flushRun(end);
+    await Promise.all(reads);
+  }
+
+  /** Reads the snapshot at chain position `pos`: each chunk from the first diff area at or after it that holds it, else the base. */
+  async readSnapshot(pos: number, offset: number, target: Uint8Array): Promise<void> {
+    const { cs } = this;
+    const chain = this.vol.chain.slice(pos);
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + target.length - 1) / cs);
+    const end = offset + target.length;
+    const reads: Promise<void>[] = [];
+    const pinned = new Set<DiffArea>();
+    // Sources are decided for the whole range before the first await, so that a batch landing
+    // meanwhile waits for the base reads chosen here.
+    let c = first;
+    while (c <= last) {
+      const owner = chain.find((l) => l.area.entries.has(c))?.area;
+      let n = 1;
+      if (!owner) {
+        while (c + n <= last && !chain.some((l) => l.area.entries.has(c + n))) n++;
+        const lo = Math.max(offset, c * cs);
+        const hi = Math.min(end, (c + n) * cs);
+        const r = this.vol.base.read(target.subarray(lo - offset, hi - offset), lo).then(() => {});
+        this.baseReads.add(r);
+        reads.push(r.finally(() => this.baseReads.delete(r)));
+      } else {
+        const slot0 = owner.entries.get(c)!.slot;
+        while (
+          c + n <= last &&
+          slot0 !== ZERO_SLOT &&
+          chain.find((l) => l.area.entries.has(c + n))?.area === owner &&
+          owner.entries.get(c + n)!.slot === slot0 + n
+        )
+          n++;
+        if (!pinned.has(owner)) owner.pin();
+        pinned.add(owner);
+        reads.push(this.readPreserved(owner, c, n, offset, target));
+      }
+      c += n;
+    }
+    try {
+      await Promise.all(reads);
+    } finally {
+      for (const a of pinned) a.unpin();
+    }
+  }
+
+  /** Reads `n` chunks from consecutive slots of an area, verifies them, copies the part asked for. */
+  private async readPreserved(
+    area: DiffArea,
+    c: number,
+    n: number,
+    offset: number,
+    target: Uint8Array,
+  ): Promise<void> {
+    const { cs } = this;
+    const buf = Buffer.allocUnsafe(n * cs);
+    const e0 = area.entries.get(c)!;
+    await area.readSlots(e0.slot, n, buf);
+    for (let i = 0; i < n; i++)
+      area.verify(c + i, area.entries.get(c + i)!, buf.subarray(i * cs, (i + 1) * cs));
+    const lo = Math.max(offset, c * cs);
+    const hi = Math.min(offset + target.length, (c + n) * cs);
+    target.set(buf.subarray(lo - c * cs, hi - c * cs), lo - offset);
+  }
+
+  private anyIn(m: Map<number, Staged>, first: number, last: number): boolean {
+    if (m.size === 0) return false;
+    for (let c = first; c <= last; c++) if (m.has(c)) return true;
+    return false;
+  }
+}
