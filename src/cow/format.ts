@@ -36,24 +36,30 @@ const evictionSchema = z.object({
   reason: z.string(),
 });
 
-export const catalogSchema = z.object({
-  uuid: z.string(),
-  volumeSize: z.number().int().positive(),
-  chunkSize: z.number().int().positive(),
-  /** Maximum bytes of all diff areas together; 0 means no limit. */
-  shadowStorageLimit: z.number().int().nonnegative(),
-  onFull: z.enum(["delete-oldest", "fail-writes"]),
-  createdAt: z.number().int().nonnegative(),
-  /** Incremented by every catalog write. */
-  generation: z.number().int().nonnegative(),
-  nextId: z.number().int().positive(),
-  /** False while a process has the store open for writing; true after a clean close. */
-  clean: z.boolean(),
-  snapshots: z.array(snapshotSchema),
-  evictions: z.array(evictionSchema),
-  /** Set while a revert is in progress; an open resumes it. */
-  revert: z.object({ to: z.number().int().positive(), discardNewer: z.boolean() }).optional(),
-});
+/** Chunk sizes a volume may have: powers of two from 4 KiB to 1 MiB. */
+export const validChunkSize = (n: number): boolean =>
+  Number.isInteger(n) && n >= 4096 && n <= 1 << 20 && (n & (n - 1)) === 0;
+
+export const catalogSchema = z
+  .object({
+    uuid: z.string(),
+    volumeSize: z.number().int().positive(),
+    chunkSize: z.number().refine(validChunkSize, "must be a power of two from 4 KiB to 1 MiB"),
+    /** Maximum bytes of all diff areas together; 0 means no limit. */
+    shadowStorageLimit: z.number().int().nonnegative(),
+    onFull: z.enum(["delete-oldest", "fail-writes"]),
+    createdAt: z.number().int().nonnegative(),
+    /** Incremented by every catalog write. */
+    generation: z.number().int().nonnegative(),
+    nextId: z.number().int().positive(),
+    /** False while a process has the store open for writing; true after a clean close. */
+    clean: z.boolean(),
+    snapshots: z.array(snapshotSchema),
+    evictions: z.array(evictionSchema),
+    /** Set while a revert is in progress; an open resumes it. */
+    revert: z.object({ to: z.number().int().positive(), discardNewer: z.boolean() }).optional(),
+  })
+  .refine((c) => c.volumeSize % c.chunkSize === 0, "volumeSize must be a multiple of chunkSize");
 
 export type Catalog = z.infer<typeof catalogSchema>;
 export type SnapshotEntry = z.infer<typeof snapshotSchema>;
@@ -80,6 +86,7 @@ export function decodeCatalog(buf: Buffer): Catalog | string {
   if (version > FORMAT_VERSION) {
     return `format version ${version} is newer than this shadowfs supports (${FORMAT_VERSION}); upgrade shadowfs`;
   }
+  if (version < 1) return `unknown format version ${version}`;
   const len = buf.readUInt32LE(12);
   const body = buf.subarray(CATALOG_HEADER_SIZE);
   if (body.length !== len) return `truncated: body has ${body.length} bytes, header says ${len}`;
@@ -123,6 +130,7 @@ export function decodeAreaHeader(buf: Buffer, kind: "data" | "index"): AreaHeade
   const version = buf.readUInt32LE(8);
   if (version > FORMAT_VERSION)
     return `format version ${version} is newer than supported (${FORMAT_VERSION})`;
+  if (version < 1) return `unknown format version ${version}`;
   return { kind, version, chunkSize: buf.readUInt32LE(12), areaId: buf.readUInt32LE(16) };
 }
 

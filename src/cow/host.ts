@@ -99,8 +99,13 @@ export class NodeHostFs implements HostFs {
   }
 
   async mkdir(dir: string): Promise<void> {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await this.syncDir(dirname(dir));
+    const first = await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (first === undefined) return;
+    // Each directory made is durable once its parent is synced.
+    for (let d = dir; ; d = dirname(d)) {
+      await this.syncDir(dirname(d));
+      if (d === first) break;
+    }
   }
 
   rename(from: string, to: string): Promise<void> {

@@ -6,9 +6,15 @@ import { join } from "node:path";
 import pino from "pino";
 import { CorruptStoreError, einval, eio, enoent, enospc, erofs, FsError } from "../errors.js";
 import { type BlockDevice, checkRange } from "./block-device.js";
-import { basePath, readCatalog, writeCatalog } from "./catalog.js";
+import { basePath, catalogPath, readCatalog, writeCatalog } from "./catalog.js";
 import { DiffArea, dataPath, indexPath } from "./diff-area.js";
-import { type Catalog, type Eviction, RECORD_SIZE, type SnapshotEntry } from "./format.js";
+import {
+  type Catalog,
+  type Eviction,
+  RECORD_SIZE,
+  type SnapshotEntry,
+  validChunkSize,
+} from "./format.js";
 import { Gate, Mutex } from "./gate.js";
 import type { HostFile, HostFs } from "./host.js";
 import { SnapshotDevice } from "./snapshot-device.js";
@@ -51,6 +57,8 @@ export interface Recovery {
   removedFiles: string[];
   /** A revert that was interrupted and has been completed. */
   resumedRevert: number | undefined;
+  /** A revert that was interrupted and, the store being opened read-only, is not completed yet. */
+  unfinishedRevert: number | undefined;
 }
 
 export interface Link {
@@ -75,11 +83,14 @@ export class CowVolume implements BlockDevice {
   private readonly writeBack: WriteBack;
   private failure: Error | undefined;
   private closed = false;
+  /** While a revert runs: snapshots from this id on may not be evicted. */
+  private protectedFrom = Number.POSITIVE_INFINITY;
   recovery: Recovery = {
     uncleanShutdown: false,
     droppedRecords: 0,
     removedFiles: [],
     resumedRevert: undefined,
+    unfinishedRevert: undefined,
   };
 
   private constructor(
@@ -103,7 +114,7 @@ export class CowVolume implements BlockDevice {
     opts: CreateOptions & OpenOptions,
   ): Promise<CowVolume> {
     const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    if (!Number.isInteger(Math.log2(chunkSize)) || chunkSize < 4096 || chunkSize > 1 << 20) {
+    if (!validChunkSize(chunkSize)) {
       throw einval(`chunk size ${chunkSize}: must be a power of two from 4 KiB to 1 MiB`);
     }
     if (
@@ -190,7 +201,10 @@ export class CowVolume implements BlockDevice {
       rec.droppedRecords += dropped;
       this.chain.push({ entry, area });
     }
-    if (this.readOnly) return;
+    if (this.readOnly) {
+      rec.unfinishedRevert = cat.revert?.to;
+      return;
+    }
     const owned = new Set(cat.snapshots.flatMap((s) => [`${s.id}.data`, `${s.id}.index`]));
     for (const name of await this.host.readdir(join(this.dir, "diff"))) {
       if (!owned.has(name)) {
@@ -199,6 +213,10 @@ export class CowVolume implements BlockDevice {
       }
     }
     if (rec.removedFiles.length > 0) await this.host.syncDir(join(this.dir, "diff"));
+    if (await this.host.exists(`${catalogPath(this.dir)}.tmp`)) {
+      await this.host.unlink(`${catalogPath(this.dir)}.tmp`);
+      rec.removedFiles.push("catalog.tmp");
+    }
     if (rec.uncleanShutdown || rec.droppedRecords > 0 || rec.removedFiles.length > 0) {
       this.log.warn({ store: this.dir, ...rec }, "store recovered after an unclean shutdown");
     }
@@ -207,6 +225,7 @@ export class CowVolume implements BlockDevice {
     if (cat.revert) {
       const { to, discardNewer } = cat.revert;
       this.log.warn({ store: this.dir, snapshot: to }, "completing an interrupted revert");
+      await this.planRevert(to);
       await this.revertLocked(to, discardNewer);
       rec.resumedRevert = to;
     }
@@ -246,8 +265,8 @@ export class CowVolume implements BlockDevice {
 
   /** Flushes, records a clean shutdown and closes every file. */
   async close(): Promise<void> {
-    if (this.closed) return;
     await this.gate.withExclusive(async () => {
+      if (this.closed) return;
       this.closed = true;
       try {
         if (!this.readOnly && !this.failure) {
@@ -361,29 +380,37 @@ export class CowVolume implements BlockDevice {
     if (this.readOnly) return Promise.reject(erofs("volume"));
     return this.admin(async () => {
       await this.flushLocked();
-      const pos = this.position(id);
-      const changed = this.changedSince(pos);
-      const active = this.chain.at(-1)!.area;
-      let need = 0;
-      for (const c of changed) if (!active.entries.has(c)) need += this.chunkSize + RECORD_SIZE;
-      await this.makeRoom(need, pos, `revert to snapshot ${id}`);
+      await this.planRevert(id);
       this.cat.revert = { to: id, discardNewer: opts.discardNewer ?? false };
       await this.saveCatalog();
       await this.revertLocked(id, opts.discardNewer ?? false);
     });
   }
 
+  /** Makes room up front for what a revert to `id` preserves, so it does not stop half-way. */
+  private async planRevert(id: number): Promise<void> {
+    const active = this.chain.at(-1)!.area;
+    const copies = this.changedSince(this.position(id)).filter(
+      (c) => !active.entries.has(c),
+    ).length;
+    // Each copy may come in a batch of its own: a chunk, its entry and a batch header.
+    await this.protecting(id, () =>
+      this.makeRoom(copies * (this.chunkSize + 2 * RECORD_SIZE), `revert to snapshot ${id}`),
+    );
+  }
+
   private async revertLocked(id: number, discardNewer: boolean): Promise<void> {
-    const pos = this.position(id);
     const buf = Buffer.alloc(this.chunkSize);
-    for (const c of this.changedSince(pos)) {
-      await this.writeBack.readSnapshot(pos, c * this.chunkSize, buf);
-      await this.writeBack.write(c * this.chunkSize, buf);
-    }
-    await this.flushLocked();
+    await this.protecting(id, async () => {
+      for (const c of this.changedSince(this.position(id))) {
+        await this.writeBack.readSnapshot(this.position(id), c * this.chunkSize, buf);
+        await this.writeBack.write(c * this.chunkSize, buf);
+      }
+      await this.flushLocked();
+    });
     // The live volume now equals the snapshot, so the newer diff areas hold nothing that
     // it or an older snapshot reads through them: they go without a merge.
-    const dropped = discardNewer ? this.chain.splice(pos + 1) : [];
+    const dropped = discardNewer ? this.chain.splice(this.position(id) + 1) : [];
     this.cat.revert = undefined;
     await this.saveCatalog();
     for (const l of dropped) await this.dropArea(l.area);
@@ -415,16 +442,18 @@ export class CowVolume implements BlockDevice {
 
   /**
    * Makes room for `bytes` more of diff area under the shadow storage limit: deletes the oldest
-   * snapshots (never one at or after `keepFrom`) or, with onFull = fail-writes, throws ENOSPC.
+   * snapshots (never one a running revert needs) or, with onFull = fail-writes, throws ENOSPC.
    * Returns false when no snapshot is left, so nothing needs preserving.
    */
-  async makeRoom(bytes: number, keepFrom: number, what: string): Promise<boolean> {
+  async makeRoom(bytes: number, what: string): Promise<boolean> {
     const limit = this.cat.shadowStorageLimit;
     for (;;) {
-      if (this.chain.length === 0) return false;
+      const oldest = this.chain[0];
+      if (!oldest) return false;
+      if (limit === 0) return true;
       const used = this.storageUsed() + this.writeBack.reservedBytes;
-      if (limit === 0 || used + bytes <= limit) return true;
-      if (this.cat.onFull === "fail-writes" || keepFrom <= 0) {
+      if (used + bytes <= limit) return true;
+      if (this.cat.onFull === "fail-writes" || oldest.entry.id >= this.protectedFrom) {
         throw enospc(
           `${what}: shadow storage limit reached (${used} of ${limit} bytes used); delete snapshots or raise the limit`,
         );
@@ -432,7 +461,16 @@ export class CowVolume implements BlockDevice {
       await this.evictOldest(
         `shadow storage limit of ${limit} bytes reached (${used} used, ${bytes} more needed)`,
       );
-      keepFrom--;
+    }
+  }
+
+  /** Runs `fn` with snapshot `id` and newer ones safe from eviction. */
+  private async protecting<T>(id: number, fn: () => Promise<T>): Promise<T> {
+    this.protectedFrom = id;
+    try {
+      return await fn();
+    } finally {
+      this.protectedFrom = Number.POSITIVE_INFINITY;
     }
   }
 
@@ -503,6 +541,15 @@ export class CowVolume implements BlockDevice {
       }
       throw e;
     }
+  }
+
+  /** Stops the volume after a failure found in the background (a write-back batch). */
+  stop(e: Error): void {
+    this.failure ??= e;
+    this.log.error(
+      { store: this.dir, err: e },
+      "I/O error: the volume stops; reopen it to recover",
+    );
   }
 
   private check(): void {

@@ -29,8 +29,8 @@ export class WriteBack {
   private staged = new Map<number, Staged>();
   private committing = new Map<number, Staged>();
   private commitRun: Promise<void> | undefined;
-  /** Shadow storage promised to staged chunks not yet preserved. */
-  reservedBytes = 0;
+  /** Chunks a write found room for and has yet to stage. */
+  private planned = 0;
   private readonly baseReads = new Set<Promise<void>>();
 
   constructor(
@@ -59,8 +59,8 @@ export class WriteBack {
     const fresh = new Set<number>();
     for (let c = first; c <= last; c++) if (!this.staged.has(c) && this.needsCopy(c)) fresh.add(c);
     if (fresh.size > 0) {
-      if (await this.vol.makeRoom(fresh.size * this.unit, this.vol.chain.length, "write")) {
-        this.reservedBytes += fresh.size * this.unit;
+      if (await this.vol.makeRoom(fresh.size * this.unit, "write")) {
+        this.planned += fresh.size;
       } else fresh.clear();
     }
     let runStart = offset;
@@ -83,9 +83,19 @@ export class WriteBack {
     }
     await direct();
     if (this.stagedBytes >= this.batchBytes && !this.commitRun) {
-      this.commit().catch(() => {}); // a failure stops the volume; the next flush reports it
+      this.commit().catch((e: Error) => this.vol.stop(e)); // later calls then fail with EIO
     }
     if (this.stagedBytes >= 2 * this.batchBytes) await this.commit();
+  }
+
+  /**
+   * Shadow storage promised and not yet used: chunks planned or staged, and chunks of the running
+   * batch not yet in their diff area (an area's size grows in the same step as its entries).
+   */
+  get reservedBytes(): number {
+    let n = this.planned + this.staged.size;
+    for (const s of this.committing.values()) if (!s.area.entries.has(s.chunk)) n++;
+    return n * this.unit;
   }
 
   /** Shadow storage one preserved chunk may take. */
@@ -108,13 +118,10 @@ export class WriteBack {
     bytes: Uint8Array,
   ): Promise<boolean> {
     while (this.commitRun && this.committing.has(chunk)) await this.commitRun.catch(() => {});
+    if (reserved) this.planned--; // from here the staged entry itself holds the room
     let s = this.staged.get(chunk);
-    if (s && reserved) this.reservedBytes -= this.unit;
     if (!s) {
-      if (!this.needsCopy(chunk)) {
-        if (reserved) this.reservedBytes -= this.unit;
-        return false;
-      }
+      if (!this.needsCopy(chunk)) return false;
       const data = Buffer.allocUnsafe(this.cs);
       const made: Staged = {
         chunk,
@@ -168,7 +175,6 @@ export class WriteBack {
     } finally {
       for (const area of byArea.keys()) area.unpin();
     }
-    this.reservedBytes -= batch.size * this.unit;
     // Snapshot reads that chose the base before the originals became visible finish first.
     await Promise.all([...this.baseReads]);
     for (let i = 0; i < list.length; ) {

@@ -47,6 +47,9 @@ export interface Subject {
   host: HostFs;
   dir: string;
   opts: OpenOptions;
+  /** Set by `apply` before a delete or revert starts: the snapshots it may remove, the revert target. */
+  removing?: number[];
+  reverting?: number;
 }
 
 /** Applies `op` to the volume, then to the model if the volume accepted it. Returns what it did. */
@@ -79,6 +82,7 @@ export async function apply(s: Subject, m: Model, op: Op, rand: Rand): Promise<s
             ? ids.length - 1
             : int(rand, 0, ids.length - 1);
       const id = ids[pos]!;
+      s.removing = [id];
       await s.vol.deleteSnapshot(id);
       m.snaps.delete(id);
       return `delete ${id} (${op.which})`;
@@ -86,6 +90,8 @@ export async function apply(s: Subject, m: Model, op: Op, rand: Rand): Promise<s
     case "revert": {
       if (ids.length === 0) return "revert: none";
       const id = pick(rand, ids);
+      s.reverting = id;
+      s.removing = op.discardNewer ? ids.filter((k) => k > id) : [];
       try {
         await s.vol.revert(id, { discardNewer: op.discardNewer });
       } catch (e) {

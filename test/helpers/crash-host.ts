@@ -17,9 +17,9 @@ type Pending = { kind: "write"; pos: number; data: Buffer } | { kind: "truncate"
 
 class Inode {
   /** What reads see. */
-  live = Buffer.alloc(0);
+  live: Buffer = Buffer.alloc(0);
   /** What survives a power cut. */
-  durable = Buffer.alloc(0);
+  durable: Buffer = Buffer.alloc(0);
   /** Operations since the last sync, in order. */
   pending: Pending[] = [];
 }
@@ -91,7 +91,7 @@ export class CrashHost implements HostFs {
       let copy = fresh.get(ino);
       if (!copy) {
         copy = new Inode();
-        let content = Buffer.from(ino.durable);
+        let content: Buffer = Buffer.from(ino.durable);
         if (mode === "random")
           for (const p of ino.pending) if (rand() < 0.5) content = applyTorn(content, p, rand);
         copy.live = content;
