@@ -31,7 +31,7 @@ export async function readBlock(dev: BlockDevice, block: number): Promise<Buffer
   return buf;
 }
 
-export function writeBlock(dev: BlockDevice, block: number, data: Uint8Array): Promise<void> {
+export async function writeBlock(dev: BlockDevice, block: number, data: Uint8Array): Promise<void> {
   if (data.length !== dev.blockSize) {
     throw einval(`block write of ${data.length} bytes; the block size is ${dev.blockSize}`);
   }

@@ -1,7 +1,7 @@
 // One snapshot's differences area: preserved original chunks (data file) and their index
 // (append-only, checksummed records in batches). It never decides when to copy; the volume does.
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { CorruptStoreError } from "../errors.js";
 import {
   type AreaHeader,
@@ -142,6 +142,11 @@ export class DiffArea {
     },
   ): Promise<{ area: DiffArea; dropped: number }> {
     const { chunkSize, committed, readOnly } = opts;
+    for (const path of [dataPath(dir, id), indexPath(dir, id)]) {
+      if (!(await host.exists(path))) {
+        throw new CorruptStoreError(`diff/${basename(path)}`, `missing (snapshot ${id})`);
+      }
+    }
     const data = await host.open(dataPath(dir, id), { readOnly });
     const index = await host.open(indexPath(dir, id), { readOnly });
     try {

@@ -21,7 +21,12 @@ import { SnapshotDevice } from "./snapshot-device.js";
 import { WriteBack } from "./write-back.js";
 
 export type OnFull = "delete-oldest" | "fail-writes";
-export type Logger = Pick<pino.Logger, "info" | "warn" | "error">;
+/** Where the volume reports recoveries, evictions and failures (pino's signature). */
+export interface Logger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
 
 export interface CreateOptions {
   volumeSize: number;
@@ -233,7 +238,7 @@ export class CowVolume implements BlockDevice {
 
   // ------------------------------------------------------------------ the live device
 
-  read(offset: number, target: Uint8Array): Promise<void> {
+  async read(offset: number, target: Uint8Array): Promise<void> {
     checkRange(this.size, offset, target.length);
     return this.gate.withShared(async () => {
       this.check();
@@ -241,8 +246,8 @@ export class CowVolume implements BlockDevice {
     });
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.readOnly) return Promise.reject(erofs("volume"));
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.readOnly) throw erofs("volume");
     checkRange(this.size, offset, data.length);
     return this.gate.withShared(async () => {
       this.check();
@@ -344,7 +349,7 @@ export class CowVolume implements BlockDevice {
   }
 
   /** Reads snapshot `id`; used by SnapshotDevice. */
-  readSnapshot(id: number, offset: number, target: Uint8Array): Promise<void> {
+  async readSnapshot(id: number, offset: number, target: Uint8Array): Promise<void> {
     checkRange(this.size, offset, target.length);
     return this.gate.withShared(async () => {
       this.check();
