@@ -226,7 +226,7 @@ export class DiffArea {
       made.push([chunk, entry]);
     });
     if (payload.length > 0) {
-      await this.data.write(Buffer.concat(payload), DATA_HEADER_SIZE + firstSlot * this.chunkSize);
+      await this.data.writev(payload, DATA_HEADER_SIZE + firstSlot * this.chunkSize);
       await this.data.sync();
     }
     await this.index.write(recs, INDEX_HEADER_SIZE + this.records * RECORD_SIZE);

@@ -11,6 +11,8 @@ export interface HostFile {
   read(buf: Uint8Array, position: number): Promise<number>;
   /** Writes all of `data` at `position`, extending the file (holes read as zeros). */
   write(data: Uint8Array, position: number): Promise<void>;
+  /** Writes the buffers one after the other from `position`, as one write would. */
+  writev(chunks: readonly Uint8Array[], position: number): Promise<void>;
   /** Makes every completed write and the file's size durable (fdatasync). */
   sync(): Promise<void>;
   truncate(length: number): Promise<void>;
@@ -53,6 +55,14 @@ class NodeHostFile implements HostFile {
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
       done += bytesWritten;
+    }
+  }
+
+  async writev(chunks: readonly Uint8Array[], position: number): Promise<void> {
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    const { bytesWritten } = await this.fh.writev(chunks as Uint8Array[], position);
+    if (bytesWritten < total) {
+      await this.write(Buffer.concat(chunks).subarray(bytesWritten), position + bytesWritten);
     }
   }
 

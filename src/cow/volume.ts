@@ -163,6 +163,7 @@ export class CowVolume implements BlockDevice {
   static async open(host: HostFs, dir: string, opts: OpenOptions = {}): Promise<CowVolume> {
     const readOnly = opts.readOnly ?? false;
     const cat = await readCatalog(host, dir);
+    if (!(await host.exists(basePath(dir)))) throw new CorruptStoreError("base.img", "missing");
     const base = await host.open(basePath(dir), { readOnly });
     const baseSize = await base.size();
     const vol = new CowVolume(

@@ -11,8 +11,10 @@ interface Staged {
   chunk: number;
   /** The diff area that takes the original (the newest when the chunk was staged). */
   area: DiffArea;
-  original: Buffer;
+  /** The chunk as the snapshot holds it; null until the batch lands when the first write covered all of it. */
+  original: Buffer | null;
   data: Buffer;
+  /** Resolves once `data` holds the chunk's contents (a partial first write reads the original). */
   ready: Promise<void>;
 }
 
@@ -126,14 +128,19 @@ export class WriteBack {
       const made: Staged = {
         chunk,
         area: this.vol.chain.at(-1)!.area,
-        original: data,
+        original: null,
         data,
         ready: Promise.resolve(),
       };
+      this.staged.set(chunk, made);
+      // A write of the whole chunk needs no original now: the batch reads those in long runs.
+      if (bytes.length === this.cs) {
+        data.set(bytes);
+        return true;
+      }
       made.ready = this.vol.base.read(data, chunk * this.cs).then(() => {
         made.original = Buffer.from(data);
       });
-      this.staged.set(chunk, made);
       s = made;
     }
     await s.ready;
@@ -167,23 +174,34 @@ export class WriteBack {
       group.push(s);
       byArea.set(s.area, group);
     }
+    await this.readOriginals([...byArea.values()].flat().filter((s) => !s.original));
     for (const area of byArea.keys()) area.pin();
     try {
       for (const [area, group] of byArea) {
-        await area.append(group.map((s) => ({ chunk: s.chunk, data: s.original })));
+        await area.append(group.map((s) => ({ chunk: s.chunk, data: original(s) })));
       }
     } finally {
       for (const area of byArea.keys()) area.unpin();
     }
     // Snapshot reads that chose the base before the originals became visible finish first.
     await Promise.all([...this.baseReads]);
-    for (let i = 0; i < list.length; ) {
-      let j = i + 1;
-      while (j < list.length && list[j]!.chunk === list[j - 1]!.chunk + 1) j++;
-      const run = list.slice(i, j);
-      const bytes = run.length === 1 ? run[0]!.data : Buffer.concat(run.map((s) => s.data));
-      await this.vol.base.write(bytes, run[0]!.chunk * cs);
-      i = j;
+    for (const run of runs(list)) {
+      await this.vol.base.writev(
+        run.map((s) => s.data),
+        run[0]!.chunk * cs,
+      );
+    }
+  }
+
+  /** Reads the originals of whole-chunk writes from the base, one read per run of chunks. */
+  private async readOriginals(list: Staged[]): Promise<void> {
+    const { cs } = this;
+    for (const run of runs(list)) {
+      const buf = Buffer.allocUnsafe(run.length * cs);
+      await this.vol.base.read(buf, run[0]!.chunk * cs);
+      run.forEach((s, i) => {
+        s.original = buf.subarray(i * cs, (i + 1) * cs);
+      });
     }
   }
 
@@ -271,14 +289,17 @@ export class WriteBack {
     target: Uint8Array,
   ): Promise<void> {
     const { cs } = this;
-    const buf = Buffer.allocUnsafe(n * cs);
-    const e0 = area.entries.get(c)!;
-    await area.readSlots(e0.slot, n, buf);
-    for (let i = 0; i < n; i++)
-      area.verify(c + i, area.entries.get(c + i)!, buf.subarray(i * cs, (i + 1) * cs));
     const lo = Math.max(offset, c * cs);
     const hi = Math.min(offset + target.length, (c + n) * cs);
-    target.set(buf.subarray(lo - c * cs, hi - c * cs), lo - offset);
+    // Whole chunks are read straight into the caller's buffer; partial ones through a bounce buffer.
+    const whole = lo === c * cs && hi === (c + n) * cs;
+    const t = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
+    const buf = whole ? t.subarray(lo - offset, hi - offset) : Buffer.allocUnsafe(n * cs);
+    await area.readSlots(area.entries.get(c)!.slot, n, buf);
+    for (let i = 0; i < n; i++) {
+      area.verify(c + i, area.entries.get(c + i)!, buf.subarray(i * cs, (i + 1) * cs));
+    }
+    if (!whole) t.set(buf.subarray(lo - c * cs, hi - c * cs), lo - offset);
   }
 
   private anyIn(m: Map<number, Staged>, first: number, last: number): boolean {
@@ -286,4 +307,20 @@ export class WriteBack {
     for (let c = first; c <= last; c++) if (m.has(c)) return true;
     return false;
   }
+}
+
+function original(s: Staged): Buffer {
+  if (!s.original) throw new Error(`chunk ${s.chunk}: original not read before its batch`);
+  return s.original;
+}
+
+/** Splits staged chunks, sorted by number, into runs of consecutive chunks. */
+function runs(list: Staged[]): Staged[][] {
+  const out: Staged[][] = [];
+  for (const s of list) {
+    const run = out.at(-1);
+    if (run && run.at(-1)!.chunk === s.chunk - 1) run.push(s);
+    else out.push([s]);
+  }
+  return out;
 }

@@ -212,6 +212,10 @@ class CrashFile implements HostFile {
     this.ino.pending.push({ kind: "write", pos: position, data: copy });
   }
 
+  writev(chunks: readonly Uint8Array[], position: number): Promise<void> {
+    return this.write(Buffer.concat(chunks), position);
+  }
+
   async sync(): Promise<void> {
     this.host.tick();
     this.ino.durable = Buffer.from(this.ino.live);
