@@ -1,6 +1,7 @@
 // BlockDevice on a sparse host file, and on memory (for tests and scratch volumes).
 // Neither knows about snapshots; the copy-on-write volume adds those on top.
 
+import { dirname } from "node:path";
 import { erofs } from "../errors.js";
 import { type BlockDevice, checkRange } from "./block-device.js";
 import type { HostFile, HostFs } from "./host.js";
@@ -23,6 +24,7 @@ export class FileBlockDevice implements BlockDevice {
     const file = await host.open(path, { create: true });
     await file.truncate(size);
     await file.sync();
+    await host.syncDir(dirname(path));
     return new FileBlockDevice(file, size, blockSize, false);
   }
 
