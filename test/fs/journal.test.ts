@@ -24,7 +24,11 @@ async function readState(dev: FileBlockDevice, overlay: Map<number, Buffer>): Pr
   const s: State = new Map();
   const b = Buffer.alloc(BS);
   for (let h = HOMES[0]; h < HOMES[1]; h++) {
-    const img = overlay.get(h) ?? (await dev.read(h * BS, b), b);
+    let img = overlay.get(h);
+    if (!img) {
+      await dev.read(h * BS, b);
+      img = b;
+    }
     const home = img.readUInt32LE(0);
     if (home !== 0 && home !== h) throw new Error(`block ${h} holds the image of block ${home}`);
     if (!img.subarray(4).equals(Buffer.alloc(BS - 4, img[4])))
