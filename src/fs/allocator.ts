@@ -1,0 +1,133 @@
+// Block allocation: the on-disk bitmap (one bit per block, 1 = in use), changed only inside
+// metadata operations, and in-memory free counts per bitmap block. It never hands out a block twice.
+
+import type { BlockDevice } from "../cow/index.js";
+import { CorruptStoreError, enospc } from "../errors.js";
+import type { MetaStore } from "./meta-store.js";
+import type { Superblock } from "./superblock.js";
+
+const BITS = 4096 * 8;
+
+export class Allocator {
+  /** Free blocks counted in each bitmap block. */
+  private readonly freeIn: Int32Array;
+  private total = 0;
+  /** Where the next search starts when the caller gives no goal (next fit). */
+  private cursor: number;
+
+  private constructor(
+    private readonly meta: MetaStore,
+    private readonly sb: Superblock,
+  ) {
+    this.freeIn = new Int32Array(sb.bitmap.blocks);
+    this.cursor = sb.dataStart;
+  }
+
+  /** Writes the initial bitmap (mkfs): the superblock, journal and bitmap themselves are in use. */
+  static async format(dev: BlockDevice, sb: Superblock): Promise<void> {
+    for (let i = 0; i < sb.bitmap.blocks; i++) {
+      const b = Buffer.alloc(dev.blockSize);
+      for (let bit = 0; bit < BITS; bit++) {
+        const block = i * BITS + bit;
+        if (block < sb.dataStart || block >= sb.totalBlocks) b[bit >> 3]! |= 1 << (bit & 7);
+      }
+      await dev.write((sb.bitmap.start + i) * dev.blockSize, b);
+    }
+  }
+
+  static async load(meta: MetaStore, sb: Superblock): Promise<Allocator> {
+    const a = new Allocator(meta, sb);
+    for (let i = 0; i < sb.bitmap.blocks; i++) a.count(i, await meta.read(sb.bitmap.start + i));
+    meta.onRollback((blocks) => {
+      for (const b of blocks) {
+        const i = b - sb.bitmap.start;
+        if (i >= 0 && i < sb.bitmap.blocks) a.count(i, meta.peek(b)!);
+      }
+    });
+    return a;
+  }
+
+  get freeBlocks(): number {
+    return this.total;
+  }
+
+  private count(i: number, img: Buffer): void {
+    let free = 0;
+    for (const byte of img) free += 8 - popcount(byte);
+    this.total += free - this.freeIn[i]!;
+    this.freeIn[i] = free;
+  }
+
+  /** True when `block` is marked in use. */
+  async inUse(block: number): Promise<boolean> {
+    const img = await this.meta.read(this.sb.bitmap.start + Math.floor(block / BITS));
+    const bit = block % BITS;
+    return (img[bit >> 3]! & (1 << (bit & 7))) !== 0;
+  }
+
+  /**
+   * Takes `count` free blocks, as few runs as it finds, searching from `goal` (else from where
+   * the last search ended). Inside a metadata operation. ENOSPC, changing nothing, if there are fewer.
+   */
+  async allocate(count: number, goal?: number): Promise<number[]> {
+    if (count > this.total) throw enospc(`${count} blocks wanted, ${this.total} free`);
+    const out: number[] = [];
+    const start =
+      goal !== undefined && goal >= this.sb.dataStart && goal < this.sb.totalBlocks
+        ? goal
+        : this.cursor;
+    const n = this.sb.bitmap.blocks;
+    const first = Math.floor(start / BITS);
+    for (let k = 0; k <= n && out.length < count; k++) {
+      const i = (first + k) % n;
+      if (this.freeIn[i] === 0) continue;
+      const img = await this.meta.write(this.sb.bitmap.start + i);
+      let bit = k === 0 ? start % BITS : 0;
+      for (; bit < BITS && out.length < count; bit++) {
+        if (img[bit >> 3] === 0xff && (bit & 7) === 0) {
+          bit += 7;
+          continue;
+        }
+        if ((img[bit >> 3]! & (1 << (bit & 7))) !== 0) continue;
+        img[bit >> 3]! |= 1 << (bit & 7);
+        out.push(i * BITS + bit);
+        this.freeIn[i]!--;
+        this.total--;
+      }
+    }
+    if (out.length < count)
+      throw new CorruptStoreError(
+        "bitmap",
+        `free counts say ${this.total + out.length} free, found ${out.length}`,
+      );
+    this.cursor = out.at(-1)! + 1;
+    return out;
+  }
+
+  /** Returns blocks to the free pool. Inside a metadata operation. */
+  async release(blocks: readonly number[]): Promise<void> {
+    for (const block of blocks) {
+      if (block < this.sb.dataStart || block >= this.sb.totalBlocks) {
+        throw new CorruptStoreError(
+          "bitmap",
+          `block ${block} cannot be freed: it is not a data block`,
+        );
+      }
+      const i = Math.floor(block / BITS);
+      const bit = block % BITS;
+      const img = await this.meta.write(this.sb.bitmap.start + i);
+      if ((img[bit >> 3]! & (1 << (bit & 7))) === 0) {
+        throw new CorruptStoreError("bitmap", `block ${block} freed twice`);
+      }
+      img[bit >> 3]! &= ~(1 << (bit & 7));
+      this.freeIn[i]!++;
+      this.total++;
+    }
+  }
+}
+
+function popcount(byte: number): number {
+  let n = 0;
+  for (let b = byte; b; b &= b - 1) n++;
+  return n;
+}

@@ -1,0 +1,149 @@
+// Metadata blocks of the filesystem: a byte-bounded cache over the device and the running
+// transaction that the journal commits. It never writes a metadata block home outside a commit.
+
+import { LRUCache } from "lru-cache";
+import { type BlockDevice, Mutex } from "../cow/index.js";
+import { erofs, FsError } from "../errors.js";
+import type { Journal } from "./journal.js";
+
+export interface MetaStoreOptions {
+  /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
+  cacheBytes?: number;
+}
+
+/**
+ * Operations run one at a time (`run`); each is atomic: all its block changes are committed
+ * together, or, if it throws, none of them happened. Commits group every operation run since the
+ * previous commit into one journal transaction.
+ */
+export class MetaStore {
+  private readonly clean: LRUCache<number, Buffer>;
+  /** Images changed since the last commit. */
+  private running = new Map<number, Buffer>();
+  /** Images as they were before the operation in progress first changed them (its undo log). */
+  private undo: Map<number, { image: Buffer; wasDirty: boolean }> | undefined;
+  private readonly lock = new Mutex();
+  private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
+
+  constructor(
+    private readonly dev: BlockDevice,
+    private readonly journal: Journal,
+    opts: MetaStoreOptions = {},
+  ) {
+    this.clean = new LRUCache({
+      maxSize: Math.max(opts.cacheBytes ?? 64 << 20, dev.blockSize),
+      sizeCalculation: (b) => b.length,
+    });
+  }
+
+  get readOnly(): boolean {
+    return this.dev.readOnly;
+  }
+
+  /** Blocks changed and not yet committed. */
+  get dirtyBlocks(): number {
+    return this.running.size;
+  }
+
+  /** The current image of a block. The caller must not change it: use `write`. */
+  async read(block: number): Promise<Buffer> {
+    const known =
+      this.running.get(block) ?? this.clean.get(block) ?? this.journal.overlay.get(block);
+    if (known) return known;
+    const b = Buffer.alloc(this.dev.blockSize);
+    await this.dev.read(block * this.dev.blockSize, b);
+    // A block changed while this read was in flight keeps its newer image.
+    const now = this.running.get(block) ?? this.clean.get(block);
+    if (now) return now;
+    this.clean.set(block, b);
+    return b;
+  }
+
+  /** Calls `fn` with the blocks a failed operation put back (all then in memory: see `peek`). */
+  onRollback(fn: (blocks: number[]) => void): void {
+    this.rollbackListeners.push(fn);
+  }
+
+  /** The image of a block if it is in memory (running, cached or replayed), without reading. */
+  peek(block: number): Buffer | undefined {
+    return this.running.get(block) ?? this.clean.get(block) ?? this.journal.overlay.get(block);
+  }
+
+  /** The image of a block to change in place, inside `run`; it joins the running transaction. */
+  async write(block: number): Promise<Buffer> {
+    if (this.dev.readOnly) throw erofs("filesystem");
+    const undo = this.undo;
+    if (!undo) throw new Error("MetaStore.write outside an operation");
+    const dirty = this.running.get(block);
+    if (dirty) {
+      if (!undo.has(block)) undo.set(block, { image: Buffer.from(dirty), wasDirty: true });
+      return dirty;
+    }
+    const before = await this.read(block);
+    const image = Buffer.from(before);
+    if (!undo.has(block)) undo.set(block, { image: before, wasDirty: false });
+    this.running.set(block, image);
+    this.clean.delete(block);
+    return image;
+  }
+
+  /**
+   * Runs one operation. Before it starts, the running transaction is committed if it has used
+   * half the journal, so that every operation has that much room. If the operation throws, its
+   * changes are undone.
+   */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(async () => {
+      if (this.running.size > this.journal.capacity / 2) await this.commitLocked();
+      this.undo = new Map();
+      try {
+        const result = await fn();
+        if (this.running.size > this.journal.capacity) {
+          throw new FsError(
+            "EFBIG",
+            `one operation changed ${this.running.size} metadata blocks, more than the journal holds`,
+          );
+        }
+        return result;
+      } catch (e) {
+        this.rollback();
+        throw e;
+      } finally {
+        this.undo = undefined;
+      }
+    });
+  }
+
+  private rollback(): void {
+    const undo = this.undo!;
+    for (const [block, { image, wasDirty }] of undo) {
+      if (wasDirty) this.running.set(block, image);
+      else {
+        this.running.delete(block);
+        this.clean.set(block, image);
+      }
+    }
+    for (const listen of this.rollbackListeners) listen([...undo.keys()]);
+  }
+
+  /** Commits every completed operation: durable when this resolves. */
+  commit(): Promise<void> {
+    return this.lock.run(() => this.commitLocked());
+  }
+
+  /** Commits, then writes everything home and empties the journal: the device needs no replay. */
+  checkpoint(): Promise<void> {
+    return this.lock.run(async () => {
+      await this.commitLocked();
+      await this.journal.checkpoint();
+    });
+  }
+
+  private async commitLocked(): Promise<void> {
+    if (this.running.size === 0) return;
+    const tx = this.running;
+    await this.journal.commit(tx);
+    this.running = new Map();
+    for (const [block, image] of tx) this.clean.set(block, image);
+  }
+}
