@@ -14,6 +14,11 @@ export class Allocator {
   private total = 0;
   /** Where the next search starts when the caller gives no goal (next fit). */
   private cursor: number;
+  /**
+   * Blocks freed since the last commit. They are not handed out again before it: if the power
+   * failed first, the file that freed them would still own them, with another file's data.
+   */
+  private readonly quarantine = new Set<number>();
 
   private constructor(
     private readonly meta: MetaStore,
@@ -38,11 +43,13 @@ export class Allocator {
   static async load(meta: MetaStore, sb: Superblock): Promise<Allocator> {
     const a = new Allocator(meta, sb);
     for (let i = 0; i < sb.bitmap.blocks; i++) a.count(i, await meta.read(sb.bitmap.start + i));
+    meta.onCommit(() => a.quarantine.clear());
     meta.onRollback((blocks) => {
       for (const b of blocks) {
         const i = b - sb.bitmap.start;
         if (i >= 0 && i < sb.bitmap.blocks) a.count(i, meta.peek(b)!);
       }
+      for (const q of a.quarantine) if (a.markedSync(q)) a.quarantine.delete(q); // freed by the undone operation
     });
     return a;
   }
@@ -58,6 +65,13 @@ export class Allocator {
     this.freeIn[i] = free;
   }
 
+  /** True when `block` is marked in use in a bitmap block that is in memory. */
+  private markedSync(block: number): boolean {
+    const img = this.meta.peek(this.sb.bitmap.start + Math.floor(block / BITS));
+    const bit = block % BITS;
+    return img !== undefined && (img[bit >> 3]! & (1 << (bit & 7))) !== 0;
+  }
+
   /** True when `block` is marked in use. */
   async inUse(block: number): Promise<boolean> {
     const img = await this.meta.read(this.sb.bitmap.start + Math.floor(block / BITS));
@@ -70,7 +84,12 @@ export class Allocator {
    * the last search ended). Inside a metadata operation. ENOSPC, changing nothing, if there are fewer.
    */
   async allocate(count: number, goal?: number): Promise<number[]> {
-    if (count > this.total) throw enospc(`${count} blocks wanted, ${this.total} free`);
+    const usable = this.total - this.quarantine.size;
+    if (count > usable) {
+      throw enospc(
+        `${count} blocks wanted, ${usable} free (${this.quarantine.size} more once committed)`,
+      );
+    }
     const out: number[] = [];
     const start =
       goal !== undefined && goal >= this.sb.dataStart && goal < this.sb.totalBlocks
@@ -89,6 +108,7 @@ export class Allocator {
           continue;
         }
         if ((img[bit >> 3]! & (1 << (bit & 7))) !== 0) continue;
+        if (this.quarantine.has(i * BITS + bit)) continue;
         img[bit >> 3]! |= 1 << (bit & 7);
         out.push(i * BITS + bit);
         this.freeIn[i]!--;
@@ -120,6 +140,7 @@ export class Allocator {
         throw new CorruptStoreError("bitmap", `block ${block} freed twice`);
       }
       img[bit >> 3]! &= ~(1 << (bit & 7));
+      this.quarantine.add(block);
       this.freeIn[i]!++;
       this.total++;
     }

@@ -21,9 +21,10 @@ export class MetaStore {
   /** Images changed since the last commit. */
   private running = new Map<number, Buffer>();
   /** Images as they were before the operation in progress first changed them (its undo log). */
-  private undo: Map<number, { image: Buffer; wasDirty: boolean }> | undefined;
+  private undo: Map<number, { image: Buffer | undefined; wasDirty: boolean }> | undefined;
   private readonly lock = new Mutex();
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
+  private readonly commitListeners: Array<() => void> = [];
 
   constructor(
     private readonly dev: BlockDevice,
@@ -64,6 +65,11 @@ export class MetaStore {
     this.rollbackListeners.push(fn);
   }
 
+  /** Calls `fn` after each commit, once the transaction is durable. */
+  onCommit(fn: () => void): void {
+    this.commitListeners.push(fn);
+  }
+
   /** The image of a block if it is in memory (running, cached or replayed), without reading. */
   peek(block: number): Buffer | undefined {
     return this.running.get(block) ?? this.clean.get(block) ?? this.journal.overlay.get(block);
@@ -82,6 +88,20 @@ export class MetaStore {
     const before = await this.read(block);
     const image = Buffer.from(before);
     if (!undo.has(block)) undo.set(block, { image: before, wasDirty: false });
+    this.running.set(block, image);
+    this.clean.delete(block);
+    return image;
+  }
+
+  /** A zeroed image for a block just allocated, inside `run`: its old contents are not read. */
+  create(block: number): Buffer {
+    if (this.dev.readOnly) throw erofs("filesystem");
+    const undo = this.undo;
+    if (!undo) throw new Error("MetaStore.create outside an operation");
+    const dirty = this.running.get(block);
+    if (!undo.has(block))
+      undo.set(block, { image: dirty && Buffer.from(dirty), wasDirty: !!dirty });
+    const image = Buffer.alloc(this.dev.blockSize);
     this.running.set(block, image);
     this.clean.delete(block);
     return image;
@@ -117,10 +137,10 @@ export class MetaStore {
   private rollback(): void {
     const undo = this.undo!;
     for (const [block, { image, wasDirty }] of undo) {
-      if (wasDirty) this.running.set(block, image);
+      if (wasDirty && image) this.running.set(block, image);
       else {
         this.running.delete(block);
-        this.clean.set(block, image);
+        if (image) this.clean.set(block, image);
       }
     }
     for (const listen of this.rollbackListeners) listen([...undo.keys()]);
@@ -145,5 +165,6 @@ export class MetaStore {
     await this.journal.commit(tx);
     this.running = new Map();
     for (const [block, image] of tx) this.clean.set(block, image);
+    for (const listen of this.commitListeners) listen();
   }
 }

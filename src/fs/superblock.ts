@@ -21,6 +21,8 @@ export interface Superblock {
   journal: JournalRegion;
   /** Block allocation bitmap: one bit per device block, 1 = in use. */
   bitmap: { start: number; blocks: number };
+  /** The block holding the system inodes: the inode table's and the inode bitmap's. */
+  systemBlock: number;
   /** First block that holds file data or later metadata (after the fixed regions). */
   dataStart: number;
 }
@@ -32,7 +34,8 @@ export function geometry(
 ): Omit<Superblock, "uuid" | "createdAt"> {
   const jblocks = journalBlocks ?? Math.min(8192, Math.max(64, Math.floor(totalBlocks / 256)));
   const bitmapBlocks = Math.ceil(totalBlocks / (BLOCK_SIZE * 8));
-  const dataStart = 1 + jblocks + bitmapBlocks;
+  const systemBlock = 1 + jblocks + bitmapBlocks;
+  const dataStart = systemBlock + 1;
   if (totalBlocks < dataStart + 16) {
     throw einval(
       `a device of ${totalBlocks} blocks is too small (at least ${dataStart + 16} are needed)`,
@@ -44,6 +47,7 @@ export function geometry(
     totalBlocks,
     journal: { start: 1, blocks: jblocks },
     bitmap: { start: 1 + jblocks, blocks: bitmapBlocks },
+    systemBlock,
     dataStart,
   };
 }
@@ -65,6 +69,7 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   b.writeBigUInt64LE(BigInt(sb.bitmap.start), 64);
   b.writeUInt32LE(sb.bitmap.blocks, 72);
   b.writeBigUInt64LE(BigInt(sb.dataStart), 80);
+  b.writeBigUInt64LE(BigInt(sb.systemBlock), 88);
   b.writeUInt32LE(crc32c(b.subarray(0, SUPER_BYTES - 4)), SUPER_BYTES - 4);
   return b;
 }
@@ -92,6 +97,7 @@ export function decodeSuperblock(b: Buffer, deviceBlocks: number): Superblock {
     journal: { start: Number(b.readBigUInt64LE(48)), blocks: b.readUInt32LE(56) },
     bitmap: { start: Number(b.readBigUInt64LE(64)), blocks: b.readUInt32LE(72) },
     dataStart: Number(b.readBigUInt64LE(80)),
+    systemBlock: Number(b.readBigUInt64LE(88)),
   };
   if (sb.blockSize !== BLOCK_SIZE)
     throw bad(`block size ${sb.blockSize}; only ${BLOCK_SIZE} is supported`);
@@ -107,7 +113,8 @@ export function decodeSuperblock(b: Buffer, deviceBlocks: number): Superblock {
     sb.journal.start !== g.journal.start ||
     sb.bitmap.start !== g.bitmap.start ||
     sb.bitmap.blocks !== g.bitmap.blocks ||
-    sb.dataStart !== g.dataStart
+    sb.dataStart !== g.dataStart ||
+    sb.systemBlock !== g.systemBlock
   ) {
     throw bad("regions do not match the device's geometry");
   }

@@ -11,13 +11,14 @@ import {
 } from "../../src/fs/superblock.js";
 
 describe("superblock", () => {
-  it.each([64 + 1 + 1 + 16, 1 << 15, 1 << 18, 1 << 24, 1 << 28])(
+  it.each([64 + 1 + 1 + 1 + 16, 1 << 15, 1 << 18, 1 << 24, 1 << 28])(
     "lays out %i blocks: superblock, journal, bitmap, data, in order and without overlap",
     (total) => {
       const g = geometry(total);
       expect(g.journal.start).toBe(1);
       expect(g.bitmap.start).toBe(g.journal.start + g.journal.blocks);
-      expect(g.dataStart).toBe(g.bitmap.start + g.bitmap.blocks);
+      expect(g.systemBlock).toBe(g.bitmap.start + g.bitmap.blocks);
+      expect(g.dataStart).toBe(g.systemBlock + 1);
       expect(g.bitmap.blocks * BLOCK_SIZE * 8).toBeGreaterThanOrEqual(total);
       expect(g.journal.blocks).toBeGreaterThanOrEqual(64);
       expect(g.journal.blocks).toBeLessThanOrEqual(8192);

@@ -1,0 +1,131 @@
+// The 256-byte on-disk inode and its in-memory form: attributes with nanosecond times, and the
+// block pointers of the file's map. Pure encode/decode; it never reads or writes a device.
+
+import { crc32c } from "@node-rs/crc32";
+import { CorruptStoreError } from "../errors.js";
+
+export const INODE_SIZE = 256;
+export const DIRECT = 12;
+/** Bytes of the pointer area, which holds a short symlink's target instead (a "fast" symlink). */
+export const INLINE_BYTES = (DIRECT + 3) * 4;
+
+/** Seconds and nanoseconds since the epoch. */
+export interface Time {
+  sec: number;
+  nsec: number;
+}
+
+export interface Inode {
+  ino: number;
+  /** File type and permission bits as in st_mode; 0 for a free inode. */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  /** 4 KiB blocks the file owns: data and indirect blocks. */
+  blocks: number;
+  atime: Time;
+  mtime: Time;
+  ctime: Time;
+  birthtime: Time;
+  flags: number;
+  /** Bumped each time the inode number is reused, so stale handles can be told apart. */
+  generation: number;
+  rdev: number;
+  /** Block holding the extended attributes, 0 if none. */
+  xattrBlock: number;
+  /** 12 direct pointers, then single, double and triple indirect (0 = hole). */
+  ptrs: number[];
+  /** The target of a symlink stored in the pointer area, when short enough. */
+  inline: Buffer | undefined;
+}
+
+export function emptyInode(ino: number): Inode {
+  const zero = { sec: 0, nsec: 0 };
+  return {
+    ino,
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    nlink: 0,
+    size: 0,
+    blocks: 0,
+    atime: { ...zero },
+    mtime: { ...zero },
+    ctime: { ...zero },
+    birthtime: { ...zero },
+    flags: 0,
+    generation: 0,
+    rdev: 0,
+    xattrBlock: 0,
+    ptrs: new Array<number>(DIRECT + 3).fill(0),
+    inline: undefined,
+  };
+}
+
+const putTime = (b: Buffer, at: number, t: Time) => {
+  b.writeBigInt64LE(BigInt(t.sec), at);
+  b.writeUInt32LE(t.nsec, at + 8);
+};
+const getTime = (b: Buffer, at: number): Time => ({
+  sec: Number(b.readBigInt64LE(at)),
+  nsec: b.readUInt32LE(at + 8),
+});
+
+/** Layout: see docs/format.md (filesystem). Flag bit 0 = the pointer area holds `inline`. */
+export function encodeInode(ino: Inode, into: Buffer, at: number): void {
+  const b = into.subarray(at, at + INODE_SIZE);
+  b.fill(0);
+  b.writeUInt32LE(ino.mode, 0);
+  b.writeUInt32LE(ino.uid, 4);
+  b.writeUInt32LE(ino.gid, 8);
+  b.writeUInt32LE(ino.nlink, 12);
+  b.writeBigUInt64LE(BigInt(ino.size), 16);
+  b.writeBigUInt64LE(BigInt(ino.blocks), 24);
+  putTime(b, 32, ino.atime);
+  putTime(b, 44, ino.mtime);
+  putTime(b, 56, ino.ctime);
+  putTime(b, 68, ino.birthtime);
+  b.writeUInt32LE((ino.flags & ~1) | (ino.inline ? 1 : 0), 80);
+  b.writeUInt32LE(ino.generation, 84);
+  b.writeBigUInt64LE(BigInt(ino.rdev), 88);
+  b.writeBigUInt64LE(BigInt(ino.xattrBlock), 96);
+  if (ino.inline) {
+    b[104] = ino.inline.length;
+    ino.inline.copy(b, 105);
+  } else ino.ptrs.forEach((p, i) => b.writeUInt32LE(p, 104 + 4 * i));
+  b.writeUInt32LE(crc32c(b.subarray(0, INODE_SIZE - 4)), INODE_SIZE - 4);
+}
+
+/** Decodes inode `ino` from `from` at `at`; an all-zero slot is a free inode. */
+export function decodeInode(ino: number, from: Buffer, at: number): Inode {
+  const b = from.subarray(at, at + INODE_SIZE);
+  const out = emptyInode(ino);
+  if (b.every((x) => x === 0)) return out;
+  if (b.readUInt32LE(INODE_SIZE - 4) !== crc32c(b.subarray(0, INODE_SIZE - 4))) {
+    throw new CorruptStoreError(`inode ${ino}`, "checksum mismatch");
+  }
+  out.mode = b.readUInt32LE(0);
+  out.uid = b.readUInt32LE(4);
+  out.gid = b.readUInt32LE(8);
+  out.nlink = b.readUInt32LE(12);
+  out.size = Number(b.readBigUInt64LE(16));
+  out.blocks = Number(b.readBigUInt64LE(24));
+  out.atime = getTime(b, 32);
+  out.mtime = getTime(b, 44);
+  out.ctime = getTime(b, 56);
+  out.birthtime = getTime(b, 68);
+  const flags = b.readUInt32LE(80);
+  out.flags = flags & ~1;
+  out.generation = b.readUInt32LE(84);
+  out.rdev = Number(b.readBigUInt64LE(88));
+  out.xattrBlock = Number(b.readBigUInt64LE(96));
+  if (flags & 1) {
+    const len = b[104]!;
+    if (len > INLINE_BYTES - 1)
+      throw new CorruptStoreError(`inode ${ino}`, `inline data of ${len} bytes`);
+    out.inline = Buffer.from(b.subarray(105, 105 + len));
+  } else out.ptrs = out.ptrs.map((_, i) => b.readUInt32LE(104 + 4 * i));
+  return out;
+}
