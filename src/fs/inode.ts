@@ -94,7 +94,9 @@ export function encodeInode(ino: Inode, into: Buffer, at: number): void {
   if (ino.inline) {
     b[104] = ino.inline.length;
     ino.inline.copy(b, 105);
-  } else ino.ptrs.forEach((p, i) => b.writeUInt32LE(p, 104 + 4 * i));
+  } else {
+    for (const [i, p] of ino.ptrs.entries()) b.writeUInt32LE(p, 104 + 4 * i);
+  }
   b.writeUInt32LE(crc32c(b.subarray(0, INODE_SIZE - 4)), INODE_SIZE - 4);
 }
 
