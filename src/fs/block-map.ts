@@ -39,6 +39,35 @@ export async function mapBlock(meta: MetaStore, ino: Inode, f: number): Promise<
   return block;
 }
 
+/** The device blocks of file blocks [first, first + count), 0 for holes: one read per indirect block. */
+export async function mapRange(
+  meta: MetaStore,
+  ino: Inode,
+  first: number,
+  count: number,
+): Promise<number[]> {
+  const out = new Array<number>(count).fill(0);
+  for (let i = 0; i < count; ) {
+    const { slot, depth, rel } = locate(first + i);
+    if (depth === 0) {
+      out[i++] = ino.ptrs[slot]!;
+      continue;
+    }
+    let block = ino.ptrs[slot]!;
+    for (let d = depth; d > 1 && block !== 0; d--) {
+      block = (await meta.read(block)).readUInt32LE(4 * (Math.floor(rel / PTRS ** (d - 1)) % PTRS));
+    }
+    const at = rel % PTRS;
+    const n = Math.min(count - i, PTRS - at);
+    if (block !== 0) {
+      const img = await meta.read(block);
+      for (let k = 0; k < n; k++) out[i + k] = img.readUInt32LE(4 * (at + k));
+    }
+    i += n;
+  }
+  return out;
+}
+
 /**
  * The device block of file block `f`, allocating it (and any indirect block on the way) when it
  * is a hole. Inside a metadata operation; the caller writes the inode back. A fresh data block
@@ -145,4 +174,32 @@ async function cut(
     for (const i of gone) w.writeUInt32LE(0, 4 * i);
   }
   return false;
+}
+
+/** Every block a map uses: data blocks (with their file block numbers) and indirect blocks. */
+export async function blocksOf(
+  meta: MetaStore,
+  ino: Inode,
+): Promise<{ data: Array<[file: number, block: number]>; indirect: number[] }> {
+  const data: Array<[number, number]> = [];
+  const indirect: number[] = [];
+  for (let i = 0; i < DIRECT; i++) if (ino.ptrs[i]) data.push([i, ino.ptrs[i]!]);
+  const walk = async (block: number, depth: number, base: number): Promise<void> => {
+    indirect.push(block);
+    const img = await meta.read(block);
+    const span = PTRS ** (depth - 1);
+    for (let i = 0; i < PTRS; i++) {
+      const child = img.readUInt32LE(4 * i);
+      if (child === 0) continue;
+      if (depth === 1) data.push([base + i, child]);
+      else await walk(child, depth - 1, base + i * span);
+    }
+  };
+  let base = DIRECT;
+  for (let d = 0; d < 3; d++) {
+    const root = ino.ptrs[DIRECT + d]!;
+    if (root !== 0) await walk(root, d + 1, base);
+    base += SPANS[d]!;
+  }
+  return { data, indirect };
 }

@@ -4,7 +4,7 @@
 import type { BlockDevice } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
-import { ensureBlock, MAX_FILE_BLOCKS, mapBlock, truncateBlocks } from "./block-map.js";
+import { ensureBlock, MAX_FILE_BLOCKS, mapBlock, mapRange, truncateBlocks } from "./block-map.js";
 import type { Inode } from "./inode.js";
 import type { MetaStore } from "./meta-store.js";
 
@@ -24,8 +24,10 @@ export class FileData {
     if (end <= offset) return Buffer.alloc(0);
     const out = Buffer.alloc(end - offset);
     const runs: Array<{ dev: number; at: number; len: number }> = [];
-    for (let f = Math.floor(offset / BS); f * BS < end; f++) {
-      const block = await mapBlock(this.meta, ino, f);
+    const first = Math.floor(offset / BS);
+    const map = await mapRange(this.meta, ino, first, Math.ceil(end / BS) - first);
+    for (let f = first; f * BS < end; f++) {
+      const block = map[f - first]!;
       if (block === 0) continue; // a hole: zeros already
       const lo = Math.max(offset, f * BS);
       const hi = Math.min(end, (f + 1) * BS);

@@ -124,6 +124,22 @@ export class InodeTable {
     this.hint = Math.min(this.hint, ino);
   }
 
+  /** The inodes of the table file and of the inode-bitmap file (for fsck). */
+  systemInodes(): Inode[] {
+    return [this.table, this.bitmap];
+  }
+
+  /** Inode numbers in use. */
+  async used(): Promise<number> {
+    let n = 0;
+    for (let i = 0; i * 4096 < this.bitmap.size; i++) {
+      const dev = await mapBlock(this.meta, this.bitmap, i);
+      if (dev === 0) continue;
+      for (const byte of await this.meta.read(dev)) for (let b = byte; b; b &= b - 1) n++;
+    }
+    return n;
+  }
+
   /** True when `ino` is marked in use. */
   async inUse(ino: number): Promise<boolean> {
     const dev = await mapBlock(this.meta, this.bitmap, Math.floor(ino / BITS));

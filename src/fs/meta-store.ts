@@ -134,6 +134,11 @@ export class MetaStore {
     });
   }
 
+  /** Runs a read-only operation: it sees no operation half-done, and changes nothing. */
+  view<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(fn);
+  }
+
   private rollback(): void {
     const undo = this.undo!;
     for (const [block, { image, wasDirty }] of undo) {

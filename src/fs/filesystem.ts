@@ -1,0 +1,619 @@
+// The POSIX filesystem on a BlockDevice, inode-based and async: what the FUSE adapter calls.
+// Every change is one atomic metadata operation; it knows nothing of paths, FUSE or snapshots.
+
+import type { BlockDevice } from "../cow/index.js";
+import { CorruptStoreError, eexist, einval, enoent, erofs, FsError } from "../errors.js";
+import { Allocator } from "./allocator.js";
+import {
+  type Attr,
+  attrOf,
+  dirType,
+  isDir,
+  isLink,
+  isReg,
+  now,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IMODE,
+} from "./attr.js";
+import { ensureBlock, mapBlock } from "./block-map.js";
+import { Directory, type DirectoryBlocks } from "./directory.js";
+import { FileData } from "./file-data.js";
+import { INLINE_BYTES, type Inode, type Time } from "./inode.js";
+import { InodeTable } from "./inode-table.js";
+import { Journal } from "./journal.js";
+import { MetaStore } from "./meta-store.js";
+import {
+  decodeSuperblock,
+  encodeSuperblock,
+  newSuperblock,
+  type Superblock,
+} from "./superblock.js";
+import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
+
+const BS = 4096;
+export const ROOT = 1;
+/** Most hard links to one inode (and subdirectories of one directory), as ext4. */
+export const LINK_MAX = 65000;
+export const NAME_MAX = 255;
+export const SYMLINK_MAX = 4095;
+
+export type Name = string | Uint8Array;
+const bytes = (n: Name): Buffer =>
+  typeof n === "string" ? Buffer.from(n, "utf8") : Buffer.from(n);
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+export interface SetAttr {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  /** A time, or "now" (UTIME_NOW); absent leaves it (UTIME_OMIT). */
+  atime?: Time | "now";
+  mtime?: Time | "now";
+}
+
+export interface DirEntry {
+  name: Buffer;
+  ino: number;
+  type: number;
+  /** Pass back to `readdir` to continue after this entry. */
+  cookie: bigint;
+}
+
+export interface StatFs {
+  blockSize: number;
+  blocks: number;
+  blocksFree: number;
+  files: number;
+  filesFree: number;
+  nameMax: number;
+}
+
+/** The blocks of a directory inode, as the directory structure sees them. */
+class InodeBlocks implements DirectoryBlocks {
+  constructor(
+    private readonly fs: FileSystem,
+    readonly inode: Inode,
+  ) {}
+  get count(): number {
+    return this.inode.size / BS;
+  }
+  async read(i: number): Promise<Buffer> {
+    return this.fs.meta.read(await mapBlock(this.fs.meta, this.inode, i));
+  }
+  async write(i: number): Promise<Buffer> {
+    return this.fs.meta.write(await mapBlock(this.fs.meta, this.inode, i));
+  }
+  async append(): Promise<Buffer> {
+    const { block } = await ensureBlock(this.fs.meta, this.fs.alloc, this.inode, this.count);
+    this.inode.size += BS;
+    return this.fs.meta.create(block);
+  }
+}
+
+export class FileSystem {
+  private readonly data: FileData;
+  /** Open handles per inode: an unlinked file lives on until its last handle is released. */
+  private readonly opened = new Map<number, number>();
+
+  private constructor(
+    readonly dev: BlockDevice,
+    readonly sb: Superblock,
+    readonly meta: MetaStore,
+    readonly alloc: Allocator,
+    readonly table: InodeTable,
+  ) {
+    this.data = new FileData(dev, meta, alloc);
+  }
+
+  get readOnly(): boolean {
+    return this.dev.readOnly;
+  }
+
+  /** Formats `dev`: superblock, journal, bitmap, inode table and an empty root directory. */
+  static async mkfs(
+    dev: BlockDevice,
+    opts: Partial<Owner> & { journalBlocks?: number; mode?: number } = {},
+  ): Promise<void> {
+    if (dev.readOnly) throw erofs("device");
+    const sb = newSuperblock(Math.floor(dev.size / BS), opts.journalBlocks);
+    await Allocator.format(dev, sb);
+    await Journal.format(dev, sb.journal);
+    await dev.write(sb.systemBlock * BS, Buffer.alloc(BS));
+    await dev.write(0, encodeSuperblock(sb));
+    await dev.flush();
+    const fs = await FileSystem.open(dev);
+    await fs.meta.run(async () => {
+      const root = await fs.table.allocate();
+      if (root.ino !== ROOT) throw new Error(`the root directory got inode ${root.ino}`);
+      fs.init(root, S_IFDIR | ((opts.mode ?? 0o755) & S_IMODE), {
+        uid: opts.uid ?? 0,
+        gid: opts.gid ?? 0,
+      });
+      root.nlink = 2;
+      root.rdev = ROOT;
+      await Directory.format(new InodeBlocks(fs, root));
+      await fs.table.put(root);
+    });
+    await fs.flush();
+  }
+
+  /** Opens the filesystem on `dev` (replaying its journal); read-only when the device is. */
+  static async open(dev: BlockDevice, opts: { cacheBytes?: number } = {}): Promise<FileSystem> {
+    const head = Buffer.alloc(BS);
+    await dev.read(0, head);
+    const sb = decodeSuperblock(head, Math.floor(dev.size / BS));
+    const { journal } = await Journal.open(dev, sb.journal);
+    const meta = new MetaStore(dev, journal, opts);
+    const alloc = await Allocator.load(meta, sb);
+    return new FileSystem(dev, sb, meta, alloc, await InodeTable.load(meta, alloc, sb));
+  }
+
+  // ------------------------------------------------------------------ attributes
+
+  getattr(ino: number): Promise<Attr> {
+    return this.meta.view(async () => attrOf(await this.live(ino)));
+  }
+
+  lookup(parent: number, name: Name): Promise<Attr> {
+    return this.meta.view(async () =>
+      attrOf(await this.live(await this.entry(parent, bytes(name)))),
+    );
+  }
+
+  setattr(ino: number, set: SetAttr): Promise<Attr> {
+    return this.change(async () => {
+      const inode = await this.live(ino);
+      const t = now();
+      if (set.size !== undefined) {
+        if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
+        if (!isReg(inode.mode)) throw einval(`inode ${ino} is not a regular file`);
+        if (set.size !== inode.size) {
+          await this.data.truncate(inode, set.size);
+          inode.mtime = t;
+        }
+      }
+      if (set.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (set.mode & S_IMODE);
+      if (set.uid !== undefined) inode.uid = set.uid;
+      if (set.gid !== undefined) inode.gid = set.gid;
+      if (set.atime !== undefined) inode.atime = set.atime === "now" ? t : { ...set.atime };
+      if (set.mtime !== undefined) inode.mtime = set.mtime === "now" ? t : { ...set.mtime };
+      inode.ctime = t;
+      await this.table.put(inode);
+      return attrOf(inode);
+    });
+  }
+
+  statfs(): Promise<StatFs> {
+    return this.meta.view(async () => {
+      const used = await this.table.used();
+      const files = Math.min(2 ** 32 - 1, used + this.alloc.freeBlocks * (BS / 256));
+      return {
+        blockSize: BS,
+        blocks: this.sb.totalBlocks,
+        blocksFree: this.alloc.freeBlocks,
+        files,
+        filesFree: files - used,
+        nameMax: NAME_MAX,
+      };
+    });
+  }
+
+  // ------------------------------------------------------------------ making and removing names
+
+  create(parent: number, name: Name, mode: number, owner: Owner): Promise<Attr> {
+    return this.mknod(parent, name, S_IFREG | (mode & S_IMODE), 0, owner);
+  }
+
+  /** Makes a regular file, fifo, socket or device node (`mode` carries the type). */
+  mknod(parent: number, name: Name, mode: number, rdev: number, owner: Owner): Promise<Attr> {
+    const type = mode & S_IFMT || S_IFREG;
+    if (type === S_IFDIR || type === S_IFLNK)
+      return Promise.reject(einval("mknod makes no directories or symlinks"));
+    return this.make(parent, bytes(name), type | (mode & S_IMODE), owner, async (inode) => {
+      inode.rdev = rdev;
+    });
+  }
+
+  mkdir(parent: number, name: Name, mode: number, owner: Owner): Promise<Attr> {
+    return this.make(parent, bytes(name), S_IFDIR | (mode & S_IMODE), owner, async (inode, dir) => {
+      if (dir.nlink >= LINK_MAX)
+        throw new FsError("EMLINK", `directory ${dir.ino} has ${dir.nlink} links`);
+      inode.nlink = 2;
+      inode.rdev = dir.ino;
+      await Directory.format(new InodeBlocks(this, inode));
+      dir.nlink++;
+    });
+  }
+
+  symlink(parent: number, name: Name, target: Name, owner: Owner): Promise<Attr> {
+    const to = bytes(target);
+    if (to.length === 0 || to.length > SYMLINK_MAX) {
+      return Promise.reject(
+        new FsError(
+          to.length === 0 ? "ENOENT" : "ENAMETOOLONG",
+          `symlink target of ${to.length} bytes`,
+        ),
+      );
+    }
+    return this.make(parent, bytes(name), S_IFLNK | 0o777, owner, async (inode) => {
+      if (to.length < INLINE_BYTES) inode.inline = to;
+      else await this.data.write(inode, 0, to);
+      inode.size = to.length;
+    });
+  }
+
+  readlink(ino: number): Promise<Buffer> {
+    return this.meta.view(async () => {
+      const inode = await this.live(ino);
+      if (!isLink(inode.mode)) throw einval(`inode ${ino} is not a symlink`);
+      return inode.inline ? Buffer.from(inode.inline) : this.data.read(inode, 0, inode.size);
+    });
+  }
+
+  link(ino: number, parent: number, name: Name): Promise<Attr> {
+    return this.change(async () => {
+      const inode = await this.live(ino);
+      if (isDir(inode.mode))
+        throw new FsError("EPERM", "hard links to directories are not allowed");
+      if (inode.nlink >= LINK_MAX)
+        throw new FsError("EMLINK", `inode ${ino} has ${inode.nlink} links`);
+      const dir = await this.dirInode(parent);
+      await this.dir(dir).insert(bytes(name), { ino, type: dirType(inode.mode) });
+      const t = now();
+      inode.nlink++;
+      inode.ctime = t;
+      dir.mtime = dir.ctime = t;
+      await this.table.put(inode);
+      await this.table.put(dir);
+      return attrOf(inode);
+    });
+  }
+
+  unlink(parent: number, name: Name): Promise<void> {
+    return this.change(() => this.removeName(parent, bytes(name), false));
+  }
+
+  rmdir(parent: number, name: Name): Promise<void> {
+    return this.change(() => this.removeName(parent, bytes(name), true));
+  }
+
+  /**
+   * Renames atomically. Replaces an existing file, or an empty directory with a directory,
+   * unless `noReplace`; `exchange` swaps two existing names. A directory cannot move into itself.
+   */
+  rename(
+    fromDir: number,
+    from: Name,
+    toDir: number,
+    to: Name,
+    flags: { noReplace?: boolean; exchange?: boolean } = {},
+  ): Promise<void> {
+    return this.change(async () => {
+      const a = bytes(from);
+      const b = bytes(to);
+      for (const n of [a, b]) {
+        if (n.equals(Buffer.from(".")) || n.equals(Buffer.from("..")))
+          throw einval(`cannot rename ${n.toString()}`);
+      }
+      const src = await this.dirInode(fromDir);
+      const dst = toDir === fromDir ? src : await this.dirInode(toDir);
+      const moving = await this.live(await this.entry(fromDir, a));
+      const existing = await this.dir(dst).lookup(b);
+      if (existing && flags.noReplace) throw eexist(`${b.toString()} exists`);
+      if (!existing && flags.exchange) throw enoent(`${b.toString()} does not exist`);
+      if (existing?.ino === moving.ino) return; // two names of one file: nothing to do (POSIX)
+      if (isDir(moving.mode)) await this.notBelow(moving.ino, dst.ino);
+      const target = existing ? await this.live(existing.ino) : undefined;
+      if (flags.exchange && target && isDir(target.mode)) await this.notBelow(target.ino, src.ino);
+      const t = now();
+      if (flags.exchange && target) {
+        await this.dir(src).replace(a, { ino: target.ino, type: dirType(target.mode) });
+        await this.dir(dst).replace(b, { ino: moving.ino, type: dirType(moving.mode) });
+        this.reparent(target, src, dst);
+        this.reparent(moving, dst, src);
+        target.ctime = t;
+        await this.table.put(target);
+      } else {
+        if (target) {
+          if (isDir(moving.mode) && !isDir(target.mode))
+            throw new FsError("ENOTDIR", `${b.toString()} is not a directory`);
+          if (!isDir(moving.mode) && isDir(target.mode))
+            throw new FsError("EISDIR", `${b.toString()} is a directory`);
+          if (isDir(target.mode) && !(await this.dir(target).isEmpty()))
+            throw new FsError("ENOTEMPTY", `${b.toString()} is not empty`);
+        }
+        await this.dir(src).remove(a);
+        if (target) await this.dir(dst).replace(b, { ino: moving.ino, type: dirType(moving.mode) });
+        else await this.dir(dst).insert(b, { ino: moving.ino, type: dirType(moving.mode) });
+        if (target) await this.dropLink(target, dst, t);
+        this.reparent(moving, dst, src);
+      }
+      moving.ctime = t;
+      src.mtime = src.ctime = dst.mtime = dst.ctime = t;
+      await this.table.put(moving);
+      await this.table.put(src);
+      if (dst !== src) await this.table.put(dst);
+    });
+  }
+
+  readdir(ino: number, cookie: bigint, max: number): Promise<DirEntry[]> {
+    return this.meta.view(async () => {
+      const dir = await this.dirInode(ino);
+      const out: DirEntry[] = [];
+      if (cookie === 0n)
+        out.push({ name: Buffer.from("."), ino, type: dirType(S_IFDIR), cookie: 1n });
+      if (cookie <= 1n)
+        out.push({ name: Buffer.from(".."), ino: dir.rdev, type: dirType(S_IFDIR), cookie: 2n });
+      const rest = await this.dir(dir).readdir(cookie <= 2n ? 0n : cookie - 2n, max - out.length);
+      for (const e of rest)
+        out.push({ name: e.name, ino: e.ino, type: e.type, cookie: BigInt(e.cookie) + 2n });
+      return out;
+    });
+  }
+
+  // ------------------------------------------------------------------ extended attributes
+
+  getxattr(ino: number, name: string): Promise<Buffer> {
+    return this.meta.view(async () => {
+      const value = (await this.xattrs(await this.live(ino))).get(name);
+      if (!value) throw new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
+      return Buffer.from(value);
+    });
+  }
+
+  listxattr(ino: number): Promise<string[]> {
+    return this.meta.view(async () => [...(await this.xattrs(await this.live(ino))).keys()]);
+  }
+
+  /** Sets an attribute; `create` fails with EEXIST if it exists, `replace` with ENODATA if not. */
+  setxattr(
+    ino: number,
+    name: string,
+    value: Uint8Array,
+    flags: { create?: boolean; replace?: boolean } = {},
+  ): Promise<void> {
+    return this.change(async () => {
+      checkName(name);
+      const inode = await this.live(ino);
+      const attrs = await this.xattrs(inode);
+      if (flags.create && attrs.has(name)) throw eexist(`attribute ${name} exists`);
+      if (flags.replace && !attrs.has(name))
+        throw new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
+      attrs.set(name, Buffer.from(value));
+      await this.saveXattrs(inode, attrs);
+    });
+  }
+
+  removexattr(ino: number, name: string): Promise<void> {
+    return this.change(async () => {
+      const inode = await this.live(ino);
+      const attrs = await this.xattrs(inode);
+      if (!attrs.delete(name))
+        throw new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
+      await this.saveXattrs(inode, attrs);
+    });
+  }
+
+  private async xattrs(inode: Inode): Promise<Xattrs> {
+    return inode.xattrBlock
+      ? decodeXattrs(await this.meta.read(inode.xattrBlock), inode.ino)
+      : new Map();
+  }
+
+  /** Writes the attribute block (allocated on first use, freed when empty) and the inode. */
+  private async saveXattrs(inode: Inode, attrs: Xattrs): Promise<void> {
+    const image = attrs.size > 0 ? encodeXattrs(attrs) : undefined;
+    if (image && !inode.xattrBlock) {
+      [inode.xattrBlock] = (await this.alloc.allocate(1, this.sb.dataStart)) as [number];
+      inode.blocks++;
+      this.meta.create(inode.xattrBlock).set(image);
+    } else if (image) (await this.meta.write(inode.xattrBlock)).set(image);
+    else if (inode.xattrBlock) {
+      await this.alloc.release([inode.xattrBlock]);
+      inode.xattrBlock = 0;
+      inode.blocks--;
+    }
+    inode.ctime = now();
+    await this.table.put(inode);
+  }
+
+  // ------------------------------------------------------------------ file contents
+
+  /** Marks an inode open: an unlinked file keeps its blocks until `release`. */
+  open(ino: number): Promise<Attr> {
+    return this.meta.view(async () => {
+      const inode = await this.live(ino);
+      this.opened.set(ino, (this.opened.get(ino) ?? 0) + 1);
+      return attrOf(inode);
+    });
+  }
+
+  release(ino: number): Promise<void> {
+    const n = (this.opened.get(ino) ?? 0) - 1;
+    if (n > 0) {
+      this.opened.set(ino, n);
+      return Promise.resolve();
+    }
+    this.opened.delete(ino);
+    if (this.readOnly) return Promise.resolve();
+    return this.meta.run(async () => {
+      const inode = await this.table.get(ino);
+      if (inode.mode !== 0 && inode.nlink === 0) await this.destroy(inode);
+    });
+  }
+
+  read(ino: number, offset: number, length: number): Promise<Buffer> {
+    return this.meta.view(async () => {
+      const inode = await this.live(ino);
+      if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
+      return this.data.read(inode, offset, length);
+    });
+  }
+
+  write(ino: number, offset: number, data: Uint8Array): Promise<number> {
+    return this.change(async () => {
+      const inode = await this.live(ino);
+      if (!isReg(inode.mode))
+        throw new FsError(
+          isDir(inode.mode) ? "EISDIR" : "EINVAL",
+          `inode ${ino} is not a regular file`,
+        );
+      await this.data.write(inode, offset, data);
+      const t = now();
+      inode.mtime = inode.ctime = t;
+      await this.table.put(inode);
+      return data.length;
+    });
+  }
+
+  /** Makes everything done so far durable (data and metadata of every file: one journal commit). */
+  async fsync(): Promise<void> {
+    if (!this.readOnly) await this.meta.commit();
+  }
+
+  /** Commits and checkpoints: the device then reads cleanly with no replay (for a snapshot). */
+  async flush(): Promise<void> {
+    if (!this.readOnly) await this.meta.checkpoint();
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private change<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.readOnly) return Promise.reject(erofs("filesystem"));
+    return this.meta.run(fn);
+  }
+
+  /** An inode that exists, or ENOENT. */
+  private async live(ino: number): Promise<Inode> {
+    const inode = await this.table.get(ino);
+    if (inode.mode === 0) throw enoent(`inode ${ino} does not exist`);
+    return inode;
+  }
+
+  private async dirInode(ino: number): Promise<Inode> {
+    const inode = await this.live(ino);
+    if (!isDir(inode.mode)) throw new FsError("ENOTDIR", `inode ${ino} is not a directory`);
+    return inode;
+  }
+
+  /** The directory stored in `inode` (also what fsck walks). */
+  dir(inode: Inode): Directory {
+    return new Directory(new InodeBlocks(this, inode), { label: `directory inode ${inode.ino}` });
+  }
+
+  private async entry(parent: number, name: Buffer): Promise<number> {
+    const dir = await this.dirInode(parent);
+    if (name.equals(Buffer.from("."))) return dir.ino;
+    if (name.equals(Buffer.from(".."))) return dir.rdev;
+    const e = await this.dir(dir).lookup(name);
+    if (!e) throw enoent(`no entry ${name.toString()} in directory ${parent}`);
+    return e.ino;
+  }
+
+  private init(inode: Inode, mode: number, owner: Owner): void {
+    const t = now();
+    inode.mode = mode;
+    inode.uid = owner.uid;
+    inode.gid = owner.gid;
+    inode.nlink = 1;
+    inode.atime = inode.mtime = inode.ctime = inode.birthtime = t;
+  }
+
+  /** Creates an inode and its name in one operation. */
+  private make(
+    parent: number,
+    name: Buffer,
+    mode: number,
+    owner: Owner,
+    fill: (inode: Inode, dir: Inode) => Promise<void>,
+  ): Promise<Attr> {
+    return this.change(async () => {
+      const dir = await this.dirInode(parent);
+      if (name.equals(Buffer.from(".")) || name.equals(Buffer.from("..")))
+        throw eexist(`${name.toString()} exists`);
+      const directory = this.dir(dir);
+      if (await directory.lookup(name)) throw eexist(`${name.toString()} exists`);
+      const inode = await this.table.allocate();
+      this.init(inode, mode, owner);
+      await fill(inode, dir);
+      await directory.insert(name, { ino: inode.ino, type: dirType(mode) });
+      dir.mtime = dir.ctime = inode.ctime;
+      await this.table.put(inode);
+      await this.table.put(dir);
+      return attrOf(inode);
+    });
+  }
+
+  private async removeName(parent: number, name: Buffer, wantDir: boolean): Promise<void> {
+    const dir = await this.dirInode(parent);
+    if (name.equals(Buffer.from(".")) || name.equals(Buffer.from(".."))) {
+      throw new FsError(
+        wantDir ? (name.length === 1 ? "EINVAL" : "ENOTEMPTY") : "EISDIR",
+        `cannot remove ${name.toString()}`,
+      );
+    }
+    const directory = this.dir(dir);
+    const e = await directory.lookup(name);
+    if (!e) throw enoent(`no entry ${name.toString()} in directory ${parent}`);
+    const inode = await this.live(e.ino);
+    if (wantDir && !isDir(inode.mode))
+      throw new FsError("ENOTDIR", `${name.toString()} is not a directory`);
+    if (!wantDir && isDir(inode.mode))
+      throw new FsError("EISDIR", `${name.toString()} is a directory`);
+    if (wantDir && !(await this.dir(inode).isEmpty()))
+      throw new FsError("ENOTEMPTY", `${name.toString()} is not empty`);
+    await directory.remove(name);
+    const t = now();
+    dir.mtime = dir.ctime = t;
+    await this.dropLink(inode, dir, t);
+    await this.table.put(dir);
+  }
+
+  /** One name of `inode` in `dir` is gone: fewer links, and the inode freed when none is left. */
+  private async dropLink(inode: Inode, dir: Inode, t: Time): Promise<void> {
+    if (isDir(inode.mode)) {
+      inode.nlink = 0;
+      dir.nlink--;
+    } else inode.nlink--;
+    inode.ctime = t;
+    if (inode.nlink === 0 && !this.opened.has(inode.ino)) await this.destroy(inode);
+    else await this.table.put(inode);
+  }
+
+  private async destroy(inode: Inode): Promise<void> {
+    if (!inode.inline) await this.data.truncate(inode, 0);
+    if (inode.xattrBlock) await this.alloc.release([inode.xattrBlock]);
+    await this.table.free(inode.ino);
+  }
+
+  /** A directory moved from `from` to `to`: its ".." and both parents' link counts follow. */
+  private reparent(inode: Inode, to: Inode, from: Inode): void {
+    if (!isDir(inode.mode) || to === from) return;
+    inode.rdev = to.ino;
+    to.nlink++;
+    from.nlink--;
+  }
+
+  /** EINVAL if `dir` is `ino` or lies below it: a directory cannot move into itself. */
+  private async notBelow(ino: number, dir: number): Promise<void> {
+    for (let d = dir, hops = 0; ; hops++) {
+      if (d === ino) throw einval(`cannot move directory ${ino} into itself`);
+      if (d === ROOT) return;
+      if (hops > 1 << 20)
+        throw new CorruptStoreError(`directory ${dir}`, "its parents form a loop");
+      d = (await this.live(d)).rdev;
+    }
+  }
+}

@@ -1,0 +1,261 @@
+// Conformance of the filesystem API on every device it runs on: memory, a copy-on-write volume,
+// and (read side) a snapshot of it, which must read the tree as it was and refuse every change.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { type BlockDevice, CowVolume, MemoryBlockDevice, NodeHostFs } from "../../src/cow/index.js";
+import { S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from "../../src/fs/attr.js";
+import { FileSystem, ROOT } from "../../src/fs/filesystem.js";
+import { fsck } from "../../src/fs/fsck.js";
+import { quiet } from "../helpers/cow-workload.js";
+
+const SIZE = 64 << 20;
+const me = { uid: 1000, gid: 100 };
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function cowVolume(): Promise<CowVolume> {
+  const dir = mkdtempSync(join(tmpdir(), "shadowfs-fs-"));
+  const vol = await CowVolume.create(new NodeHostFs(), join(dir, "store"), {
+    volumeSize: SIZE,
+    logger: quiet,
+  });
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.push(() => vol.close());
+  return vol;
+}
+
+const devices: Record<string, () => Promise<BlockDevice>> = {
+  memory: async () => new MemoryBlockDevice(SIZE),
+  "copy-on-write volume": cowVolume,
+};
+
+async function fresh(make: () => Promise<BlockDevice>): Promise<FileSystem> {
+  const dev = await make();
+  await FileSystem.mkfs(dev);
+  return FileSystem.open(dev);
+}
+
+const names = async (fs: FileSystem, ino: number) =>
+  (await fs.readdir(ino, 0n, 1000)).map((e) => e.name.toString()).sort();
+
+describe.each(Object.entries(devices))("filesystem conformance: %s", (_n, make) => {
+  it("starts with an empty root directory", async () => {
+    const fs = await fresh(make);
+    const root = await fs.getattr(ROOT);
+    expect(root.mode & S_IFMT).toBe(S_IFDIR);
+    expect(root.nlink).toBe(2);
+    expect(await names(fs, ROOT)).toEqual([".", ".."]);
+    const s = await fs.statfs();
+    expect(s.blocksFree).toBeLessThan(s.blocks);
+    expect(s.filesFree).toBeLessThan(s.files);
+    expect(s.nameMax).toBe(255);
+  });
+
+  it("creates every kind of file and reports what it made", async () => {
+    const fs = await fresh(make);
+    const f = await fs.create(ROOT, "file", 0o640, me);
+    const d = await fs.mkdir(ROOT, "dir", 0o750, me);
+    const l = await fs.symlink(ROOT, "link", "dir/../file", me);
+    const p = await fs.mknod(ROOT, "pipe", S_IFIFO | 0o600, 0, me);
+    const c = await fs.mknod(ROOT, "tty", S_IFCHR | 0o620, (4 << 8) | 1, me);
+    expect([f, d, l, p, c].map((a) => a.mode & S_IFMT)).toEqual([
+      S_IFREG,
+      S_IFDIR,
+      S_IFLNK,
+      S_IFIFO,
+      S_IFCHR,
+    ]);
+    expect(f).toMatchObject({ mode: S_IFREG | 0o640, uid: 1000, gid: 100, nlink: 1, size: 0 });
+    expect(c.rdev).toBe((4 << 8) | 1);
+    expect((await fs.readlink(l.ino)).toString()).toBe("dir/../file");
+    expect((await fs.getattr(ROOT)).nlink).toBe(3);
+    expect((await fs.lookup(ROOT, "dir")).ino).toBe(d.ino);
+    expect((await fs.lookup(d.ino, "..")).ino).toBe(ROOT);
+    expect(await names(fs, ROOT)).toEqual([".", "..", "dir", "file", "link", "pipe", "tty"]);
+    await expect(fs.create(ROOT, "file", 0o600, me)).rejects.toThrow(/EEXIST/);
+    await expect(fs.mkdir(f.ino, "x", 0o700, me)).rejects.toThrow(/ENOTDIR/);
+    await expect(fs.lookup(ROOT, "nope")).rejects.toThrow(/ENOENT/);
+    await expect(fs.create(ROOT, "a".repeat(256), 0o600, me)).rejects.toThrow(/ENAMETOOLONG/);
+    expect((await fs.create(ROOT, "b".repeat(255), 0o600, me)).nlink).toBe(1);
+    await expect(fs.create(ROOT, "a/b", 0o600, me)).rejects.toThrow(/EINVAL/);
+  });
+
+  it("reads and writes contents, sparse and large, and keeps nanosecond times", async () => {
+    const fs = await fresh(make);
+    const f = await fs.create(ROOT, "f", 0o600, me);
+    await fs.write(f.ino, 0, Buffer.from("hello world"));
+    await fs.write(f.ino, 2 ** 40, Buffer.from("far away"));
+    const a = await fs.getattr(f.ino);
+    expect(a.size).toBe(2 ** 40 + 8);
+    expect(a.blocks).toBeLessThanOrEqual(8 * 8);
+    expect((await fs.read(f.ino, 6, 5)).toString()).toBe("world");
+    expect((await fs.read(f.ino, 2 ** 39, 4)).equals(Buffer.alloc(4))).toBe(true);
+    expect((await fs.read(f.ino, 2 ** 40, 100)).toString()).toBe("far away");
+    await fs.setattr(f.ino, { size: 5 });
+    expect((await fs.read(f.ino, 0, 100)).toString()).toBe("hello");
+    await fs.setattr(f.ino, { size: 8 });
+    expect((await fs.read(f.ino, 0, 100)).equals(Buffer.from("hello\0\0\0"))).toBe(true);
+    const t = { sec: 1_234_567_890, nsec: 123_456_789 };
+    const after = await fs.setattr(f.ino, { mtime: t, mode: 0o4755 });
+    expect(after.mtime).toEqual(t);
+    expect(after.mode).toBe(S_IFREG | 0o4755);
+    expect(after.ctime.sec).toBeGreaterThan(t.sec);
+    const onlyA = await fs.setattr(f.ino, { atime: { sec: 5, nsec: 6 } });
+    expect(onlyA.mtime).toEqual(t); // an omitted time is left alone
+    await expect(fs.setattr(ROOT, { size: 0 })).rejects.toThrow(/EISDIR/);
+  });
+
+  it("keeps hard link counts right and frees a file with its last name", async () => {
+    const fs = await fresh(make);
+    const free0 = (await fs.statfs()).blocksFree;
+    const f = await fs.create(ROOT, "a", 0o600, me);
+    await fs.write(f.ino, 0, Buffer.alloc(100_000, 1));
+    const d = await fs.mkdir(ROOT, "d", 0o700, me);
+    await fs.link(f.ino, d.ino, "b");
+    expect((await fs.getattr(f.ino)).nlink).toBe(2);
+    expect((await fs.lookup(d.ino, "b")).ino).toBe(f.ino);
+    await expect(fs.link(d.ino, ROOT, "dd")).rejects.toThrow(/EPERM/);
+    await fs.unlink(ROOT, "a");
+    expect((await fs.getattr(f.ino)).nlink).toBe(1);
+    await fs.open(f.ino);
+    await fs.unlink(d.ino, "b");
+    expect((await fs.read(f.ino, 0, 3)).equals(Buffer.alloc(3, 1))).toBe(true); // still open
+    await fs.release(f.ino);
+    await expect(fs.getattr(f.ino)).rejects.toThrow(/ENOENT/);
+    await expect(fs.rmdir(ROOT, "nope")).rejects.toThrow(/ENOENT/);
+    await fs.rmdir(ROOT, "d");
+    expect((await fs.getattr(ROOT)).nlink).toBe(2);
+    await fs.fsync();
+    expect((await fs.statfs()).blocksFree).toBe(free0);
+  });
+
+  it("renames with POSIX semantics", async () => {
+    const fs = await fresh(make);
+    const a = await fs.mkdir(ROOT, "a", 0o755, me);
+    const b = await fs.mkdir(a.ino, "b", 0o755, me);
+    const f = await fs.create(ROOT, "f", 0o644, me);
+    const g = await fs.create(ROOT, "g", 0o644, me);
+    await expect(fs.rename(ROOT, "a", b.ino, "x")).rejects.toThrow(/EINVAL/); // into itself
+    await expect(fs.rename(ROOT, "a", ROOT, "a")).resolves.toBeUndefined();
+    await fs.rename(ROOT, "f", ROOT, "g"); // replaces g
+    expect((await fs.lookup(ROOT, "g")).ino).toBe(f.ino);
+    await expect(fs.getattr(g.ino)).rejects.toThrow(/ENOENT/);
+    await expect(fs.rename(ROOT, "g", ROOT, "a")).rejects.toThrow(/EISDIR/);
+    await expect(fs.rename(ROOT, "a", ROOT, "g")).rejects.toThrow(/ENOTDIR/);
+    const e = await fs.mkdir(ROOT, "e", 0o755, me);
+    await expect(fs.rename(ROOT, "e", ROOT, "a")).rejects.toThrow(/ENOTEMPTY/);
+    await fs.rename(a.ino, "b", ROOT, "b2"); // a directory moves up
+    expect((await fs.lookup(b.ino, "..")).ino).toBe(ROOT);
+    expect((await fs.getattr(a.ino)).nlink).toBe(2);
+    expect((await fs.getattr(ROOT)).nlink).toBe(5);
+    await fs.rename(ROOT, "e", ROOT, "a"); // onto an empty directory
+    expect((await fs.lookup(ROOT, "a")).ino).toBe(e.ino);
+    expect((await fs.getattr(ROOT)).nlink).toBe(4);
+    await expect(fs.rename(ROOT, "g", ROOT, "b2", { noReplace: true })).rejects.toThrow(/EEXIST/);
+    await fs.rename(ROOT, "g", ROOT, "a", { exchange: true });
+    expect((await fs.lookup(ROOT, "a")).ino).toBe(f.ino);
+    expect((await fs.lookup(ROOT, "g")).ino).toBe(e.ino);
+    await expect(fs.rename(ROOT, "zz", ROOT, "a")).rejects.toThrow(/ENOENT/);
+  });
+
+  it("lists a large directory in pages, each name once", async () => {
+    const fs = await fresh(make);
+    const d = await fs.mkdir(ROOT, "big", 0o755, me);
+    for (let i = 0; i < 3000; i++) await fs.create(d.ino, `file-${i}`, 0o644, me);
+    const seen = new Set<string>();
+    let cookie = 0n;
+    for (;;) {
+      const page = await fs.readdir(d.ino, cookie, 100);
+      if (page.length === 0) break;
+      for (const e of page) {
+        expect(seen.has(e.name.toString())).toBe(false);
+        seen.add(e.name.toString());
+      }
+      cookie = page.at(-1)!.cookie;
+    }
+    expect(seen.size).toBe(3002);
+  });
+
+  it("keeps extended attributes with create and replace semantics", async () => {
+    const fs = await fresh(make);
+    const f = await fs.create(ROOT, "f", 0o644, me);
+    const free0 = (await fs.statfs()).blocksFree;
+    await fs.setxattr(f.ino, "user.color", Buffer.from("blue"));
+    await fs.setxattr(f.ino, "security.selinux", Buffer.from("system_u:object_r:x\0"), {
+      create: true,
+    });
+    expect((await fs.getxattr(f.ino, "user.color")).toString()).toBe("blue");
+    expect((await fs.listxattr(f.ino)).sort()).toEqual(["security.selinux", "user.color"]);
+    await expect(
+      fs.setxattr(f.ino, "user.color", Buffer.from("red"), { create: true }),
+    ).rejects.toThrow(/EEXIST/);
+    await expect(
+      fs.setxattr(f.ino, "user.size", Buffer.from("1"), { replace: true }),
+    ).rejects.toThrow(/ENODATA/);
+    await fs.setxattr(f.ino, "user.color", Buffer.from("red"), { replace: true });
+    expect((await fs.getxattr(f.ino, "user.color")).toString()).toBe("red");
+    await expect(fs.getxattr(f.ino, "user.none")).rejects.toThrow(/ENODATA/);
+    await expect(fs.setxattr(f.ino, "user.big", Buffer.alloc(5000))).rejects.toThrow(/ENOSPC/);
+    await expect(fs.setxattr(f.ino, `user.${"n".repeat(260)}`, Buffer.from("x"))).rejects.toThrow(
+      /ERANGE/,
+    );
+    await fs.setxattr(ROOT, "user.on-a-directory", Buffer.alloc(0));
+    expect(await fs.listxattr(ROOT)).toEqual(["user.on-a-directory"]);
+    await fs.removexattr(f.ino, "user.color");
+    await expect(fs.removexattr(f.ino, "user.color")).rejects.toThrow(/ENODATA/);
+    await fs.removexattr(f.ino, "security.selinux");
+    await fs.removexattr(ROOT, "user.on-a-directory");
+    expect(await fs.listxattr(f.ino)).toEqual([]);
+    expect((await fs.statfs()).blocksFree).toBe(free0);
+  });
+
+  it("survives a reopen", async () => {
+    const dev = await make();
+    await FileSystem.mkfs(dev);
+    const fs = await FileSystem.open(dev);
+    const f = await fs.create(ROOT, "kept", 0o600, me);
+    await fs.write(f.ino, 10, Buffer.from("data"));
+    await fs.setxattr(f.ino, "user.kept", Buffer.from("yes"));
+    await fs.flush();
+    const again = await FileSystem.open(dev);
+    expect((await again.getxattr(f.ino, "user.kept")).toString()).toBe("yes");
+    expect((await fsck(dev)).problems).toEqual([]);
+    expect(
+      (await again.read((await again.lookup(ROOT, "kept")).ino, 0, 20)).toString("latin1"),
+    ).toBe(`${"\0".repeat(10)}data`);
+  });
+});
+
+describe("filesystem on a snapshot (read side)", () => {
+  it("reads the tree as it was at the snapshot and refuses every change with EROFS", async () => {
+    const vol = await cowVolume();
+    await FileSystem.mkfs(vol);
+    const fs = await FileSystem.open(vol);
+    const d = await fs.mkdir(ROOT, "docs", 0o755, me);
+    const f = await fs.create(d.ino, "report", 0o644, me);
+    await fs.write(f.ino, 0, Buffer.from("version 1"));
+    await fs.flush();
+    const snap = await vol.createSnapshot();
+    await fs.write(f.ino, 0, Buffer.from("version 2"));
+    await fs.unlink(d.ino, "report");
+    await fs.create(ROOT, "new", 0o644, me);
+    await fs.flush();
+    const old = await FileSystem.open(vol.snapshotDevice(snap.id));
+    expect(old.readOnly).toBe(true);
+    const r = await old.lookup(d.ino, "report");
+    expect(r.ino).toBe(f.ino); // the same inode number as in production
+    expect((await old.read(r.ino, 0, 100)).toString()).toBe("version 1");
+    expect(await names(old, ROOT)).toEqual([".", "..", "docs"]);
+    await expect(old.create(ROOT, "x", 0o644, me)).rejects.toThrow(/EROFS/);
+    await expect(old.write(r.ino, 0, Buffer.from("x"))).rejects.toThrow(/EROFS/);
+    await expect(old.unlink(d.ino, "report")).rejects.toThrow(/EROFS/);
+    await expect(old.setattr(r.ino, { mode: 0o600 })).rejects.toThrow(/EROFS/);
+    await expect(old.rename(d.ino, "report", ROOT, "r")).rejects.toThrow(/EROFS/);
+    await expect(old.mkdir(ROOT, "m", 0o755, me)).rejects.toThrow(/EROFS/);
+  });
+});
