@@ -13,6 +13,9 @@ export const S_IFCHR = 0o020000;
 export const S_IFIFO = 0o010000;
 /** Permission bits a user may set: rwx for all three, set-uid, set-gid, sticky. */
 export const S_IMODE = 0o7777;
+export const S_ISGID = 0o2000;
+/** Bits mkdir keeps from the mode it is given (set-uid and set-gid are not taken, as in Linux). */
+export const S_DIRMODE = 0o1777;
 
 export const isDir = (mode: number) => (mode & S_IFMT) === S_IFDIR;
 export const isReg = (mode: number) => (mode & S_IFMT) === S_IFREG;

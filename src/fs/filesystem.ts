@@ -12,11 +12,13 @@ import {
   isLink,
   isReg,
   now,
+  S_DIRMODE,
   S_IFDIR,
   S_IFLNK,
   S_IFMT,
   S_IFREG,
   S_IMODE,
+  S_ISGID,
 } from "./attr.js";
 import { ensureBlock, mapBlock } from "./block-map.js";
 import { Directory, type DirectoryBlocks } from "./directory.js";
@@ -223,14 +225,20 @@ export class FileSystem {
   }
 
   mkdir(parent: number, name: Name, mode: number, owner: Owner): Promise<Attr> {
-    return this.make(parent, bytes(name), S_IFDIR | (mode & S_IMODE), owner, async (inode, dir) => {
-      if (dir.nlink >= LINK_MAX)
-        throw new FsError("EMLINK", `directory ${dir.ino} has ${dir.nlink} links`);
-      inode.nlink = 2;
-      inode.rdev = dir.ino;
-      await Directory.format(new InodeBlocks(this, inode));
-      dir.nlink++;
-    });
+    return this.make(
+      parent,
+      bytes(name),
+      S_IFDIR | (mode & S_DIRMODE),
+      owner,
+      async (inode, dir) => {
+        if (dir.nlink >= LINK_MAX)
+          throw new FsError("EMLINK", `directory ${dir.ino} has ${dir.nlink} links`);
+        inode.nlink = 2;
+        inode.rdev = dir.ino;
+        await Directory.format(new InodeBlocks(this, inode));
+        dir.nlink++;
+      },
+    );
   }
 
   symlink(parent: number, name: Name, target: Name, owner: Owner): Promise<Attr> {
@@ -266,7 +274,10 @@ export class FileSystem {
       if (inode.nlink >= LINK_MAX)
         throw new FsError("EMLINK", `inode ${ino} has ${inode.nlink} links`);
       const dir = await this.dirInode(parent);
-      await this.dir(dir).insert(bytes(name), { ino, type: dirType(inode.mode) });
+      const n = bytes(name);
+      if (n.equals(Buffer.from(".")) || n.equals(Buffer.from("..")))
+        throw eexist(`${n.toString()} exists`);
+      await this.dir(dir).insert(n, { ino, type: dirType(inode.mode) });
       const t = now();
       inode.nlink++;
       inode.ctime = t;
@@ -547,6 +558,11 @@ export class FileSystem {
       if (await directory.lookup(name)) throw eexist(`${name.toString()} exists`);
       const inode = await this.table.allocate();
       this.init(inode, mode, owner);
+      if (dir.mode & S_ISGID) {
+        // A set-group-ID directory hands its group down, and the bit to its subdirectories.
+        inode.gid = dir.gid;
+        if (isDir(mode)) inode.mode |= S_ISGID;
+      }
       await fill(inode, dir);
       await directory.insert(name, { ino: inode.ino, type: dirType(mode) });
       dir.mtime = dir.ctime = inode.ctime;
