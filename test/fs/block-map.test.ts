@@ -3,7 +3,6 @@
 
 import { describe, expect, it } from "vitest";
 import { MemoryBlockDevice } from "../../src/cow/index.js";
-import { Allocator } from "../../src/fs/allocator.js";
 import {
   ensureBlock,
   MAX_FILE_BLOCKS,
@@ -19,22 +18,15 @@ import {
   INODE_SIZE,
   type Inode,
 } from "../../src/fs/inode.js";
-import { Journal } from "../../src/fs/journal.js";
-import { MetaStore } from "../../src/fs/meta-store.js";
-import { encodeSuperblock, newSuperblock } from "../../src/fs/superblock.js";
+import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, pick, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
 
 async function setup() {
   const dev = new MemoryBlockDevice(16384 * BS);
-  const sb = newSuperblock(dev.size / BS, 256);
-  await Allocator.format(dev, sb);
-  await Journal.format(dev, sb.journal);
-  await dev.write(0, encodeSuperblock(sb));
-  const { journal } = await Journal.open(dev, sb.journal);
-  const meta = new MetaStore(dev, journal);
-  const alloc = await Allocator.load(meta, sb);
+  await formatLayers(dev, 256);
+  const { meta, alloc } = await mountLayers(dev);
   return { meta, alloc, start: alloc.freeBlocks };
 }
 

@@ -5,7 +5,6 @@ import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
 import { type BlockDevice, MemoryBlockDevice } from "../../src/cow/index.js";
 import { CorruptStoreError, enospc } from "../../src/errors.js";
-import { Allocator } from "../../src/fs/allocator.js";
 import {
   type DirEntry,
   Directory,
@@ -13,10 +12,8 @@ import {
   type DirectoryOptions,
   type ListedEntry,
 } from "../../src/fs/directory.js";
-import { Journal } from "../../src/fs/journal.js";
-import { MetaStore } from "../../src/fs/meta-store.js";
 import { sipHash24 } from "../../src/fs/siphash.js";
-import { decodeSuperblock, encodeSuperblock, newSuperblock } from "../../src/fs/superblock.js";
+import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, pick, type Rand, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
@@ -420,22 +417,8 @@ describe("directory", () => {
   });
 });
 
-async function formatDevice(dev: BlockDevice): Promise<void> {
-  const sb = newSuperblock(dev.size / BS, 64);
-  await Allocator.format(dev, sb);
-  await Journal.format(dev, sb.journal);
-  await dev.write(0, encodeSuperblock(sb));
-  await dev.flush();
-}
-
-async function mount(dev: BlockDevice, cacheBytes?: number) {
-  const b = Buffer.alloc(BS);
-  await dev.read(0, b);
-  const sb = decodeSuperblock(b, dev.size / BS);
-  const { journal } = await Journal.open(dev, sb.journal);
-  const meta = new MetaStore(dev, journal, { cacheBytes });
-  return { meta, alloc: await Allocator.load(meta, sb) };
-}
+const formatDevice = (dev: BlockDevice) => formatLayers(dev);
+const mount = mountLayers;
 
 /** A directory's blocks as the filesystem keeps them: metadata blocks taken from the allocator. */
 class MetaBlocks implements DirectoryBlocks {

@@ -3,25 +3,17 @@
 
 import { describe, expect, it } from "vitest";
 import { MemoryBlockDevice } from "../../src/cow/index.js";
-import { Allocator } from "../../src/fs/allocator.js";
 import { FileData, MAX_FILE_SIZE } from "../../src/fs/file-data.js";
 import { emptyInode } from "../../src/fs/inode.js";
-import { Journal } from "../../src/fs/journal.js";
-import { MetaStore } from "../../src/fs/meta-store.js";
-import { encodeSuperblock, newSuperblock } from "../../src/fs/superblock.js";
+import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
 
 async function setup() {
   const dev = new MemoryBlockDevice(8192 * BS);
-  const sb = newSuperblock(8192, 256);
-  await Allocator.format(dev, sb);
-  await Journal.format(dev, sb.journal);
-  await dev.write(0, encodeSuperblock(sb));
-  const { journal } = await Journal.open(dev, sb.journal);
-  const meta = new MetaStore(dev, journal);
-  const alloc = await Allocator.load(meta, sb);
+  await formatLayers(dev, 256);
+  const { meta, alloc } = await mountLayers(dev);
   return { meta, alloc, data: new FileData(dev, meta, alloc) };
 }
 

@@ -2,31 +2,16 @@
 // advance on reuse, and everything read back after a remount.
 
 import { describe, expect, it } from "vitest";
-import { type BlockDevice, MemoryBlockDevice } from "../../src/cow/index.js";
-import { Allocator } from "../../src/fs/allocator.js";
-import { InodeTable } from "../../src/fs/inode-table.js";
-import { Journal } from "../../src/fs/journal.js";
-import { MetaStore } from "../../src/fs/meta-store.js";
-import { decodeSuperblock, encodeSuperblock, newSuperblock } from "../../src/fs/superblock.js";
+import { MemoryBlockDevice } from "../../src/cow/index.js";
+import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 
 const BS = 4096;
 
-async function mount(dev: BlockDevice) {
-  const head = Buffer.alloc(BS);
-  await dev.read(0, head);
-  const sb = decodeSuperblock(head, dev.size / BS);
-  const { journal } = await Journal.open(dev, sb.journal);
-  const meta = new MetaStore(dev, journal);
-  const alloc = await Allocator.load(meta, sb);
-  return { sb, meta, alloc, table: await InodeTable.load(meta, alloc, sb) };
-}
+const mount = mountLayers;
 
 async function fresh(blocks = 8192) {
   const dev = new MemoryBlockDevice(blocks * BS);
-  const sb = newSuperblock(blocks, 512);
-  await Allocator.format(dev, sb);
-  await Journal.format(dev, sb.journal);
-  await dev.write(0, encodeSuperblock(sb));
+  await formatLayers(dev, 512);
   return { dev, ...(await mount(dev)) };
 }
 

@@ -3,32 +3,14 @@
 
 import { describe, expect, it } from "vitest";
 import { type BlockDevice, FileBlockDevice, MemoryBlockDevice } from "../../src/cow/index.js";
-import { Allocator } from "../../src/fs/allocator.js";
-import { Journal } from "../../src/fs/journal.js";
-import { MetaStore } from "../../src/fs/meta-store.js";
-import { decodeSuperblock, encodeSuperblock, newSuperblock } from "../../src/fs/superblock.js";
 import { CrashHost, PowerCut } from "../helpers/crash-host.js";
+import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, type Rand, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
 
-async function format(dev: BlockDevice): Promise<void> {
-  const sb = newSuperblock(dev.size / BS, 64);
-  await Allocator.format(dev, sb);
-  await Journal.format(dev, sb.journal);
-  await dev.write(0, encodeSuperblock(sb));
-  await dev.flush();
-}
-
-async function mount(dev: BlockDevice, cacheBytes?: number) {
-  const b = Buffer.alloc(BS);
-  await dev.read(0, b);
-  const sb = decodeSuperblock(b, dev.size / BS);
-  const { journal } = await Journal.open(dev, sb.journal);
-  const meta = new MetaStore(dev, journal, { cacheBytes });
-  const alloc = await Allocator.load(meta, sb);
-  return { sb, meta, alloc };
-}
+const format = (dev: BlockDevice) => formatLayers(dev);
+const mount = mountLayers;
 
 /** Every block the bitmap marks in use, read through the store. */
 async function allocated(m: Awaited<ReturnType<typeof mount>>): Promise<Set<number>> {
