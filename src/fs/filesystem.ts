@@ -45,6 +45,10 @@ export const SYMLINK_MAX = 4095;
 export type Name = string | Uint8Array;
 const bytes = (n: Name): Buffer =>
   typeof n === "string" ? Buffer.from(n, "utf8") : Buffer.from(n);
+const DOT = Buffer.from(".");
+const DOTDOT = Buffer.from("..");
+/** "." or "..": names every directory has and none stores. */
+const isDot = (name: Buffer) => name.equals(DOT) || name.equals(DOTDOT);
 
 export interface Owner {
   uid: number;
@@ -275,8 +279,7 @@ export class FileSystem {
         throw new FsError("EMLINK", `inode ${ino} has ${inode.nlink} links`);
       const dir = await this.dirInode(parent);
       const n = bytes(name);
-      if (n.equals(Buffer.from(".")) || n.equals(Buffer.from("..")))
-        throw eexist(`${n.toString()} exists`);
+      if (isDot(n)) throw eexist(`${n.toString()} exists`);
       await this.dir(dir).insert(n, { ino, type: dirType(inode.mode) });
       const t = now();
       inode.nlink++;
@@ -311,8 +314,7 @@ export class FileSystem {
       const a = bytes(from);
       const b = bytes(to);
       for (const n of [a, b]) {
-        if (n.equals(Buffer.from(".")) || n.equals(Buffer.from("..")))
-          throw einval(`cannot rename ${n.toString()}`);
+        if (isDot(n)) throw einval(`cannot rename ${n.toString()}`);
       }
       const src = await this.dirInode(fromDir);
       const dst = toDir === fromDir ? src : await this.dirInode(toDir);
@@ -360,9 +362,9 @@ export class FileSystem {
       const dir = await this.dirInode(ino);
       const out: DirEntry[] = [];
       if (cookie === 0n)
-        out.push({ name: Buffer.from("."), ino, type: dirType(S_IFDIR), cookie: 1n });
+        out.push({ name: Buffer.from(DOT), ino, type: dirType(S_IFDIR), cookie: 1n });
       if (cookie <= 1n)
-        out.push({ name: Buffer.from(".."), ino: dir.rdev, type: dirType(S_IFDIR), cookie: 2n });
+        out.push({ name: Buffer.from(DOTDOT), ino: dir.rdev, type: dirType(S_IFDIR), cookie: 2n });
       const rest = await this.dir(dir).readdir(cookie <= 2n ? 0n : cookie - 2n, max - out.length);
       for (const e of rest)
         out.push({ name: e.name, ino: e.ino, type: e.type, cookie: BigInt(e.cookie) + 2n });
@@ -526,8 +528,8 @@ export class FileSystem {
 
   private async entry(parent: number, name: Buffer): Promise<number> {
     const dir = await this.dirInode(parent);
-    if (name.equals(Buffer.from("."))) return dir.ino;
-    if (name.equals(Buffer.from(".."))) return dir.rdev;
+    if (name.equals(DOT)) return dir.ino;
+    if (name.equals(DOTDOT)) return dir.rdev;
     const e = await this.dir(dir).lookup(name);
     if (!e) throw enoent(`no entry ${name.toString()} in directory ${parent}`);
     return e.ino;
@@ -552,8 +554,7 @@ export class FileSystem {
   ): Promise<Attr> {
     return this.change(async () => {
       const dir = await this.dirInode(parent);
-      if (name.equals(Buffer.from(".")) || name.equals(Buffer.from("..")))
-        throw eexist(`${name.toString()} exists`);
+      if (isDot(name)) throw eexist(`${name.toString()} exists`);
       const directory = this.dir(dir);
       if (await directory.lookup(name)) throw eexist(`${name.toString()} exists`);
       const inode = await this.table.allocate();
@@ -574,7 +575,7 @@ export class FileSystem {
 
   private async removeName(parent: number, name: Buffer, wantDir: boolean): Promise<void> {
     const dir = await this.dirInode(parent);
-    if (name.equals(Buffer.from(".")) || name.equals(Buffer.from(".."))) {
+    if (isDot(name)) {
       throw new FsError(
         wantDir ? (name.length === 1 ? "EINVAL" : "ENOTEMPTY") : "EISDIR",
         `cannot remove ${name.toString()}`,

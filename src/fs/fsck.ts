@@ -69,9 +69,10 @@ export async function check(fs: FileSystem): Promise<FsckReport> {
   const root = await read(ROOT);
   if (!root || !isDir(root.mode)) say("inode 1 (the root) is not a directory");
   else queue.push([root, ROOT]);
+  const queued = new Set<number>([ROOT]);
   let directories = 0;
-  while (queue.length > 0) {
-    const [dir, parent] = queue.shift()!;
+  for (let next = 0; next < queue.length; next++) {
+    const [dir, parent] = queue[next]!;
     directories++;
     inodes.set(dir.ino, dir);
     if (dir.rdev !== parent)
@@ -97,9 +98,11 @@ export async function check(fs: FileSystem): Promise<FsckReport> {
           say(`${where}: type ${e.type}, inode ${e.ino} has ${dirType(inode.mode)}`);
         if (isDir(inode.mode)) {
           subdirs++;
-          if (inodes.has(e.ino) || queue.some(([q]) => q.ino === e.ino))
-            say(`${where}: directory ${e.ino} is listed twice`);
-          else queue.push([inode, dir.ino]);
+          if (queued.has(e.ino)) say(`${where}: directory ${e.ino} is listed twice`);
+          else {
+            queued.add(e.ino);
+            queue.push([inode, dir.ino]);
+          }
         } else {
           names.set(e.ino, (names.get(e.ino) ?? 0) + 1);
           inodes.set(e.ino, inode);
