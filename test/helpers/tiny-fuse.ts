@@ -1,0 +1,134 @@
+// A tiny in-memory filesystem served with fuse-native, run as a child process by the binding
+// tests: it mounts at argv[2], keeps every utimens call and write size, and reports them over IPC.
+// Nanosecond times are bigints; over IPC they travel as decimal strings.
+
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+
+type Reply = (code: number, ...result: unknown[]) => void;
+type UtimensTime = bigint | "now" | "omit";
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void;
+  unmount(cb: (err: Error | null) => void): void;
+}
+interface FuseClass {
+  new (mnt: string, ops: object, opts: object): FuseInstance;
+  ENOENT: number;
+}
+
+/** Messages from this process to the test. */
+export type TinyFuseMessage =
+  | { type: "ready" }
+  | { type: "failed"; message: string }
+  | { type: "calls"; utimens: UtimensCall[]; writes: number[] };
+/** One utimens call: each time is nanoseconds since the epoch (decimal), "now" or "omit". */
+export interface UtimensCall {
+  path: string;
+  atime: string;
+  mtime: string;
+}
+/** The inode number of the first file created; the root is 1. */
+export const FIRST_INO = 4242;
+
+interface Node {
+  ino: number;
+  mode: number;
+  data: Buffer;
+  atime: bigint;
+  mtime: bigint;
+  ctime: bigint;
+}
+
+function serve(mnt: string): void {
+  const Fuse = createRequire(import.meta.url)("fuse-native") as FuseClass;
+  const now = () => BigInt(Date.now()) * 1_000_000n;
+  const nodes = new Map<string, Node>([
+    ["/", { ino: 1, mode: 0o40755, data: Buffer.alloc(0), atime: 0n, mtime: 0n, ctime: 0n }],
+  ]);
+  let nextIno = FIRST_INO;
+  let nextFd = 10;
+  const utimens: UtimensCall[] = [];
+  const writes: number[] = [];
+
+  const ops = {
+    getattr(path: string, cb: Reply) {
+      const n = nodes.get(path);
+      if (!n) return cb(Fuse.ENOENT);
+      const size = n.data.length;
+      const nlink = n.mode & 0o40000 ? 2 : 1;
+      const blocks = Math.ceil(size / 512);
+      const { mode, ino, atime, mtime, ctime } = n;
+      cb(0, { mode, uid: 0, gid: 0, size, nlink, ino, blksize: 4096, blocks, atime, mtime, ctime });
+    },
+    readdir(path: string, cb: Reply) {
+      if (path !== "/") return cb(Fuse.ENOENT);
+      const names = [...nodes.keys()].filter((p) => p !== "/").map((p) => p.slice(1));
+      cb(0, names);
+    },
+    create(path: string, mode: number, cb: Reply) {
+      const t = now();
+      const data = Buffer.alloc(0);
+      nodes.set(path, { ino: nextIno++, mode, data, atime: t, mtime: t, ctime: t });
+      cb(0, nextFd++);
+    },
+    open(path: string, _flags: number, cb: Reply) {
+      if (!nodes.has(path)) return cb(Fuse.ENOENT);
+      cb(0, nextFd++);
+    },
+    release(_path: string, _fd: number, cb: Reply) {
+      cb(0);
+    },
+    read(path: string, _fd: number, buf: Buffer, len: number, pos: number, cb: Reply) {
+      const n = nodes.get(path);
+      if (!n) return cb(Fuse.ENOENT);
+      cb(n.data.copy(buf, 0, pos, Math.min(pos + len, n.data.length)));
+    },
+    write(path: string, _fd: number, buf: Buffer, len: number, pos: number, cb: Reply) {
+      const n = nodes.get(path);
+      if (!n) return cb(Fuse.ENOENT);
+      writes.push(len);
+      if (pos + len > n.data.length) {
+        n.data = Buffer.concat([n.data, Buffer.alloc(pos + len - n.data.length)]);
+      }
+      buf.copy(n.data, pos, 0, len);
+      n.mtime = n.ctime = now();
+      cb(len);
+    },
+    truncate(path: string, size: number, cb: Reply) {
+      const n = nodes.get(path);
+      if (!n) return cb(Fuse.ENOENT);
+      const data = Buffer.alloc(size);
+      n.data.copy(data, 0, 0, size);
+      n.data = data;
+      n.mtime = n.ctime = now();
+      cb(0);
+    },
+    ftruncate(path: string, _fd: number, size: number, cb: Reply) {
+      ops.truncate(path, size, cb);
+    },
+    utimens(path: string, atime: UtimensTime, mtime: UtimensTime, cb: Reply) {
+      utimens.push({ path, atime: String(atime), mtime: String(mtime) });
+      const n = nodes.get(path);
+      if (!n) return cb(Fuse.ENOENT);
+      const t = now();
+      if (atime !== "omit") n.atime = atime === "now" ? t : atime;
+      if (mtime !== "omit") n.mtime = mtime === "now" ? t : mtime;
+      n.ctime = t;
+      cb(0);
+    },
+  };
+
+  const send = (m: TinyFuseMessage) => process.send?.(m);
+  const fuse = new Fuse(mnt, ops, { useIno: true, bigWrites: true, maxWrite: 131072 });
+  fuse.mount((err) => send(err ? { type: "failed", message: err.message } : { type: "ready" }));
+  process.on("message", (m: { type?: string }) => {
+    if (m.type === "calls") send({ type: "calls", utimens, writes });
+  });
+  // Without the test on the other end, unmount and leave.
+  process.on("disconnect", () => fuse.unmount(() => process.exit(0)));
+}
+
+// Serves only when run as a program (the tests import its types and constants).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  serve(process.argv[2] ?? "");
+}

@@ -1,0 +1,161 @@
+// The fuse-native binding as patched (docs/fuse-native.md), through a real mount: times cross it
+// to the nanosecond both ways, UTIME_NOW / UTIME_OMIT arrive as such, use_ino and big writes work.
+
+import { type ChildProcess, execFile, fork } from "node:child_process";
+import { once } from "node:events";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FIRST_INO, type TinyFuseMessage, type UtimensCall } from "../helpers/tiny-fuse.js";
+
+const HELPER = fileURLToPath(new URL("../helpers/tiny-fuse.ts", import.meta.url));
+const READY_WITHIN_MS = 30_000;
+const run = promisify(execFile);
+
+let dir: string | undefined;
+let mnt = "";
+let child: ChildProcess | undefined;
+
+/** Runs a command with UTC times; the file system is served by the child, not this process. */
+async function sh(cmd: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run(cmd, args, { env: { ...process.env, TZ: "UTC" } });
+  return stdout.trim();
+}
+
+/** The next message of one type from the child, or an error if it fails, exits or takes too long. */
+function next(c: ChildProcess, type: TinyFuseMessage["type"]): Promise<TinyFuseMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`no "${type}" from tiny-fuse`)), READY_WITHIN_MS);
+    const onMessage = (m: TinyFuseMessage) => {
+      if (m.type === "failed") done(new Error(`tiny-fuse: ${m.message}`));
+      else if (m.type === type) done(null, m);
+    };
+    const onExit = (code: number | null) => done(new Error(`tiny-fuse exited (${code})`));
+    const done = (err: Error | null, m?: TinyFuseMessage) => {
+      clearTimeout(timer);
+      c.off("message", onMessage);
+      c.off("exit", onExit);
+      if (err) reject(err);
+      else resolve(m!);
+    };
+    c.on("message", onMessage);
+    c.on("exit", onExit);
+  });
+}
+
+async function calls(): Promise<{ utimens: UtimensCall[]; writes: number[] }> {
+  const reply = next(child!, "calls");
+  child!.send({ type: "calls" });
+  const m = await reply;
+  if (m.type !== "calls") throw new Error(`unexpected ${m.type}`);
+  return m;
+}
+
+async function lastUtimens(): Promise<UtimensCall> {
+  const { utimens } = await calls();
+  expect(utimens.length).toBeGreaterThan(0);
+  return utimens.at(-1)!;
+}
+
+async function mounted(path: string): Promise<boolean> {
+  const table = await readFile("/proc/mounts", "utf8");
+  return table.split("\n").some((line) => line.split(" ")[1] === path);
+}
+
+/** 2001-02-03 04:05:06.123456789 UTC in nanoseconds since the epoch. */
+const T2001 = BigInt(Date.UTC(2001, 1, 3, 4, 5, 6)) * 1_000_000n + 123_456_789n;
+const T2001_TEXT = "2001-02-03 04:05:06.123456789 +0000";
+
+describe("fuse-native binding through a real mount", () => {
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "shadowfs-binding-"));
+    mnt = join(dir, "mnt");
+    await mkdir(mnt);
+    child = fork(HELPER, [mnt], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    await next(child, "ready");
+  });
+
+  afterEach(async () => {
+    try {
+      if (mnt) await run("fusermount", ["-uz", mnt]).catch(() => undefined);
+    } finally {
+      const c = child;
+      child = undefined;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        const exited = once(c, "exit");
+        c.kill("SIGKILL");
+        await exited;
+      }
+      if (dir) await rm(dir, { recursive: true, force: true });
+      dir = undefined;
+    }
+    expect(await mounted(mnt)).toBe(false);
+  });
+
+  it("touch -d sets atime and mtime to the nanosecond", async () => {
+    const f = join(mnt, "f");
+    await sh("touch", "-d", "2001-02-03 04:05:06.123456789", f);
+    expect(await lastUtimens()).toEqual({ path: "/f", atime: `${T2001}`, mtime: `${T2001}` });
+    expect(await sh("stat", "-c", "%x|%y", f)).toBe(`${T2001_TEXT}|${T2001_TEXT}`);
+
+    // Before 1970 the nanoseconds count down from the epoch.
+    await sh("touch", "-d", "1969-12-31 23:59:58.25", f);
+    const before1970 = `${-1_750_000_000n}`;
+    expect(await lastUtimens()).toEqual({ path: "/f", atime: before1970, mtime: before1970 });
+    const text = "1969-12-31 23:59:58.250000000 +0000";
+    expect(await sh("stat", "-c", "%x|%y", f)).toBe(`${text}|${text}`);
+  });
+
+  it("touch -a changes atime only: mtime arrives as omit", async () => {
+    const f = join(mnt, "f");
+    await sh("touch", "-d", "2001-02-03 04:05:06.123456789", f);
+    await sh("touch", "-a", f);
+    expect(await lastUtimens()).toEqual({ path: "/f", atime: "now", mtime: "omit" });
+    const [atime, mtime] = (await sh("stat", "-c", "%x|%y", f)).split("|");
+    expect(mtime).toBe(T2001_TEXT);
+    expect(atime).not.toBe(T2001_TEXT);
+  });
+
+  it("touch -m changes mtime only: atime arrives as omit", async () => {
+    const f = join(mnt, "f");
+    await sh("touch", "-d", "2001-02-03 04:05:06.123456789", f);
+    await sh("touch", "-m", f);
+    expect(await lastUtimens()).toEqual({ path: "/f", atime: "omit", mtime: "now" });
+    const [atime, mtime] = (await sh("stat", "-c", "%x|%y", f)).split("|");
+    expect(atime).toBe(T2001_TEXT);
+    expect(mtime).not.toBe(T2001_TEXT);
+  });
+
+  it("touch without a time sends now for both", async () => {
+    const f = join(mnt, "f");
+    await sh("touch", "-d", "2001-02-03 04:05:06.123456789", f);
+    await sh("touch", f);
+    expect(await lastUtimens()).toEqual({ path: "/f", atime: "now", mtime: "now" });
+    const [atime, mtime] = (await sh("stat", "-c", "%x|%y", f)).split("|");
+    expect(atime).not.toBe(T2001_TEXT);
+    expect(mtime).not.toBe(T2001_TEXT);
+  });
+
+  it("stat shows the inode number getattr returns (use_ino)", async () => {
+    const f = join(mnt, "f");
+    await sh("touch", f);
+    expect(await sh("stat", "-c", "%i", f)).toBe(String(FIRST_INO));
+    expect(await sh("stat", "-c", "%i", mnt)).toBe("1");
+  });
+
+  it("a 1 MiB write arrives in requests larger than 4 KiB (big_writes, max_write)", async () => {
+    const f = join(mnt, "big");
+    await sh("dd", "if=/dev/zero", `of=${f}`, "bs=1M", "count=1", "status=none");
+    const { writes } = await calls();
+    expect(writes.reduce((a, b) => a + b, 0)).toBe(2 ** 20);
+    expect(Math.max(...writes)).toBeGreaterThan(4096);
+    expect(Math.max(...writes)).toBeLessThanOrEqual(131072);
+    expect(await sh("stat", "-c", "%s", f)).toBe(String(2 ** 20));
+  });
+});
