@@ -1,0 +1,62 @@
+// The snapshots a mount shows under `.snapshots`: one directory per snapshot, named by its
+// `@GMT-…` creation time (a user-given name resolves too), each served read-only by the
+// filesystem code on the snapshot's device, opened on first use and kept in an LRU cache.
+
+import { LRUCache } from "lru-cache";
+import type { BlockDevice, SnapshotInfo } from "../cow/index.js";
+import { enoent } from "../errors.js";
+import { FileSystem } from "../fs/filesystem.js";
+import { gmtName, isGmtName } from "./names.js";
+import { View } from "./view.js";
+
+/** What the views need from the store (a `CowVolume` is one). */
+export interface SnapshotSource {
+  snapshots(): SnapshotInfo[];
+  snapshotDevice(id: number): BlockDevice;
+}
+
+export class SnapshotViews {
+  private readonly open = new LRUCache<number, Promise<View>>({ max: 16 });
+
+  constructor(
+    private readonly source: SnapshotSource,
+    private readonly cacheBytes?: number,
+  ) {}
+
+  /** The `@GMT-…` names of every snapshot, oldest first. */
+  names(): string[] {
+    return this.source.snapshots().map((s) => gmtName(s.createdAt));
+  }
+
+  /** The snapshot a directory name (`@GMT-…` or a user-given name) refers to. */
+  find(name: string): SnapshotInfo | undefined {
+    const all = this.source.snapshots();
+    return isGmtName(name)
+      ? all.find((s) => gmtName(s.createdAt) === name)
+      : all.find((s) => s.name === name);
+  }
+
+  /** The view of the snapshot called `name`, opened read-only on first use. */
+  view(name: string): Promise<View> {
+    const info = this.find(name);
+    return info ? this.viewOf(info) : Promise.reject(enoent(`no snapshot ${name}`));
+  }
+
+  viewOf(info: SnapshotInfo): Promise<View> {
+    let view = this.open.get(info.id);
+    if (!view) {
+      view = FileSystem.open(this.source.snapshotDevice(info.id), {
+        cacheBytes: this.cacheBytes,
+      }).then((fs) => new View(fs, gmtName(info.createdAt)));
+      view.catch(() => this.open.delete(info.id));
+      this.open.set(info.id, view);
+    }
+    return view;
+  }
+
+  /** A snapshot was deleted or the volume reverted: views of snapshots that are gone close. */
+  refresh(): void {
+    const live = new Set(this.source.snapshots().map((s) => s.id));
+    for (const id of [...this.open.keys()]) if (!live.has(id)) this.open.delete(id);
+  }
+}
