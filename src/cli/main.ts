@@ -1,0 +1,447 @@
+#!/usr/bin/env node
+// The `shadowfs` command: makes stores, mounts them and manages their snapshots. A TARGET is a
+// store directory or its mount point.
+
+import { spawn } from "node:child_process";
+import { closeSync, writeSync } from "node:fs";
+import { access, constants, mkdir, open } from "node:fs/promises";
+import { resolve } from "node:path";
+import { Command, Option } from "commander";
+import pino from "pino";
+import type { OnFull } from "../cow/index.js";
+import {
+  type CheckReport,
+  Daemon,
+  initStore,
+  isMountpoint,
+  lockHolder,
+  type SnapshotRow,
+  type StorageReport,
+  type StoreStatus,
+  shadowfsMounts,
+  storePaths,
+} from "../daemon/index.js";
+import { FsError, isFsError } from "../errors.js";
+import { parseMountOptions } from "../mount/index.js";
+import { connect, type OnProgress } from "./connect.js";
+import { formatBytes, parseSize, table } from "./format.js";
+import { resolveTarget } from "./target.js";
+
+const print = (text: string) => process.stdout.write(`${text}\n`);
+const json = (value: unknown) => print(JSON.stringify(value, null, 2));
+
+/** A progress line on a terminal; nothing when stderr is not one. */
+function progress(what: string): OnProgress | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  return (done, total) => {
+    process.stderr.write(`\r${what}: ${done}/${total}${done === total ? "\n" : ""}`);
+  };
+}
+
+async function withTarget<T>(
+  target: string,
+  opts: { write?: boolean; onProgress?: OnProgress },
+  fn: (call: <R>(method: string, params?: Record<string, unknown>) => Promise<R>) => Promise<T>,
+): Promise<T> {
+  const { store } = await resolveTarget(target);
+  const backend = await connect(store, opts);
+  try {
+    return await fn((m, p) => backend.call(m, p));
+  } finally {
+    await backend.close();
+  }
+}
+
+async function requireFuse(): Promise<void> {
+  try {
+    await access("/dev/fuse", constants.R_OK | constants.W_OK);
+  } catch {
+    throw new FsError(
+      "ENODEV",
+      "/dev/fuse is missing or not accessible: load the fuse module (modprobe fuse)",
+    );
+  }
+}
+
+async function checkMountpoint(mnt: string): Promise<void> {
+  const st = await import("node:fs/promises").then((f) => f.stat(mnt)).catch(() => undefined);
+  if (!st) throw new FsError("ENOENT", `mount point ${mnt} does not exist`);
+  if (!st.isDirectory()) throw new FsError("ENOTDIR", `mount point ${mnt} is not a directory`);
+  if (await isMountpoint(mnt)) throw new FsError("EBUSY", `${mnt} is already a mount point`);
+}
+
+/** Runs the daemon in this process until it is stopped; `readyFd` hears how the start went. */
+async function runDaemon(store: string, mnt: string, options: string[], readyFd?: number) {
+  const logger =
+    readyFd === undefined
+      ? pino(
+          { name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "info" },
+          pino.destination(2),
+        )
+      : pino(
+          { name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "info" },
+          pino.destination({ dest: storePaths(store).log, append: true, sync: true }),
+        );
+  const tell = (msg: object) => {
+    if (readyFd === undefined) return;
+    try {
+      writeSync(readyFd, `${JSON.stringify(msg)}\n`);
+      closeSync(readyFd);
+    } catch {
+      // The command that started the daemon is gone; the log says the rest.
+    }
+  };
+  let daemon: Daemon;
+  try {
+    const r = await Daemon.start({ store, mountpoint: mnt, options, logger });
+    daemon = r.daemon;
+    tell({ ok: true, ...r.started });
+    if (readyFd === undefined) {
+      if (r.started.recovered) print(r.started.recovered);
+      print(`mounted ${store} on ${r.started.mountpoint}`);
+    }
+  } catch (e) {
+    tell({ ok: false, error: message(e) });
+    throw e;
+  }
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      logger.info({ signal: sig }, "stopping");
+      void daemon.stop();
+    });
+  }
+  await daemon.stopped;
+  process.exit(0);
+}
+
+/** Starts the daemon in the background and waits until the mount is live (or failed). */
+async function startDaemon(store: string, mnt: string, o: string | undefined): Promise<void> {
+  const log = await open(storePaths(store).log, "a");
+  const args = [
+    ...process.execArgv,
+    process.argv[1]!,
+    "mount",
+    store,
+    mnt,
+    "-f",
+    "--ready-fd",
+    "3",
+  ];
+  if (o) args.push("-o", o);
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ["ignore", log.fd, log.fd, "pipe"],
+  });
+  await log.close();
+  const answer = await new Promise<string>((done) => {
+    let text = "";
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding("utf8");
+    pipe.on("data", (d: string) => {
+      text += d;
+      if (text.includes("\n")) done(text);
+    });
+    pipe.on("end", () => done(text));
+    pipe.on("error", () => done(text));
+  });
+  const reply = (() => {
+    try {
+      return JSON.parse(answer.split("\n")[0] ?? "");
+    } catch {
+      return {
+        ok: false,
+        error: `the daemon exited without mounting (see ${storePaths(store).log})`,
+      };
+    }
+  })() as { ok: boolean; error?: string; recovered?: string | null; pid?: number };
+  if (!reply.ok) throw new FsError("EIO", reply.error ?? "mount failed");
+  child.unref();
+  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+  if (reply.recovered) print(reply.recovered);
+  print(`mounted ${store} on ${resolve(mnt)} (daemon ${reply.pid})`);
+}
+
+const message = (e: unknown) =>
+  isFsError(e) ? e.message.replace(/^[A-Z0-9]+: /, "") : e instanceof Error ? e.message : String(e);
+
+function snapshotTable(rows: SnapshotRow[]): string {
+  return table(
+    ["NAME", "ALIAS", "CREATED", "DIFF AREA"],
+    rows.map((r) => [r.gmt, r.name ?? "-", r.createdAt, formatBytes(r.diffAreaBytes)]),
+  );
+}
+
+export function program(): Command {
+  const cli = new Command("shadowfs")
+    .description("a versioning filesystem with point-in-time snapshots, mounted with FUSE")
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  cli
+    .command("init")
+    .description("create a store holding an empty volume")
+    .argument("<store>", "directory to create the store in")
+    .option("--size <size>", "volume size", "8G")
+    .option("--chunk-size <size>", "copy-on-write chunk size (4K to 1M)")
+    .option("--shadow-storage-limit <size>", "most bytes all diff areas may take (0: no limit)")
+    .addOption(
+      new Option("--on-full <policy>", "when the limit is reached")
+        .choices(["delete-oldest", "fail-writes"])
+        .default("delete-oldest"),
+    )
+    .action(async (store: string, o) => {
+      const dir = resolve(store);
+      await mkdir(dir, { recursive: true });
+      await initStore(dir, {
+        size: parseSize(o.size, "--size"),
+        chunkSize: o.chunkSize === undefined ? undefined : parseSize(o.chunkSize, "--chunk-size"),
+        shadowStorageLimit:
+          o.shadowStorageLimit === undefined
+            ? undefined
+            : parseSize(o.shadowStorageLimit, "--shadow-storage-limit"),
+        onFull: o.onFull as OnFull,
+      });
+      print(`created ${dir} (${formatBytes(parseSize(o.size, "--size"))})`);
+    });
+
+  cli
+    .command("mount")
+    .description("mount a store; snapshots appear under MNT/.snapshots")
+    .argument("<store>")
+    .argument("<mountpoint>")
+    .option("-f, --foreground", "stay in the foreground")
+    .option("-o, --options <list>", "mount options (allow_other, ro, kernel_cache, ...)")
+    .addOption(new Option("--ready-fd <fd>").hideHelp().argParser((v) => Number.parseInt(v, 10)))
+    .action(async (store: string, mountpoint: string, o) => {
+      const dir = resolve(store);
+      const mnt = resolve(mountpoint);
+      const options = parseMountOptions(o.options);
+      await requireFuse();
+      const holder = await lockHolder(dir);
+      if (holder !== undefined)
+        throw new FsError("EBUSY", `${dir} is already in use by process ${holder}`);
+      // A mount left behind by a daemon that was killed: detach it first.
+      const stale = (await shadowfsMounts()).find((m) => m.mountpoint === mnt && m.store === dir);
+      if (stale) {
+        await new Promise((done) => spawn("fusermount", ["-uz", mnt]).on("exit", done));
+        print(`detached the stale mount of ${dir} on ${mnt}`);
+      }
+      await checkMountpoint(mnt);
+      if (o.foreground) await runDaemon(dir, mnt, options, o.readyFd);
+      else await startDaemon(dir, mnt, o.options);
+    });
+
+  cli
+    .command("unmount")
+    .alias("umount")
+    .description("flush and unmount a mounted store")
+    .argument("<mountpoint>")
+    .action(async (mountpoint: string) => {
+      const { store, mount } = await resolveTarget(mountpoint);
+      if (!mount) throw new FsError("EINVAL", `${mountpoint} is not a mount point`);
+      if (mount.snapshot)
+        throw new FsError(
+          "EINVAL",
+          `${mountpoint} is an exposed snapshot: use "snapshot unexpose"`,
+        );
+      const pid = await lockHolder(store);
+      if (pid === undefined) {
+        await new Promise((done) =>
+          spawn("fusermount", ["-uz", mount.mountpoint]).on("exit", done),
+        );
+        print(`detached ${mount.mountpoint} (its daemon was not running)`);
+        return;
+      }
+      await withTarget(mountpoint, {}, (call) => call("unmount"));
+      for (let i = 0; i < 600 && (await lockHolder(store)) !== undefined; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      if ((await lockHolder(store)) !== undefined)
+        throw new FsError("ETIMEDOUT", `daemon ${pid} did not stop`);
+      print(`unmounted ${mount.mountpoint}`);
+    });
+
+  cli
+    .command("status")
+    .description("volume, space, snapshots and mount of a store")
+    .argument("<target>")
+    .option("--json", "print JSON")
+    .action(async (target: string, o) => {
+      const st = await withTarget(target, {}, (call) => call<StoreStatus>("status"));
+      if (o.json) {
+        json(st);
+        return;
+      }
+      const limit = st.shadowStorageLimitBytes;
+      print(`store:        ${st.store}`);
+      print(`mounted on:   ${st.mountpoint ?? "not mounted"}`);
+      print(
+        `volume:       ${formatBytes(st.volumeBytes)} (${formatBytes(st.usedBytes)} used, ` +
+          `${formatBytes(st.freeBytes)} free, ${st.files} files)`,
+      );
+      print(`snapshots:    ${st.snapshots}`);
+      print(
+        `shadow space: ${formatBytes(st.shadowStorageUsedBytes)} used of ` +
+          `${limit ? formatBytes(limit) : "no limit"} (${st.onFull} when full)`,
+      );
+    });
+
+  const snapshot = cli
+    .command("snapshot")
+    .description("create, list, delete, revert, expose snapshots");
+
+  snapshot
+    .command("create")
+    .argument("<target>")
+    .option("--name <name>", "a name that also resolves to the snapshot")
+    .option("--json", "print JSON")
+    .action(async (target: string, o) => {
+      const row = await withTarget(target, { write: true }, (call) =>
+        call<SnapshotRow>("snapshot.create", { name: o.name }),
+      );
+      if (o.json) json(row);
+      else print(row.gmt);
+    });
+
+  snapshot
+    .command("list")
+    .argument("<target>")
+    .option("--json", "print JSON")
+    .action(async (target: string, o) => {
+      const rows = await withTarget(target, {}, (call) => call<SnapshotRow[]>("snapshot.list"));
+      if (o.json) json(rows);
+      else print(rows.length ? snapshotTable(rows) : "no snapshots");
+    });
+
+  snapshot
+    .command("delete")
+    .argument("<target>")
+    .argument("<snapshot>", "@GMT name, name or id")
+    .action(async (target: string, ref: string) => {
+      const row = await withTarget(target, { write: true }, (call) =>
+        call<SnapshotRow>("snapshot.delete", { snapshot: ref }),
+      );
+      print(`deleted ${row.gmt}${row.name ? ` (${row.name})` : ""}`);
+    });
+
+  snapshot
+    .command("revert")
+    .description(
+      "make production what the snapshot holds; newer snapshots are kept, and production as it was is saved as a snapshot first",
+    )
+    .argument("<target>")
+    .argument("<snapshot>", "@GMT name, name or id")
+    .option("--force", "even while files are open in production")
+    .option("--discard-newer", "delete the snapshots newer than it instead (nothing is saved)")
+    .option("--json", "print JSON")
+    .action(async (target: string, ref: string, o) => {
+      if (process.stderr.isTTY) process.stderr.write(`reverting to ${ref}...\n`);
+      const r = await withTarget(target, { write: true }, (call) =>
+        call<{ reverted: SnapshotRow; saved: SnapshotRow | null; discarded: SnapshotRow[] }>(
+          "snapshot.revert",
+          {
+            snapshot: ref,
+            force: o.force === true,
+            discardNewer: o.discardNewer === true,
+          },
+        ),
+      );
+      if (o.json) {
+        json(r);
+        return;
+      }
+      print(`production is now ${r.reverted.gmt}`);
+      if (r.saved)
+        print(
+          `production as it was is kept as ${r.saved.gmt} (${r.saved.name}); newer snapshots are kept`,
+        );
+      for (const d of r.discarded) print(`deleted newer snapshot ${d.gmt}`);
+    });
+
+  snapshot
+    .command("expose")
+    .description("mount one snapshot read-only on a path of its own")
+    .argument("<target>")
+    .argument("<snapshot>")
+    .argument("<mountpoint>")
+    .action(async (target: string, ref: string, mountpoint: string) => {
+      const mnt = resolve(mountpoint);
+      await checkMountpoint(mnt);
+      const { store } = await resolveTarget(target);
+      if ((await lockHolder(store)) === undefined)
+        throw new FsError("ENOTCONN", `${store} is not mounted`);
+      const r = await withTarget(target, {}, (call) =>
+        call<{ gmt: string }>("snapshot.expose", { snapshot: ref, mountpoint: mnt }),
+      );
+      print(`exposed ${r.gmt} on ${mnt}`);
+    });
+
+  snapshot
+    .command("unexpose")
+    .argument("<mountpoint>")
+    .action(async (mountpoint: string) => {
+      const { mount } = await resolveTarget(mountpoint);
+      if (!mount?.snapshot) throw new FsError("EINVAL", `${mountpoint} is not an exposed snapshot`);
+      await withTarget(mountpoint, {}, (call) =>
+        call("snapshot.unexpose", { mountpoint: mount.mountpoint }),
+      );
+      print(`unexposed ${mount.mountpoint}`);
+    });
+
+  cli
+    .command("storage")
+    .description("shadow storage: used, limit, per snapshot, evictions")
+    .argument("<target>")
+    .option("--json", "print JSON")
+    .action(async (target: string, o) => {
+      const r = await withTarget(target, {}, (call) => call<StorageReport>("storage"));
+      if (o.json) {
+        json(r);
+        return;
+      }
+      print(
+        `used ${formatBytes(r.usedBytes)} of ${r.limitBytes ? formatBytes(r.limitBytes) : "no limit"}; when full: ${r.onFull}`,
+      );
+      if (r.snapshots.length)
+        print(
+          table(
+            ["SNAPSHOT", "ALIAS", "DIFF AREA"],
+            r.snapshots.map((s) => [s.gmt, s.name ?? "-", formatBytes(s.diffAreaBytes)]),
+          ),
+        );
+      for (const e of r.evictions)
+        print(`evicted ${e.gmt}${e.name ? ` (${e.name})` : ""} at ${e.evictedAt}: ${e.reason}`);
+    });
+
+  cli
+    .command("fsck")
+    .description("check a store's files and filesystem (or one snapshot's)")
+    .argument("<store>")
+    .option("--snapshot <snapshot>", "check this snapshot's filesystem")
+    .option("--json", "print JSON")
+    .action(async (target: string, o) => {
+      const r = await withTarget(target, { onProgress: progress("checking chunks") }, (call) =>
+        call<CheckReport>("fsck", { snapshot: o.snapshot }),
+      );
+      if (o.json) json(r);
+      else {
+        for (const p of r.store?.problems ?? []) print(`store: ${p}`);
+        for (const n of r.store?.notes ?? []) print(`note: ${n}`);
+        for (const p of r.fs.problems) print(`filesystem: ${p}`);
+        print(
+          `${r.checked}: ${r.ok ? "clean" : "DAMAGED"} (${r.fs.directories} directories, ${r.fs.files} files)`,
+        );
+      }
+      if (!r.ok) process.exitCode = 2;
+    });
+
+  return cli;
+}
+
+program()
+  .parseAsync(process.argv)
+  .catch((e: unknown) => {
+    process.stderr.write(`shadowfs: ${message(e)}\n`);
+    if (!isFsError(e) && !(e instanceof Error && e.name === "RpcError"))
+      process.stderr.write(`${(e as Error).stack ?? ""}\n`);
+    process.exit(1);
+  });

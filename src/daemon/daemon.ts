@@ -1,0 +1,228 @@
+// The daemon of one store: holds its lock, mounts production (with `.snapshots`), serves
+// exposed snapshots, and answers the control socket until it is stopped.
+
+import { unlink } from "node:fs/promises";
+import type { Server } from "node:net";
+import { resolve } from "node:path";
+import type pino from "pino";
+import type { Logger } from "../cow/index.js";
+import { FsError } from "../errors.js";
+import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
+import { isMountpoint } from "./mounts.js";
+import { type Method, param, serve } from "./rpc.js";
+import { Service, serviceMethods } from "./service.js";
+import { lockStore, openStore, storePaths } from "./store.js";
+
+export interface DaemonOptions {
+  store: string;
+  mountpoint: string;
+  /** Checked `-o` options. */
+  options: string[];
+  logger: Logger & pino.Logger;
+}
+
+/** What the mount had to repair after the previous daemon died. */
+export interface Started {
+  pid: number;
+  mountpoint: string;
+  recovered: string | null;
+}
+
+const PRODUCTION_OPTIONS = ["auto_cache", "entry_timeout=1", "attr_timeout=0"];
+const SNAPSHOT_OPTIONS = ["ro", "kernel_cache", "entry_timeout=60", "attr_timeout=60"];
+
+export class Daemon {
+  private readonly exposed = new Map<string, { mount: FuseMount; id: number }>();
+  private server: Server | undefined;
+  private watch: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  /** Resolves when the daemon has stopped. */
+  readonly stopped: Promise<void>;
+  private done!: () => void;
+
+  private constructor(
+    private readonly opts: DaemonOptions,
+    private readonly service: Service,
+    private readonly unlock: () => Promise<void>,
+    private readonly root: View,
+    private readonly views: SnapshotViews,
+    private readonly ops: FuseOps,
+    private mount: FuseMount | undefined,
+  ) {
+    this.stopped = new Promise((r) => {
+      this.done = r;
+    });
+  }
+
+  static async start(opts: DaemonOptions): Promise<{ daemon: Daemon; started: Started }> {
+    const paths = storePaths(opts.store);
+    const mountpoint = resolve(opts.mountpoint);
+    if (await isMountpoint(mountpoint))
+      throw new FsError("EBUSY", `${mountpoint} is already a mount point`);
+    const unlock = await lockStore(paths.dir);
+    try {
+      const { volume, fs } = await openStore(paths.dir, { logger: opts.logger });
+      const service = new Service(paths.dir, volume, fs);
+      const root = new View(fs, "production");
+      const views = new SnapshotViews(volume);
+      const log = opts.logger;
+      const ops = new FuseOps({
+        root,
+        snapshots: views,
+        gate: service.gate,
+        log,
+        owner: () => ({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
+        snapdirTime: () => {
+          const ms = volume.snapshots().at(-1)?.createdAt ?? 0;
+          return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+        },
+      });
+      const daemon = new Daemon(opts, service, unlock, root, views, ops, undefined);
+      service.onRevert((next) => {
+        root.replace(next);
+        views.refresh();
+      });
+      try {
+        daemon.mount = await FuseMount.mount({
+          mountpoint,
+          source: paths.dir,
+          ops: ops.operations(),
+          options: [...PRODUCTION_OPTIONS, ...opts.options],
+        });
+        daemon.server = await serve(paths.socket, daemon.methods());
+      } catch (e) {
+        await daemon.stop();
+        throw e;
+      }
+      daemon.watchMount(mountpoint);
+      const r = volume.recovery;
+      const recovered = r.uncleanShutdown
+        ? `recovered after an unclean shutdown (${r.droppedRecords} unfinished copy-on-write records dropped, ` +
+          `${r.removedFiles.length} stray files removed${r.resumedRevert !== undefined ? ", interrupted revert completed" : ""}; journal replayed)`
+        : null;
+      log.info({ store: paths.dir, mountpoint, recovered }, "mounted");
+      return { daemon, started: { pid: process.pid, mountpoint, recovered } };
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
+  }
+
+  /** Someone unmounted production behind the daemon's back: it stops too. */
+  private watchMount(mountpoint: string): void {
+    this.watch = setInterval(() => {
+      isMountpoint(mountpoint).then(
+        (mounted) => {
+          if (!mounted && this.mount) {
+            this.opts.logger.warn({ mountpoint }, "unmounted from outside; stopping");
+            this.mount = undefined;
+            void this.stop();
+          }
+        },
+        () => undefined,
+      );
+    }, 2000);
+    this.watch.unref();
+  }
+
+  private methods(): Record<string, Method> {
+    const s = this.service;
+    return {
+      ...serviceMethods(s),
+      status: async () => ({
+        ...(await s.status()),
+        mountpoint: this.mount?.mountpoint ?? null,
+        pid: process.pid,
+        openFiles: this.ops.openCount(this.root),
+        exposed: [...this.exposed].map(([mountpoint, e]) => ({ mountpoint, id: e.id })),
+      }),
+      "snapshot.delete": async (p) => {
+        const snap = s.find(param(p, "snapshot"));
+        for (const [mnt, e] of this.exposed)
+          if (e.id === snap.id)
+            throw new FsError("EBUSY", `snapshot is exposed at ${mnt}; unexpose it first`);
+        const gone = await s.delete(String(snap.id));
+        this.views.refresh();
+        return gone;
+      },
+      "snapshot.revert": async (p) => {
+        const open = this.ops.openCount(this.root);
+        if (open > 0 && p.force !== true)
+          throw new FsError("EBUSY", `${open} files are open in production (use --force)`);
+        if (this.exposed.size > 0)
+          throw new FsError("EBUSY", "snapshots are exposed; unexpose them first");
+        return s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true });
+      },
+      "snapshot.expose": (p) => this.expose(param(p, "snapshot"), param(p, "mountpoint")),
+      "snapshot.unexpose": (p) => this.unexpose(param(p, "mountpoint")),
+      unmount: async () => {
+        setImmediate(() => void this.stop());
+        return { stopping: true };
+      },
+    };
+  }
+
+  private async expose(ref: string, where: string): Promise<{ mountpoint: string; gmt: string }> {
+    const mountpoint = resolve(where);
+    if (this.exposed.has(mountpoint) || (await isMountpoint(mountpoint)))
+      throw new FsError("EBUSY", `${mountpoint} is already a mount point`);
+    const snap = this.service.find(ref);
+    const v = await this.views.viewOf(snap);
+    const ops = new FuseOps({
+      root: v,
+      gate: this.service.gate,
+      log: this.opts.logger,
+      owner: () => ({ uid: 0, gid: 0 }),
+    });
+    const mount = await FuseMount.mount({
+      mountpoint,
+      source: `${storePaths(this.opts.store).dir}@${v.label}`,
+      ops: ops.operations(),
+      options: SNAPSHOT_OPTIONS,
+    });
+    this.exposed.set(mountpoint, { mount, id: snap.id });
+    this.opts.logger.info({ mountpoint, snapshot: v.label }, "exposed");
+    return { mountpoint, gmt: v.label };
+  }
+
+  private async unexpose(where: string): Promise<{ mountpoint: string }> {
+    const mountpoint = resolve(where);
+    const e = this.exposed.get(mountpoint);
+    if (!e) throw new FsError("ENOENT", `no snapshot of this store is exposed at ${mountpoint}`);
+    await e.mount.unmount();
+    this.exposed.delete(mountpoint);
+    return { mountpoint };
+  }
+
+  /** Unmounts everything, lets running operations finish, flushes, closes and unlocks. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      clearInterval(this.watch);
+      const log = this.opts.logger;
+      const step = async (what: string, fn: () => Promise<unknown>) => {
+        try {
+          await fn();
+        } catch (e) {
+          log.error({ err: (e as Error).message }, `stopping: ${what} failed`);
+        }
+      };
+      await step("closing the control socket", async () => {
+        this.server?.close();
+        await unlink(storePaths(this.opts.store).socket).catch(() => undefined);
+      });
+      for (const mnt of [...this.exposed.keys()])
+        await step(`unexposing ${mnt}`, () => this.unexpose(mnt));
+      if (this.mount) await step("unmounting", () => this.mount!.unmount());
+      await step("flushing and closing", () =>
+        this.service.gate.withExclusive(async () => {
+          await this.service.fs.close();
+          await this.service.volume.close();
+        }),
+      );
+      await step("unlocking", () => this.unlock());
+      log.info({ store: this.opts.store }, "stopped");
+      this.done();
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,22 @@
+// The daemon layer's public surface: stores, the daemon, its control socket and the service.
+
+export { Daemon, type Started } from "./daemon.js";
+export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
+export { type Method, type Peer, RpcClient, RpcError } from "./rpc.js";
+export {
+  type CheckReport,
+  Service,
+  type SnapshotRow,
+  type StorageReport,
+  type StoreStatus,
+  serviceMethods,
+} from "./service.js";
+export {
+  initStore,
+  isStore,
+  lockHolder,
+  lockStore,
+  openStore,
+  StoreLockedError,
+  storePaths,
+} from "./store.js";

@@ -1,0 +1,237 @@
+// What can be done to an open store, mounted or not: snapshots, revert, storage, status and
+// checks. The daemon serves these over its control socket; the command line calls them
+// directly when no daemon has the store.
+
+import { type CowVolume, checkStore, Gate, NodeHostFs, type SnapshotInfo } from "../cow/index.js";
+import { einval, enoent, FsError } from "../errors.js";
+import { FileSystem } from "../fs/filesystem.js";
+import { check, type FsckReport, fsck } from "../fs/fsck.js";
+import { gmtName, isGmtName } from "../mount/index.js";
+import { type Method, optionalParam, param } from "./rpc.js";
+import { storePaths } from "./store.js";
+
+export interface SnapshotRow {
+  id: number;
+  /** The `@GMT-…` name under `.snapshots`. */
+  gmt: string;
+  /** The user-given name, if any. */
+  name: string | null;
+  createdAt: string;
+  diffAreaBytes: number;
+}
+
+export interface StorageReport {
+  usedBytes: number;
+  limitBytes: number;
+  onFull: string;
+  snapshots: Array<{ gmt: string; name: string | null; diffAreaBytes: number }>;
+  evictions: Array<{ gmt: string; name: string | null; evictedAt: string; reason: string }>;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  store: { ok: boolean; problems: string[]; notes: string[] } | null;
+  fs: FsckReport;
+  checked: string;
+}
+
+export interface StoreStatus {
+  store: string;
+  volumeBytes: number;
+  chunkBytes: number;
+  blockBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  files: number;
+  snapshots: number;
+  shadowStorageUsedBytes: number;
+  shadowStorageLimitBytes: number;
+  onFull: string;
+  /** Where it is mounted; null when it is not. */
+  mountpoint: string | null;
+}
+
+type Progress = (done: number, total: number) => void;
+
+const row = (s: SnapshotInfo): SnapshotRow => ({
+  id: s.id,
+  gmt: gmtName(s.createdAt),
+  name: s.name ?? null,
+  createdAt: new Date(s.createdAt).toISOString(),
+  diffAreaBytes: s.diffAreaBytes,
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A user-given snapshot name: not empty, no slash, not mistakable for a `@GMT` name or an id. */
+export function checkAlias(name: string): void {
+  if (name === "" || name.length > 255 || name.includes("/") || name === "." || name === "..")
+    throw einval(`snapshot name "${name}": must be 1 to 255 characters, without "/"`);
+  if (name.startsWith("@GMT-") || /^[0-9]+$/.test(name))
+    throw einval(`snapshot name "${name}": must not look like a @GMT name or a number`);
+}
+
+export class Service {
+  /** Changes to production enter shared; a snapshot commit or revert takes it exclusive. */
+  readonly gate = new Gate();
+  private readonly reverted: Array<(fs: FileSystem) => void> = [];
+
+  constructor(
+    readonly store: string,
+    readonly volume: CowVolume,
+    public fs: FileSystem,
+  ) {}
+
+  /** Calls `fn` with the new filesystem after every revert. */
+  onRevert(fn: (fs: FileSystem) => void): void {
+    this.reverted.push(fn);
+  }
+
+  list(): SnapshotRow[] {
+    return this.volume.snapshots().map(row);
+  }
+
+  /** The snapshot `ref` names: its `@GMT` name, user-given name or id. */
+  find(ref: string): SnapshotInfo {
+    const all = this.volume.snapshots();
+    const s = isGmtName(ref)
+      ? all.find((x) => gmtName(x.createdAt) === ref)
+      : /^[0-9]+$/.test(ref)
+        ? all.find((x) => x.id === Number(ref))
+        : all.find((x) => x.name === ref);
+    if (!s) throw enoent(`no snapshot "${ref}" in ${this.store}`);
+    return s;
+  }
+
+  /**
+   * Takes a snapshot: changes to production wait while the filesystem is flushed (so the
+   * snapshot reads cleanly with no journal replay) and the store commits it.
+   */
+  async create(opts: { name?: string } = {}): Promise<SnapshotRow> {
+    if (opts.name !== undefined) {
+      checkAlias(opts.name);
+      if (this.volume.snapshots().some((s) => s.name === opts.name))
+        throw new FsError("EEXIST", `a snapshot named "${opts.name}" exists`);
+    }
+    // One snapshot per second of creation time: each has its own @GMT name.
+    const newest = this.volume.snapshots().at(-1);
+    if (newest && gmtName(Date.now()) === gmtName(newest.createdAt))
+      await sleep(1000 - (Date.now() % 1000) + 1);
+    const info = await this.gate.withExclusive(async () => {
+      await this.fs.flush();
+      return this.volume.createSnapshot({ name: opts.name, createdAt: Date.now() });
+    });
+    return row(info);
+  }
+
+  async delete(ref: string): Promise<SnapshotRow> {
+    const s = this.find(ref);
+    await this.volume.deleteSnapshot(s.id);
+    return row(s);
+  }
+
+  /**
+   * Production becomes snapshot `ref`. Newer snapshots are kept, and a snapshot of production
+   * as it was is taken first, so that the revert can itself be undone; with `discardNewer`
+   * every newer snapshot is deleted instead (as `zfs rollback -r`).
+   */
+  async revert(
+    ref: string,
+    opts: { discardNewer?: boolean } = {},
+  ): Promise<{ reverted: SnapshotRow; saved: SnapshotRow | null; discarded: SnapshotRow[] }> {
+    const target = this.find(ref);
+    const discarded = opts.discardNewer ? this.list().filter((s) => s.id > target.id) : [];
+    const saved = opts.discardNewer
+      ? null
+      : await this.create({ name: `before-revert-${new Date().toISOString()}` });
+    await this.gate.withExclusive(async () => {
+      await this.fs.flush();
+      await this.volume.revert(target.id, { discardNewer: opts.discardNewer });
+      this.fs = await FileSystem.open(this.volume);
+    });
+    for (const fn of this.reverted) fn(this.fs);
+    return { reverted: row(target), saved, discarded };
+  }
+
+  storage(): StorageReport {
+    const { shadowStorageLimit, onFull } = this.volume.settings;
+    return {
+      usedBytes: this.volume.storageUsed(),
+      limitBytes: shadowStorageLimit,
+      onFull,
+      snapshots: this.list().map(({ gmt, name, diffAreaBytes }) => ({ gmt, name, diffAreaBytes })),
+      evictions: this.volume.evictions().map((e) => ({
+        gmt: gmtName(e.createdAt),
+        name: e.name ?? null,
+        evictedAt: new Date(e.evictedAt).toISOString(),
+        reason: e.reason,
+      })),
+    };
+  }
+
+  async status(): Promise<StoreStatus> {
+    const s = await this.fs.statfs();
+    return {
+      store: this.store,
+      volumeBytes: this.volume.size,
+      chunkBytes: this.volume.chunkSize,
+      blockBytes: s.blockSize,
+      usedBytes: (s.blocks - s.blocksFree) * s.blockSize,
+      freeBytes: s.blocksFree * s.blockSize,
+      files: s.files - s.filesFree,
+      snapshots: this.volume.snapshots().length,
+      shadowStorageUsedBytes: this.volume.storageUsed(),
+      shadowStorageLimitBytes: this.volume.settings.shadowStorageLimit,
+      onFull: this.volume.settings.onFull,
+      mountpoint: null,
+    };
+  }
+
+  /**
+   * Checks the store's files and production's filesystem (flushed, with changes held), or
+   * with `snapshot` that snapshot's filesystem.
+   */
+  async check(opts: { snapshot?: string; progress?: Progress } = {}): Promise<CheckReport> {
+    if (opts.snapshot !== undefined) {
+      const s = this.find(opts.snapshot);
+      const report = await fsck(this.volume.snapshotDevice(s.id));
+      return { ok: report.ok, store: null, fs: report, checked: gmtName(s.createdAt) };
+    }
+    return this.gate.withExclusive(async () => {
+      if (!this.volume.readOnly) {
+        await this.fs.flush();
+        await this.volume.flush();
+      }
+      const st = await checkStore(new NodeHostFs(), storePaths(this.store).volume, opts.progress);
+      const report = await check(this.fs);
+      return {
+        ok: st.ok && report.ok,
+        store: {
+          ok: st.ok,
+          problems: st.problems.map((p) => `${p.file}: ${p.message}`),
+          notes: st.notes,
+        },
+        fs: report,
+        checked: "production",
+      };
+    });
+  }
+}
+
+/** The control methods every open store answers, mounted or not. */
+export function serviceMethods(s: Service): Record<string, Method> {
+  return {
+    status: () => s.status(),
+    "snapshot.list": async () => s.list(),
+    "snapshot.create": (p) => s.create({ name: optionalParam(p, "name") }),
+    "snapshot.delete": (p) => s.delete(param(p, "snapshot")),
+    "snapshot.revert": (p) =>
+      s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true }),
+    storage: async () => s.storage(),
+    fsck: (p, peer) =>
+      s.check({
+        snapshot: optionalParam(p, "snapshot"),
+        progress: (done, total) => peer.notify("progress", { done, total }),
+      }),
+  };
+}

@@ -1,0 +1,117 @@
+// Real stores mounted through the real `shadowfs` binary (built into dist/), in temporary
+// directories; `cleanup` detaches every mount and stops every daemon a test started.
+
+import { execFile, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const CLI = resolve("dist/src/cli/main.js");
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `shadowfs ARGS`; never throws: the exit code is in the result. */
+export function shadowfs(...args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) =>
+      done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** Runs `shadowfs ARGS` and returns its stdout; a non-zero exit fails with its stderr. */
+export async function ok(...args: string[]): Promise<string> {
+  const r = await shadowfs(...args);
+  if (r.code !== 0) throw new Error(`shadowfs ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Runs a shell command (a real tool on the mount); returns its result, never throws. */
+export function sh(command: string, cwd?: string): Run {
+  const r = spawnSync("bash", ["-c", command], { cwd, encoding: "utf8", maxBuffer: 1 << 26 });
+  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `sh`, failing on a non-zero exit. */
+export function run(command: string, cwd?: string): string {
+  const r = sh(command, cwd);
+  if (r.code !== 0) throw new Error(`${command} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export interface Scratch {
+  dir: string;
+  store: string;
+  mnt: string;
+  /** Detaches every mount below `dir`, stops the daemons of its stores, removes it. */
+  cleanup(): Promise<void>;
+}
+
+const daemonPid = (store: string): number | undefined => {
+  try {
+    const pid = Number.parseInt(readFileSync(join(store, "lock"), "utf8"), 10);
+    return pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function scratch(): Promise<Scratch> {
+  const dir = await mkdtemp(join(tmpdir(), "shadowfs-mount-"));
+  const store = join(dir, "store");
+  const mnt = join(dir, "mnt");
+  await mkdir(mnt);
+  return {
+    dir,
+    store,
+    mnt,
+    async cleanup() {
+      const mounts = (await readFile("/proc/self/mountinfo", "utf8"))
+        .split("\n")
+        .map((l) => l.split(" ")[4] ?? "")
+        .filter((m) => m.startsWith(`${dir}/`));
+      const pids = [store, ...(await storesIn(dir))].map(daemonPid).filter((p) => p !== undefined);
+      for (const m of mounts.reverse()) spawnSync("fusermount", ["-uz", m]);
+      for (const pid of pids) {
+        if (!alive(pid)) continue;
+        process.kill(pid, "SIGTERM");
+        for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+        if (alive(pid)) process.kill(pid, "SIGKILL");
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Store directories directly below `dir` (a test may make more than one). */
+async function storesIn(dir: string): Promise<string[]> {
+  const { readdir } = await import("node:fs/promises");
+  return (await readdir(dir)).map((n) => join(dir, n)).filter((p) => existsSync(join(p, "volume")));
+}
+
+/** Makes a store and mounts it; returns once the mount is live. */
+export async function mounted(size = "1G", ...mountArgs: string[]): Promise<Scratch> {
+  const s = await scratch();
+  try {
+    await ok("init", s.store, "--size", size);
+    await ok("mount", s.store, s.mnt, ...mountArgs);
+  } catch (e) {
+    await s.cleanup();
+    throw e;
+  }
+  return s;
+}
