@@ -91,6 +91,20 @@ export class Service {
     return this.volume.snapshots().map(row);
   }
 
+  /** Writes out what is staged, so that diff-area sizes count every preserved chunk. */
+  private async settle(): Promise<void> {
+    if (this.volume.readOnly) return;
+    await this.gate.withExclusive(async () => {
+      await this.fs.flush();
+      await this.volume.flush();
+    });
+  }
+
+  async listSettled(): Promise<SnapshotRow[]> {
+    await this.settle();
+    return this.list();
+  }
+
   /** The snapshot `ref` names: its `@GMT` name, user-given name or id. */
   find(ref: string): SnapshotInfo {
     const all = this.volume.snapshots();
@@ -153,7 +167,8 @@ export class Service {
     return { reverted: row(target), saved, discarded };
   }
 
-  storage(): StorageReport {
+  async storage(): Promise<StorageReport> {
+    await this.settle();
     const { shadowStorageLimit, onFull } = this.volume.settings;
     return {
       usedBytes: this.volume.storageUsed(),
@@ -197,11 +212,8 @@ export class Service {
       const report = await fsck(this.volume.snapshotDevice(s.id));
       return { ok: report.ok, store: null, fs: report, checked: gmtName(s.createdAt) };
     }
+    await this.settle();
     return this.gate.withExclusive(async () => {
-      if (!this.volume.readOnly) {
-        await this.fs.flush();
-        await this.volume.flush();
-      }
       const st = await checkStore(new NodeHostFs(), storePaths(this.store).volume, opts.progress);
       const report = await check(this.fs);
       return {
@@ -222,12 +234,12 @@ export class Service {
 export function serviceMethods(s: Service): Record<string, Method> {
   return {
     status: () => s.status(),
-    "snapshot.list": async () => s.list(),
+    "snapshot.list": () => s.listSettled(),
     "snapshot.create": (p) => s.create({ name: optionalParam(p, "name") }),
     "snapshot.delete": (p) => s.delete(param(p, "snapshot")),
     "snapshot.revert": (p) =>
       s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true }),
-    storage: async () => s.storage(),
+    storage: () => s.storage(),
     fsck: (p, peer) =>
       s.check({
         snapshot: optionalParam(p, "snapshot"),
