@@ -2,18 +2,9 @@
 // by opening it directly (under its lock) when it is not.
 
 import { existsSync } from "node:fs";
-import {
-  lockHolder,
-  lockStore,
-  type Method,
-  openStore,
-  type Peer,
-  RpcClient,
-  Service,
-  StoreLockedError,
-  serviceMethods,
-  storePaths,
-} from "../daemon/index.js";
+import type { Method, Peer } from "../daemon/index.js";
+import { lockHolder, storePaths } from "../daemon/paths.js";
+import { RpcClient } from "../daemon/rpc.js";
 import { FsError } from "../errors.js";
 
 export interface Backend {
@@ -33,7 +24,8 @@ export async function connect(
   const paths = storePaths(store);
   const holder = await lockHolder(paths.dir);
   if (holder !== undefined) {
-    if (!existsSync(paths.socket)) throw new StoreLockedError(holder, paths.dir);
+    if (!existsSync(paths.socket))
+      throw new FsError("EBUSY", `${paths.dir} is in use by process ${holder}`);
     const client = await RpcClient.connect(paths.socket);
     client.handle("progress", async (p) => opts.onProgress?.(p.done as number, p.total as number));
     return {
@@ -42,6 +34,8 @@ export async function connect(
       close: async () => client.close(),
     };
   }
+  // Opening the store loads all of it: only now, not for a command a daemon answers.
+  const { lockStore, openStore, Service, serviceMethods } = await import("../daemon/index.js");
   const unlock = await lockStore(paths.dir);
   try {
     const { volume, fs } = await openStore(paths.dir, { readOnly: !opts.write });

@@ -7,22 +7,12 @@ import { closeSync, writeSync } from "node:fs";
 import { access, constants, mkdir, open } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
-import pino from "pino";
 import type { OnFull } from "../cow/index.js";
-import {
-  type CheckReport,
-  Daemon,
-  initStore,
-  isMountpoint,
-  lockHolder,
-  type SnapshotRow,
-  type StorageReport,
-  type StoreStatus,
-  shadowfsMounts,
-  storePaths,
-} from "../daemon/index.js";
+import type { CheckReport, SnapshotRow, StorageReport, StoreStatus } from "../daemon/index.js";
+import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
+import { lockHolder, storePaths } from "../daemon/paths.js";
 import { FsError, isFsError } from "../errors.js";
-import { parseMountOptions } from "../mount/index.js";
+import { parseMountOptions } from "../mount/options.js";
 import { connect, type OnProgress } from "./connect.js";
 import { formatBytes, parseSize, table } from "./format.js";
 import { resolveTarget } from "./target.js";
@@ -72,6 +62,8 @@ async function checkMountpoint(mnt: string): Promise<void> {
 
 /** Runs the daemon in this process until it is stopped; `readyFd` hears how the start went. */
 async function runDaemon(store: string, mnt: string, options: string[], readyFd?: number) {
+  const { default: pino } = await import("pino");
+  const { Daemon } = await import("../daemon/index.js");
   const logger =
     readyFd === undefined
       ? pino(
@@ -91,7 +83,7 @@ async function runDaemon(store: string, mnt: string, options: string[], readyFd?
       // The command that started the daemon is gone; the log says the rest.
     }
   };
-  let daemon: Daemon;
+  let daemon: import("../daemon/index.js").Daemon;
   try {
     const r = await Daemon.start({ store, mountpoint: mnt, options, logger });
     daemon = r.daemon;
@@ -191,6 +183,7 @@ export function program(): Command {
     )
     .action(async (store: string, o) => {
       const dir = resolve(store);
+      const { initStore } = await import("../daemon/index.js");
       await mkdir(dir, { recursive: true });
       await initStore(dir, {
         size: parseSize(o.size, "--size"),

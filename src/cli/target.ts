@@ -2,7 +2,8 @@
 // (production or an exposed snapshot).
 
 import { resolve } from "node:path";
-import { isStore, type ShadowfsMount, shadowfsMounts } from "../daemon/index.js";
+import { type ShadowfsMount, shadowfsMounts } from "../daemon/mounts.js";
+import { isStore } from "../daemon/paths.js";
 import { FsError } from "../errors.js";
 
 /** The store a TARGET names, and its mount if it is a mount point. */

@@ -9,9 +9,10 @@ import type { Logger } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
 import { isMountpoint } from "./mounts.js";
+import { storePaths } from "./paths.js";
 import { type Method, param, serve } from "./rpc.js";
 import { Service, serviceMethods } from "./service.js";
-import { lockStore, openStore, storePaths } from "./store.js";
+import { lockStore, openStore } from "./store.js";
 
 export interface DaemonOptions {
   store: string;

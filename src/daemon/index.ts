@@ -2,6 +2,7 @@
 
 export { Daemon, type Started } from "./daemon.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
+export { isStore, lockHolder, storePaths } from "./paths.js";
 export { type Method, type Peer, RpcClient, RpcError } from "./rpc.js";
 export {
   type CheckReport,
@@ -11,12 +12,4 @@ export {
   type StoreStatus,
   serviceMethods,
 } from "./service.js";
-export {
-  initStore,
-  isStore,
-  lockHolder,
-  lockStore,
-  openStore,
-  StoreLockedError,
-  storePaths,
-} from "./store.js";
+export { initStore, lockStore, openStore, StoreLockedError } from "./store.js";

@@ -7,8 +7,8 @@ import { einval, enoent, FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
 import { check, type FsckReport, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
+import { storePaths } from "./paths.js";
 import { type Method, optionalParam, param } from "./rpc.js";
-import { storePaths } from "./store.js";
 
 export interface SnapshotRow {
   id: number;

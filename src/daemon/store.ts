@@ -2,23 +2,11 @@
 // has it open, the control socket of its daemon, its log and its writers.
 
 import { constants } from "node:fs";
-import { open, readFile, unlink } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { open, unlink } from "node:fs/promises";
 import { CowVolume, type Logger, NodeHostFs, type OnFull } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
-
-export function storePaths(store: string) {
-  const dir = resolve(store);
-  return {
-    dir,
-    volume: join(dir, "volume"),
-    lock: join(dir, "lock"),
-    socket: join(dir, "control.sock"),
-    log: join(dir, "daemon.log"),
-    writers: join(dir, "writers.d"),
-  };
-}
+import { isStore, lockHolder, storePaths } from "./paths.js";
 
 export interface InitOptions {
   size: number;
@@ -42,11 +30,6 @@ export async function initStore(store: string, opts: InitOptions): Promise<void>
   } finally {
     await vol.close();
   }
-}
-
-/** Is `dir` a store? */
-export async function isStore(dir: string): Promise<boolean> {
-  return new NodeHostFs().exists(join(storePaths(dir).volume, "catalog"));
 }
 
 export interface OpenedStore {
@@ -77,25 +60,6 @@ export class StoreLockedError extends FsError {
     store: string,
   ) {
     super("EBUSY", `${store} is in use by process ${pid}`);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** The pid holding the store's lock, if that process still lives. */
-export async function lockHolder(store: string): Promise<number | undefined> {
-  try {
-    const pid = Number.parseInt(await readFile(storePaths(store).lock, "utf8"), 10);
-    return pid > 0 && alive(pid) ? pid : undefined;
-  } catch {
-    return undefined;
   }
 }
 
