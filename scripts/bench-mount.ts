@@ -1,0 +1,725 @@
+// Benchmark of mounted filesystems, side by side on one disk: a plain host directory, bindfs
+// mirroring a host directory (about the best a FUSE filesystem can do), a shadowfs mount, and
+// the read side of a shadowfs snapshot. Data IO is measured with fio, metadata with a separate
+// Node process, tree copies with rsync. It owns one temporary directory (under --dir, default
+// /var/tmp), and unmounts everything it mounted and removes that directory at exit, also on
+// SIGINT and SIGTERM.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { createCipheriv } from "node:crypto";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const MB = 1e6;
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const TREE_FILES = 2000;
+const TREE_BYTES = 100 * MiB;
+const TREE_DIRS = [10, 4]; // 10 directories of 4 subdirectories each, 50 files in each subdirectory
+const META_CONCURRENCY = 16;
+const RAM_FS = [0x01021994, 0x858458f6]; // tmpfs, ramfs: statfs magic numbers
+const SNAPSHOT_NAME = /^@GMT-\d{4}\.\d{2}\.\d{2}-\d{2}\.\d{2}\.\d{2}$/;
+const TARGETS = ["host", "bindfs", "shadowfs", "snapshot"] as const;
+const FIELDS = [
+  "seqWriteMBps",
+  "seqReadMBps",
+  "randWriteIops",
+  "randReadIops",
+  "createPerSec",
+  "statPerSec",
+  "deletePerSec",
+  "rsyncInSec",
+  "rsyncOutSec",
+] as const;
+
+type TargetName = (typeof TARGETS)[number];
+type Field = (typeof FIELDS)[number];
+type Figures = Record<Field, number | null>;
+type Mount =
+  | { kind: "bindfs"; path: string; child: ChildProcess }
+  | { kind: "shadowfs"; path: string };
+
+/** Bytes from "65536", "64K", "256M", "1G", "1GiB" (binary units). */
+function parseSize(text: string): number {
+  const m = /^(\d+)([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new Error(`bad size "${text}": use bytes or e.g. 64K, 256M, 1G`);
+  return Number(m[1]) * 1024 ** " KMGT".indexOf(m[2]!.toUpperCase() || " ");
+}
+
+const { values: opt } = parseArgs({
+  options: {
+    json: { type: "boolean", default: false },
+    size: { type: "string", default: "1G" },
+    seconds: { type: "string", default: "20" },
+    files: { type: "string", default: "10000" },
+    only: { type: "string", default: TARGETS.join(",") },
+    keep: { type: "boolean", default: false },
+    dir: { type: "string", default: "/var/tmp" },
+  },
+});
+const size = parseSize(opt.size);
+const seconds = Number(opt.seconds);
+const nFiles = Number(opt.files);
+const only = new Set(opt.only.split(",").map((s) => s.trim()));
+for (const name of only)
+  if (!(TARGETS as readonly string[]).includes(name))
+    throw new Error(`--only: unknown target "${name}" (targets: ${TARGETS.join(", ")})`);
+if (size <= 0 || size % (128 * 1024) !== 0)
+  throw new Error("--size must be a positive multiple of 128 KiB");
+if (!(seconds > 0)) throw new Error("--seconds must be a positive number");
+if (!(Number.isInteger(nFiles) && nFiles > 0))
+  throw new Error("--files must be a positive integer");
+
+const selected = (t: TargetName) => only.has(t);
+const needShadowfs = selected("shadowfs") || selected("snapshot");
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const say = (msg: string) => process.stderr.write(`bench-mount: ${msg}\n`);
+const notes: string[] = [];
+const children = new Set<ChildProcess>();
+const mounts: Mount[] = [];
+let work = "";
+let interrupted = false;
+let cleaning: Promise<void> | undefined;
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+interface RunOptions {
+  timeoutMs?: number;
+  /** Send stdout and stderr to this file and settle when the process exits, without waiting for
+   * descendants that keep its output open (a daemon started in the background). */
+  log?: string;
+}
+
+/** Runs a command to completion: its stdout and the wall-clock seconds it took. */
+function run(
+  cmd: string,
+  args: string[],
+  opts: RunOptions = {},
+): Promise<{ stdout: string; seconds: number }> {
+  return new Promise((resolveRun, rejectRun) => {
+    const logFd = opts.log === undefined ? undefined : openSync(opts.log, "a");
+    const t0 = performance.now();
+    const child = spawn(cmd, args, {
+      stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd],
+    });
+    children.add(child);
+    let stdout = "";
+    let stderr = "";
+    let settled = false;
+    child.stdout?.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            stderr += `\n(killed after ${opts.timeoutMs! / 1000} s)`;
+            child.kill("SIGTERM");
+          }, opts.timeoutMs);
+    const finish = (error: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      const secs = (performance.now() - t0) / 1000;
+      clearTimeout(timer);
+      children.delete(child);
+      if (logFd !== undefined) closeSync(logFd);
+      if (!error) resolveRun({ stdout, seconds: secs });
+      else {
+        const log = opts.log === undefined ? stderr : readFileSync(opts.log, "utf8");
+        const tail = log.trim().split("\n").slice(-15).join("\n");
+        rejectRun(new Error(`${[cmd, ...args].join(" ")}: ${error.message}\n${tail}`));
+      }
+    };
+    child.on("error", (e) => finish(e));
+    child.on(logFd === undefined ? "close" : "exit", (code, signal) =>
+      finish(code === 0 ? undefined : new Error(signal ? `killed by ${signal}` : `exit ${code}`)),
+    );
+  });
+}
+
+/** Whether every TypeScript file under src/ has its built .js in dist/src/, at least as new. */
+function distIsFresh(dir = join(root, "src")): boolean {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (!distIsFresh(path)) return false;
+    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
+      const built = join(root, "dist", relative(root, path)).replace(/\.ts$/, ".js");
+      if (!existsSync(built) || statSync(built).mtimeMs < statSync(path).mtimeMs) return false;
+    }
+  }
+  return true;
+}
+
+let cli: [string, string[]] | undefined;
+
+/** How the shadowfs command is started: the build in dist/ when it is up to date, else the
+ * source through tsx. */
+function shadowfsCommand(): [string, string[]] {
+  if (cli) return cli;
+  const built = join(root, "dist/src/cli/main.js");
+  const source = join(root, "src/cli/main.ts");
+  if (existsSync(built) && distIsFresh()) cli = [process.execPath, [built]];
+  else if (existsSync(source)) cli = [join(root, "node_modules/.bin/tsx"), [source]];
+  else throw new Error("no shadowfs command: neither dist/src/cli/main.js nor src/cli/main.ts");
+  return cli;
+}
+
+function shadowfs(args: string[], opts: RunOptions = {}) {
+  const [cmd, pre] = shadowfsCommand();
+  return run(cmd, [...pre, ...args], { timeoutMs: 300_000, ...opts });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Processes other than this one whose command line names the work directory: the shadowfs
+ * daemon started for this run's store and mount point. */
+function processesOfThisRun(): number[] {
+  if (!work) return [];
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(work)) pids.push(pid);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return pids;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts
+
+/** Mount points from /proc/mounts, with their filesystem types. */
+function mountTable(): Map<string, string> {
+  const table = new Map<string, string>();
+  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+    const [, point, type] = line.split(" ");
+    if (point && type)
+      table.set(
+        point.replace(/\\([0-7]{3})/g, (_, o: string) =>
+          String.fromCharCode(Number.parseInt(o, 8)),
+        ),
+        type,
+      );
+  }
+  return table;
+}
+
+const isMounted = (path: string) => mountTable().has(path);
+
+function assertFuse(path: string): void {
+  const type = mountTable().get(path);
+  if (!type?.startsWith("fuse")) throw new Error(`${path} is not a FUSE mount (${type ?? "none"})`);
+}
+
+async function mountBindfs(source: string, path: string): Promise<void> {
+  // big_writes: writes of up to 128 KiB per request instead of 4 KiB (libfuse 2), as a FUSE
+  // filesystem at its best. In the foreground, as a child of this process in its own process
+  // group: a Ctrl-C reaches fio and rsync but not the filesystem under them, which is unmounted
+  // here, in order.
+  const child = spawn("bindfs", ["-f", "-o", "big_writes", source, path], {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: true,
+  });
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  let failed = false;
+  const ended = new Promise<void>((r) => {
+    child.once("exit", () => r());
+    child.once("error", (e) => {
+      stderr += e.message;
+      failed = true;
+      r();
+    });
+  });
+  mounts.push({ kind: "bindfs", path, child });
+  for (let i = 0; i < 200 && !isMounted(path); i++) {
+    if (failed || child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`bindfs failed: ${stderr.trim()}`);
+    await Promise.race([sleep(50), ended]);
+  }
+  assertFuse(path);
+}
+
+async function unmountBindfs(m: Extract<Mount, { kind: "bindfs" }>): Promise<void> {
+  if (isMounted(m.path))
+    await run("fusermount", ["-uz", m.path]).catch(() => run("umount", ["-l", m.path]));
+  if (m.child.exitCode === null && m.child.signalCode === null) {
+    const exited = new Promise<boolean>((r) => m.child.once("exit", () => r(true)));
+    if (!(await Promise.race([exited, sleep(10_000).then(() => false)]))) {
+      say(`bindfs (pid ${m.child.pid}) still running after unmount: stopping it`);
+      m.child.kill("SIGTERM");
+      await Promise.race([exited, sleep(5000)]);
+    }
+  }
+}
+
+async function unmountShadowfs(path: string): Promise<void> {
+  if (isMounted(path)) {
+    await shadowfs(["unmount", path], { timeoutMs: 180_000 }).catch((e: unknown) =>
+      say(`shadowfs unmount failed: ${e instanceof Error ? e.message : String(e)}`),
+    );
+  }
+  if (isMounted(path)) {
+    say(`${path} still mounted: fusermount -uz`);
+    await run("fusermount", ["-uz", path]).catch(() => run("umount", ["-l", path]));
+  }
+}
+
+/** Unmounts everything mounted here, ends what is left of this run's processes, removes the work
+ * directory (unless --keep). Runs once, however often it is called. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const child of children) child.kill("SIGTERM");
+    for (const m of mounts.reverse()) {
+      try {
+        if (m.kind === "bindfs") await unmountBindfs(m);
+        else await unmountShadowfs(m.path);
+      } catch (e) {
+        say(`unmounting ${m.path}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    for (let i = 0; i < 100 && processesOfThisRun().length > 0; i++) await sleep(100);
+    for (const pid of processesOfThisRun()) {
+      say(`process ${pid} of this run still running after unmount: stopping it`);
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+    const left = mounts.filter((m) => isMounted(m.path)).map((m) => m.path);
+    if (left.length > 0) say(`still mounted: ${left.join(", ")}`);
+    if (!work) return;
+    if (opt.keep) say(`kept ${work}`);
+    else if (left.length === 0) await rm(work, { recursive: true, force: true });
+    else say(`not removing ${work}: mounts remain under it`);
+  })();
+  return cleaning;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+let dropFailed = false;
+let cliStartMs = 0;
+
+/** Writes dirty data back and empties the page, dentry and inode caches, so the next phase
+ * reads from the filesystem under test rather than from the kernel's memory. */
+async function dropCaches(): Promise<void> {
+  await run("sync", []);
+  try {
+    await writeFile("/proc/sys/vm/drop_caches", "3");
+  } catch (e) {
+    if (!dropFailed) {
+      dropFailed = true;
+      notes.push(`page cache NOT dropped (${(e as Error).message}): reads may come from memory`);
+    }
+  }
+}
+
+interface FioJob {
+  rw: "write" | "read" | "randwrite" | "randread";
+  bs: string;
+  file: string;
+  timeBased?: boolean;
+}
+
+/** One fio job at queue depth 1 with buffered IO; writes end with an fsync that fio times. */
+async function fio(job: FioJob): Promise<{ bwBytes: number; iops: number }> {
+  if (job.file.includes(":")) throw new Error(`fio cannot take a file name with ":" (${job.file})`);
+  const writes = job.rw.includes("write");
+  const out = join(work, "fio.json");
+  const args = [
+    "--name=bench",
+    `--filename=${job.file}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.bs}`,
+    `--size=${size}`,
+    "--ioengine=psync",
+    "--iodepth=1",
+    "--numjobs=1",
+    "--fallocate=none",
+    "--output-format=json",
+    `--output=${out}`,
+    ...(writes ? ["--end_fsync=1"] : ["--readonly"]),
+    ...(job.rw.startsWith("rand") ? ["--randrepeat=1", "--norandommap"] : []),
+    ...(job.timeBased ? ["--time_based", `--runtime=${seconds}`] : []),
+  ];
+  await run("fio", args);
+  const text = await readFile(out, "utf8");
+  // fio may put warnings ahead of the JSON document
+  type Side = { bw_bytes: number; iops: number };
+  const report = JSON.parse(text.slice(text.indexOf("{"))) as {
+    jobs: { error: number; read: Side; write: Side }[];
+  };
+  const j = report.jobs[0];
+  if (!j || j.error) throw new Error(`fio ${job.rw} on ${job.file}: error ${j?.error}`);
+  const side = writes ? j.write : j.read;
+  return { bwBytes: side.bw_bytes, iops: side.iops };
+}
+
+// Creates, stats or deletes files f0..f{n-1} of one directory, META_CONCURRENCY at a time, and
+// prints the seconds that took. It runs as its own process, never inside a filesystem's server.
+const META_WORKER = `
+import { open, stat, unlink } from "node:fs/promises";
+import { join } from "node:path";
+const [op, dir, count, width] = process.argv.slice(-4);
+const n = Number(count);
+const ops = {
+  create: async (p) => (await open(p, "wx")).close(),
+  stat: (p) => stat(p),
+  delete: (p) => unlink(p),
+};
+const one = ops[op];
+let next = 0;
+const t0 = performance.now();
+await Promise.all(
+  Array.from({ length: Number(width) }, async () => {
+    while (next < n) await one(join(dir, "f" + next++));
+  }),
+);
+process.stdout.write(JSON.stringify({ seconds: (performance.now() - t0) / 1000 }));
+`;
+
+/** Operations per second of `op` on nFiles files of `dir`, measured in a separate process. */
+async function meta(op: "create" | "stat" | "delete", dir: string): Promise<number> {
+  const args = ["--input-type=module", "-e", META_WORKER, "--", op, dir];
+  const { stdout } = await run(process.execPath, [
+    ...args,
+    String(nFiles),
+    String(META_CONCURRENCY),
+  ]);
+  return nFiles / (JSON.parse(stdout) as { seconds: number }).seconds;
+}
+
+/** The rsync source: TREE_FILES files of TREE_BYTES in all, in 40 directories, each file's
+ * content a fixed AES-CTR keystream (incompressible, the same in every run). */
+async function makeTree(dir: string): Promise<void> {
+  const [tops, subs] = TREE_DIRS as [number, number];
+  const perDir = TREE_FILES / (tops * subs);
+  let s = 12345;
+  const weights = Array.from({ length: TREE_FILES }, () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return 0.1 + 1.9 * (s / 2 ** 32);
+  });
+  const total = weights.reduce((a, b) => a + b, 0);
+  const sizes = weights.map((w) => Math.floor((w / total) * TREE_BYTES));
+  sizes[0]! += TREE_BYTES - sizes.reduce((a, b) => a + b, 0);
+  const key = Buffer.alloc(16, 7);
+  for (let i = 0; i < TREE_FILES; i++) {
+    const top = Math.floor(i / (perDir * subs));
+    const sub = Math.floor(i / perDir) % subs;
+    const d = join(dir, `d${top}`, `s${sub}`);
+    if (i % perDir === 0) await mkdir(d, { recursive: true });
+    const iv = Buffer.alloc(16);
+    iv.writeUInt32BE(i, 0);
+    const data = createCipheriv("aes-128-ctr", key, iv).update(Buffer.alloc(sizes[i]!));
+    await writeFile(join(d, `f${i}.bin`), data);
+  }
+}
+
+const emptyFigures = (): Figures =>
+  Object.fromEntries(FIELDS.map((f) => [f, null])) as unknown as Figures;
+
+/** Every figure on a writable target. Each phase starts with the caches dropped. It leaves
+ * seq.dat, rand.dat and tree/ in `dir`. */
+async function measureWritable(name: string, dir: string, treeSrc: string): Promise<Figures> {
+  const r = emptyFigures();
+  const seqFile = join(dir, "seq.dat");
+  const randFile = join(dir, "rand.dat");
+  say(`${name}: sequential write and read of ${opt.size} in 128 KiB blocks`);
+  await dropCaches();
+  r.seqWriteMBps = (await fio({ rw: "write", bs: "128k", file: seqFile })).bwBytes / MB;
+  await dropCaches();
+  r.seqReadMBps = (await fio({ rw: "read", bs: "128k", file: seqFile })).bwBytes / MB;
+
+  say(`${name}: random 4 KiB writes, then reads, for ${seconds} s each on a ${opt.size} file`);
+  await fio({ rw: "write", bs: "1m", file: randFile }); // lays the file out, untimed
+  await dropCaches();
+  r.randWriteIops = (
+    await fio({ rw: "randwrite", bs: "4k", file: randFile, timeBased: true })
+  ).iops;
+  await dropCaches();
+  r.randReadIops = (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops;
+
+  say(`${name}: create, stat and delete ${nFiles} files in one directory`);
+  const metaDir = join(dir, "meta");
+  await mkdir(metaDir);
+  await dropCaches();
+  r.createPerSec = await meta("create", metaDir);
+  await dropCaches();
+  r.statPerSec = await meta("stat", metaDir);
+  await dropCaches();
+  r.deletePerSec = await meta("delete", metaDir);
+  await rm(metaDir, { recursive: true });
+
+  say(`${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) in and out`);
+  await dropCaches();
+  r.rsyncInSec = (await run("rsync", ["-a", `${treeSrc}/`, join(dir, "tree")])).seconds;
+  r.rsyncOutSec = await rsyncOut(join(dir, "tree"));
+  return r;
+}
+
+/** Seconds of `rsync -a` from `tree` to a fresh host directory, caches dropped first. */
+async function rsyncOut(tree: string): Promise<number> {
+  const out = join(work, "out");
+  await rm(out, { recursive: true, force: true });
+  await dropCaches();
+  const { seconds: secs } = await run("rsync", ["-a", `${tree}/`, out]);
+  await rm(out, { recursive: true, force: true });
+  return secs;
+}
+
+/** The read-side figures on a read-only copy of a volume filled by measureWritable (or fill). */
+async function measureReadOnly(name: string, dir: string): Promise<Figures> {
+  const r = emptyFigures();
+  say(`${name}: sequential read of ${opt.size} in 128 KiB blocks`);
+  await dropCaches();
+  r.seqReadMBps = (await fio({ rw: "read", bs: "128k", file: join(dir, "seq.dat") })).bwBytes / MB;
+  say(`${name}: random 4 KiB reads for ${seconds} s`);
+  await dropCaches();
+  const randFile = join(dir, "rand.dat");
+  r.randReadIops = (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops;
+  say(`${name}: stat of ${nFiles} files in one directory`);
+  await dropCaches();
+  r.statPerSec = await meta("stat", join(dir, "statset"));
+  say(`${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) out`);
+  r.rsyncOutSec = await rsyncOut(join(dir, "tree"));
+  return r;
+}
+
+/** The same files as measureWritable leaves, without measuring anything. */
+async function fill(dir: string, treeSrc: string): Promise<void> {
+  say("shadowfs: filling the volume (untimed)");
+  await fio({ rw: "write", bs: "1m", file: join(dir, "seq.dat") });
+  await fio({ rw: "write", bs: "1m", file: join(dir, "rand.dat") });
+  await run("rsync", ["-a", `${treeSrc}/`, join(dir, "tree")]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+type Results = Record<TargetName, Figures | null> & { snapshotCreateMs: number | null };
+
+const gib = (bytes: number) => `${Math.ceil(bytes / GiB)}G`;
+/** The shadowfs volume: both fio files, the tree, the stat set and 1 GiB of slack. */
+const volumeBytes = Math.ceil((2 * size + TREE_BYTES + GiB) / GiB) * GiB;
+
+async function runShadowfs(results: Results, treeSrc: string): Promise<void> {
+  const store = join(work, "shadowfs-store");
+  const mnt = join(work, "shadowfs");
+  await mkdir(mnt);
+  const limit = Math.max(GiB, Math.floor(volumeBytes / 2 / GiB) * GiB);
+  say(`shadowfs: init (--size ${gib(volumeBytes)}, shadow storage limit ${gib(limit)}), mount`);
+  await shadowfs(["init", store, "--size", gib(volumeBytes), "--shadow-storage-limit", gib(limit)]);
+  sameDisk(store);
+  mounts.push({ kind: "shadowfs", path: mnt });
+  await shadowfs(["mount", store, mnt], { log: join(work, "shadowfs-mount.log") });
+  assertFuse(mnt);
+  if (selected("shadowfs")) results.shadowfs = await measureWritable("shadowfs", mnt, treeSrc);
+  else await fill(mnt, treeSrc);
+
+  say(`shadowfs: ${nFiles} files for the snapshot's stat figure (untimed)`);
+  await mkdir(join(mnt, "statset"));
+  await meta("create", join(mnt, "statset"));
+  cliStartMs = (await shadowfs(["--help"])).seconds * 1000;
+  await run("sync", []);
+  say("shadowfs: snapshot create");
+  const made = await shadowfs(["snapshot", "create", mnt]);
+  results.snapshotCreateMs = made.seconds * 1000;
+  const name = made.stdout.trim().split("\n").at(-1)?.trim() ?? "";
+  if (!SNAPSHOT_NAME.test(name))
+    throw new Error(`shadowfs snapshot create printed "${made.stdout.trim()}", not a name`);
+  const snapDir = join(mnt, ".snapshots", name);
+  if (!statSync(snapDir).isDirectory()) throw new Error(`${snapDir} is not a directory`);
+  if (selected("snapshot")) results.snapshot = await measureReadOnly("snapshot", snapDir);
+  await unmountShadowfs(mnt);
+}
+
+/** Throws unless `path` lies on the same host filesystem as the work directory. */
+function sameDisk(path: string): void {
+  if (statSync(path).dev !== statSync(work).dev)
+    throw new Error(`${path} is not on the same filesystem as ${work}`);
+}
+
+async function checkTools(): Promise<void> {
+  const tools: [string, string[]][] = [
+    ["fio", ["--version"]],
+    ["rsync", ["--version"]],
+  ];
+  if (selected("bindfs")) tools.push(["bindfs", ["--version"]], ["fusermount", ["-V"]]);
+  for (const [tool, args] of tools)
+    await run(tool, args).catch(() => {
+      throw new Error(`${tool} is missing: run scripts/setup.sh (or apt-get install ${tool})`);
+    });
+  if (needShadowfs) {
+    const [cmd, pre] = shadowfsCommand();
+    say(`shadowfs command: ${[cmd, ...pre].join(" ")}`);
+  }
+}
+
+async function main(): Promise<Results> {
+  await checkTools();
+  const fs = await statfs(opt.dir);
+  if (RAM_FS.includes(fs.type))
+    throw new Error(`${opt.dir} is tmpfs/ramfs: benchmark a real disk (--dir)`);
+  const need = (needShadowfs ? volumeBytes : 2 * size) + 2 * size + 4 * TREE_BYTES;
+  if (fs.bavail * fs.bsize < need)
+    throw new Error(
+      `${opt.dir}: ${(need / GiB).toFixed(1)} GiB free needed for --size ${opt.size}`,
+    );
+  work = await mkdtemp(join(opt.dir, "bench-mount-"));
+  say(`working in ${work}`);
+  const results: Results = {
+    host: null,
+    bindfs: null,
+    shadowfs: null,
+    snapshot: null,
+    snapshotCreateMs: null,
+  };
+  const treeSrc = join(work, "tree-src");
+  say(`writing the rsync source tree (${TREE_FILES} files, ${TREE_BYTES / MiB} MiB)`);
+  await makeTree(treeSrc);
+  sameDisk(treeSrc);
+
+  if (selected("host")) {
+    const dir = join(work, "host");
+    await mkdir(dir);
+    sameDisk(dir);
+    results.host = await measureWritable("host", dir, treeSrc);
+    await rm(dir, { recursive: true });
+  }
+  if (selected("bindfs")) {
+    const source = join(work, "bindfs-source");
+    const mnt = join(work, "bindfs");
+    await mkdir(source);
+    await mkdir(mnt);
+    sameDisk(source);
+    await mountBindfs(source, mnt);
+    results.bindfs = await measureWritable("bindfs", mnt, treeSrc);
+    const m = mounts.find((x) => x.path === mnt);
+    if (m?.kind === "bindfs") await unmountBindfs(m);
+    await rm(source, { recursive: true });
+  }
+  if (needShadowfs) await runShadowfs(results, treeSrc);
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const LABELS: Record<Field, string> = {
+  seqWriteMBps: "seq write 128K (MB/s)",
+  seqReadMBps: "seq read 128K (MB/s)",
+  randWriteIops: "random write 4K (IOPS)",
+  randReadIops: "random read 4K (IOPS)",
+  createPerSec: "create (files/s)",
+  statPerSec: "stat (files/s)",
+  deletePerSec: "delete (files/s)",
+  rsyncInSec: "rsync in (s)",
+  rsyncOutSec: "rsync out (s)",
+};
+const isSeconds = (f: Field) => f === "rsyncInSec" || f === "rsyncOutSec";
+const DIGITS = (f: Field) => (f.endsWith("MBps") ? 1 : isSeconds(f) ? 3 : 0);
+const round = (x: number | null, digits: number) => (x === null ? null : Number(x.toFixed(digits)));
+
+/** Relative performance of `a` against `b` (above 1: `a` is faster), or null. */
+function faster(field: Field, a: number | null | undefined, b: number | null | undefined) {
+  if (a == null || b == null || a === 0 || b === 0) return null;
+  return isSeconds(field) ? b / a : a / b;
+}
+
+function report(r: Results): void {
+  const out = {
+    ...Object.fromEntries(
+      TARGETS.map((t) => {
+        const f = r[t];
+        return [t, f && Object.fromEntries(FIELDS.map((k) => [k, round(f[k], DIGITS(k))]))];
+      }),
+    ),
+    snapshotCreateMs: round(r.snapshotCreateMs, 1),
+  };
+  const config = `seq file ${opt.size}, random IO ${seconds} s on a ${opt.size} file, ${nFiles} files, ${TREE_FILES}-file ${TREE_BYTES / MiB} MiB tree, in ${opt.dir}`;
+  notes.push(
+    "fio: psync, queue depth 1, buffered IO; writes end with fsync (end_fsync=1), inside the timing",
+    "random reads are buffered: the file fills the page cache as a run goes on, as it would for an application",
+    "page cache, dentries and inodes dropped before every phase; a daemon's own caches stay warm",
+    `create/stat/delete: a separate Node process, fs/promises, ${META_CONCURRENCY} operations in flight, no sync`,
+    "rsync: wall time of rsync -a, no sync; the host-side source or destination is on the same disk",
+  );
+  if (r.bindfs)
+    notes.push("bindfs: default options plus big_writes (128 KiB write requests), single-threaded");
+  if (r.snapshotCreateMs !== null)
+    notes.push(
+      "snapshot create: wall time of the shadowfs snapshot create command, after a sync; " +
+        `the command's start-up alone (shadowfs --help) takes ${cliStartMs.toFixed(0)} ms`,
+    );
+  if (opt.json) {
+    say(config);
+    for (const n of notes) say(`note: ${n}`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const ran = TARGETS.filter((t) => r[t]);
+  const pairs = (
+    [
+      ["bindfs", "host"],
+      ["shadowfs", "bindfs"],
+      ["shadowfs", "host"],
+      ["snapshot", "bindfs"],
+      ["snapshot", "host"],
+    ] as [TargetName, TargetName][]
+  ).filter(([a, b]) => r[a] && r[b]);
+  const fmt = (x: number | null, digits: number) => (x === null ? "-" : x.toFixed(digits));
+  const lines = [config, "", "metric".padEnd(24) + ran.map((t) => t.padStart(12)).join("")];
+  for (const f of FIELDS)
+    lines.push(
+      LABELS[f].padEnd(24) + ran.map((t) => fmt(r[t]![f], DIGITS(f)).padStart(12)).join(""),
+    );
+  if (r.snapshotCreateMs !== null)
+    lines.push(`${"snapshot create (ms)".padEnd(24)}${fmt(r.snapshotCreateMs, 1).padStart(12)}`);
+  if (pairs.length > 0) {
+    lines.push("", "relative performance, a/b: 1.00 the same, below 1 slower, above 1 faster");
+    lines.push("a/b".padEnd(24) + pairs.map(([a, b]) => `${a}/${b}`.padStart(16)).join(""));
+    for (const f of FIELDS) {
+      const ratios = pairs.map(([a, b]) => fmt(faster(f, r[a]![f], r[b]![f]), 2).padStart(16));
+      lines.push(LABELS[f].padEnd(24) + ratios.join(""));
+    }
+  }
+  process.stdout.write(`${[...lines, "", ...notes.map((n) => `note: ${n}`)].join("\n")}\n`);
+}
+
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    if (interrupted) return; // the same signal relayed by tsx, or a second Ctrl-C
+    interrupted = true;
+    say(`${sig}: stopping, unmounting and removing the work directory`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+let results: Results | undefined;
+try {
+  results = await main();
+} catch (e) {
+  if (!interrupted) {
+    say(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exitCode = 1;
+  }
+} finally {
+  await cleanup();
+}
+if (results && !interrupted) report(results);
