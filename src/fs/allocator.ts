@@ -3,7 +3,7 @@
 
 import type { BlockDevice } from "../cow/index.js";
 import { CorruptStoreError, enospc } from "../errors.js";
-import type { MetaStore } from "./meta-store.js";
+import { CheckpointNeeded, type MetaStore } from "./meta-store.js";
 import type { Superblock } from "./superblock.js";
 
 const BITS = 4096 * 8;
@@ -19,6 +19,12 @@ export class Allocator {
    * failed first, the file that freed them would still own them, with another file's data.
    */
   private readonly quarantine = new Set<number>();
+  /**
+   * Freed blocks, committed, whose old metadata images are still in the journal's log. They are
+   * not handed out before the next checkpoint: a replay would write those images over whatever
+   * the block held by then, and file data is written in place, outside the journal.
+   */
+  private readonly deferred = new Set<number>();
 
   private constructor(
     private readonly meta: MetaStore,
@@ -43,7 +49,11 @@ export class Allocator {
   static async load(meta: MetaStore, sb: Superblock): Promise<Allocator> {
     const a = new Allocator(meta, sb);
     for (let i = 0; i < sb.bitmap.blocks; i++) a.count(i, await meta.read(sb.bitmap.start + i));
-    meta.onCommit(() => a.quarantine.clear());
+    meta.onCommit(() => {
+      for (const q of a.quarantine) if (meta.logged(q)) a.deferred.add(q);
+      a.quarantine.clear();
+    });
+    meta.onCheckpoint(() => a.deferred.clear());
     meta.onRollback((blocks) => {
       for (const b of blocks) {
         const i = b - sb.bitmap.start;
@@ -84,11 +94,11 @@ export class Allocator {
    * the last search ended). Inside a metadata operation. ENOSPC, changing nothing, if there are fewer.
    */
   async allocate(count: number, goal?: number): Promise<number[]> {
-    const usable = this.total - this.quarantine.size;
+    const usable = this.total - this.quarantine.size - this.deferred.size;
     if (count > usable) {
-      throw enospc(
-        `${count} blocks wanted, ${usable} free (${this.quarantine.size} more once committed)`,
-      );
+      const why = `${count} blocks wanted, ${usable} free (${this.quarantine.size} more once committed, ${this.deferred.size} after a checkpoint)`;
+      if (count <= usable + this.deferred.size) throw new CheckpointNeeded(why);
+      throw enospc(why);
     }
     const out: number[] = [];
     const start =
@@ -108,7 +118,7 @@ export class Allocator {
           continue;
         }
         if ((img[bit >> 3]! & (1 << (bit & 7))) !== 0) continue;
-        if (this.quarantine.has(i * BITS + bit)) continue;
+        if (this.quarantine.has(i * BITS + bit) || this.deferred.has(i * BITS + bit)) continue;
         img[bit >> 3]! |= 1 << (bit & 7);
         out.push(i * BITS + bit);
         this.freeIn[i]!--;

@@ -109,71 +109,78 @@ export async function ensureBlock(
   return { block, fresh };
 }
 
+/** First file block under the single, double and triple indirect pointers. */
+const BASES = [DIRECT, DIRECT + SPANS[0], DIRECT + SPANS[0] + SPANS[1]] as const;
+
 /**
- * Frees every block of file blocks `from` and after, and the indirect blocks left empty. Inside a
- * metadata operation; the caller sets the size and writes the inode back.
+ * Frees every block of file blocks `from` and after, and the indirect blocks left empty, the
+ * highest file blocks first. Inside a metadata operation; the caller writes the inode back.
+ *
+ * `mayFree` is asked before each block is freed: when it says no, the cut stops there and
+ * returns false, leaving a consistent map (every pointer it cleared is written, `ino.blocks`
+ * counts what is left, an indirect block it emptied may remain, all zeros, to be freed by the
+ * next call). Returns true when nothing is left at or past `from`.
  */
 export async function truncateBlocks(
   meta: MetaStore,
   alloc: Allocator,
   ino: Inode,
   from: number,
-): Promise<void> {
-  const freed: number[] = [];
-  for (let i = Math.max(0, from); i < DIRECT; i++) {
-    if (ino.ptrs[i]) freed.push(ino.ptrs[i]!);
+  mayFree: () => boolean = () => true,
+): Promise<boolean> {
+  from = Math.max(0, from);
+  const release = async (block: number): Promise<boolean> => {
+    if (!mayFree()) return false;
+    await alloc.release([block]);
+    ino.blocks--;
+    return true;
+  };
+  /** Cuts under indirect `block` (depth `depth`, first file block `base`): "empty" when the
+   *  whole subtree went (the block itself is then the caller's to free). */
+  const cut = async (
+    block: number,
+    depth: number,
+    base: number,
+  ): Promise<"empty" | "kept" | "stopped"> => {
+    const span = PTRS ** (depth - 1);
+    const first = Math.max(0, Math.floor((from - base) / span));
+    let img = await meta.read(block);
+    let kept = false;
+    for (let i = PTRS - 1; i >= first; i--) {
+      const child = img.readUInt32LE(4 * i);
+      if (child === 0) continue;
+      if (depth > 1) {
+        const r = await cut(child, depth - 1, base + i * span);
+        if (r === "stopped") return r;
+        if (r === "kept") {
+          kept = true;
+          continue;
+        }
+      }
+      if (!(await release(child))) return "stopped";
+      img = await meta.write(block);
+      img.writeUInt32LE(0, 4 * i);
+    }
+    for (let i = 0; i < first && !kept; i++) if (img.readUInt32LE(4 * i) !== 0) kept = true;
+    return kept ? "kept" : "empty";
+  };
+  for (let d = 2; d >= 0; d--) {
+    const root = ino.ptrs[DIRECT + d]!;
+    if (root === 0 || from >= BASES[d]! + SPANS[d]!) continue;
+    const r = await cut(root, d + 1, BASES[d]!);
+    if (r === "stopped") return false;
+    if (r === "empty") {
+      if (!(await release(root))) return false;
+      ino.ptrs[DIRECT + d] = 0;
+    }
+  }
+  for (let i = DIRECT - 1; i >= from; i--) {
+    const block = ino.ptrs[i]!;
+    if (block === 0) continue;
+    if (!(await release(block))) return false;
     ino.ptrs[i] = 0;
   }
-  let base = DIRECT;
-  for (let d = 0; d < 3; d++) {
-    const root = ino.ptrs[DIRECT + d]!;
-    if (root !== 0 && from < base + SPANS[d]!) {
-      if (await cut(meta, root, d + 1, base, Math.max(from, base), freed)) ino.ptrs[DIRECT + d] = 0;
-    }
-    base += SPANS[d]!;
-  }
-  ino.blocks -= freed.length;
-  await alloc.release(freed);
-}
-
-/**
- * Cuts file blocks from `from` under indirect `block` (depth `depth`, first file block `base`).
- * Returns true when the whole subtree went (the block itself is then freed too).
- */
-async function cut(
-  meta: MetaStore,
-  block: number,
-  depth: number,
-  base: number,
-  from: number,
-  freed: number[],
-): Promise<boolean> {
-  const span = PTRS ** (depth - 1);
-  const first = Math.floor((from - base) / span);
-  const img = await meta.read(block);
-  let kept = false;
-  for (let i = 0; i < first; i++) if (img.readUInt32LE(4 * i) !== 0) kept = true;
-  const gone: number[] = [];
-  for (let i = first; i < PTRS; i++) {
-    const child = img.readUInt32LE(4 * i);
-    if (child === 0) continue;
-    const whole =
-      depth === 1 ||
-      (await cut(meta, child, depth - 1, base + i * span, Math.max(from, base + i * span), freed));
-    if (whole) {
-      if (depth === 1) freed.push(child);
-      gone.push(i);
-    } else kept = true;
-  }
-  if (!kept) {
-    freed.push(block);
-    return true;
-  }
-  if (gone.length > 0) {
-    const w = await meta.write(block);
-    for (const i of gone) w.writeUInt32LE(0, 4 * i);
-  }
-  return false;
+  return true;
 }
 
 /** Every block a map uses: data blocks (with their file block numbers) and indirect blocks. */

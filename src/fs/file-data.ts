@@ -76,16 +76,31 @@ export class FileData {
 
   /** Sets the size, freeing blocks past it and zeroing the rest of the last block, inside an operation. */
   async truncate(ino: Inode, size: number): Promise<void> {
+    const shrinks = size < ino.size;
+    await this.resize(ino, size);
+    if (shrinks) await this.free(ino, Math.ceil(size / BS));
+  }
+
+  /**
+   * Sets the size; a shrink zeroes the rest of the new last block (in place, as file data) but
+   * frees nothing: the blocks past the size are left to `free`, maybe over several operations.
+   */
+  async resize(ino: Inode, size: number): Promise<void> {
     if (size > MAX_FILE_SIZE)
       throw new FsError("EFBIG", `a file cannot reach ${size} bytes (largest: ${MAX_FILE_SIZE})`);
-    if (size < ino.size) {
-      await truncateBlocks(this.meta, this.alloc, ino, Math.ceil(size / BS));
-      const tail = size % BS;
-      if (tail !== 0) {
-        const block = await mapBlock(this.meta, ino, Math.floor(size / BS));
-        if (block !== 0) await this.dev.write(block * BS + tail, Buffer.alloc(BS - tail));
-      }
+    const tail = size % BS;
+    if (size < ino.size && tail !== 0) {
+      const block = await mapBlock(this.meta, ino, Math.floor(size / BS));
+      if (block !== 0) await this.dev.write(block * BS + tail, Buffer.alloc(BS - tail));
     }
     ino.size = size;
+  }
+
+  /**
+   * Frees the file's blocks from file block `from` on, highest first, inside an operation;
+   * stops early (returning false) when `mayFree` says no (see `truncateBlocks`).
+   */
+  free(ino: Inode, from: number, mayFree?: () => boolean): Promise<boolean> {
+    return truncateBlocks(this.meta, this.alloc, ino, from, mayFree);
   }
 }

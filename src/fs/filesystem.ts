@@ -23,10 +23,10 @@ import {
 import { ensureBlock, mapBlock } from "./block-map.js";
 import { Directory, type DirectoryBlocks } from "./directory.js";
 import { FileData } from "./file-data.js";
-import { INLINE_BYTES, type Inode, type Time } from "./inode.js";
+import { FLAG_ORPHAN, INLINE_BYTES, type Inode, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
-import { MetaStore } from "./meta-store.js";
+import { MetaStore, type Step } from "./meta-store.js";
 import {
   decodeSuperblock,
   encodeSuperblock,
@@ -41,6 +41,11 @@ export const ROOT = 1;
 export const LINK_MAX = 65000;
 export const NAME_MAX = 255;
 export const SYMLINK_MAX = 4095;
+/**
+ * Blocks a part of a long truncation keeps in hand after its last freed block: that block's
+ * bitmap and parent pointer, the inode, the orphan list's neighbours and head, the inode bitmap.
+ */
+const STEP_RESERVE = 12;
 
 export type Name = string | Uint8Array;
 const bytes = (n: Name): Buffer =>
@@ -71,6 +76,28 @@ export interface DirEntry {
   type: number;
   /** Pass back to `readdir` to continue after this entry. */
   cookie: bigint;
+}
+
+export interface OpenOptions {
+  /** Bytes of metadata blocks kept in memory. */
+  cacheBytes?: number;
+  /** Where the times of inodes come from (default: the system clock, with nanoseconds). */
+  clock?: () => Time;
+  /**
+   * What a read-write open does with the orphan list: "free" (the default) finishes every
+   * orphan, as after a crash; "keep" leaves it for inspection (fsck). Read-only opens keep it.
+   */
+  orphans?: "free" | "keep";
+}
+
+/** What an open found and finished. */
+export interface Recovery {
+  /** Journal transactions replayed. */
+  replayed: number;
+  /** Orphans freed: inodes unlinked while open, or whose freeing was cut short. */
+  freedOrphans: number[];
+  /** Truncations finished: inodes whose blocks past their size were still being freed. */
+  finishedTruncations: number[];
 }
 
 export interface StatFs {
@@ -106,8 +133,13 @@ class InodeBlocks implements DirectoryBlocks {
 
 export class FileSystem {
   private readonly data: FileData;
-  /** Open handles per inode: an unlinked file lives on until its last handle is released. */
+  /**
+   * Open handles per inode: an unlinked file lives on until its last handle is released (and
+   * on the orphan list meanwhile, so that an open after a crash frees it).
+   */
   private readonly opened = new Map<number, number>();
+  private readonly now: () => Time;
+  readonly recovery: Recovery;
 
   private constructor(
     readonly dev: BlockDevice,
@@ -115,8 +147,12 @@ export class FileSystem {
     readonly meta: MetaStore,
     readonly alloc: Allocator,
     readonly table: InodeTable,
+    opts: OpenOptions,
+    replayed: number,
   ) {
     this.data = new FileData(dev, meta, alloc);
+    this.now = opts.clock ?? now;
+    this.recovery = { replayed, freedOrphans: [], finishedTruncations: [] };
   }
 
   get readOnly(): boolean {
@@ -126,7 +162,7 @@ export class FileSystem {
   /** Formats `dev`: superblock, journal, bitmap, inode table and an empty root directory. */
   static async mkfs(
     dev: BlockDevice,
-    opts: Partial<Owner> & { journalBlocks?: number; mode?: number } = {},
+    opts: Partial<Owner> & { journalBlocks?: number; mode?: number; clock?: () => Time } = {},
   ): Promise<void> {
     if (dev.readOnly) throw erofs("device");
     const sb = newSuperblock(Math.floor(dev.size / BS), opts.journalBlocks);
@@ -135,7 +171,7 @@ export class FileSystem {
     await dev.write(sb.systemBlock * BS, Buffer.alloc(BS));
     await dev.write(0, encodeSuperblock(sb));
     await dev.flush();
-    const fs = await FileSystem.open(dev);
+    const fs = await FileSystem.open(dev, { clock: opts.clock });
     await fs.meta.run(async () => {
       const root = await fs.table.allocate();
       if (root.ino !== ROOT) throw new Error(`the root directory got inode ${root.ino}`);
@@ -151,15 +187,59 @@ export class FileSystem {
     await fs.flush();
   }
 
-  /** Opens the filesystem on `dev` (replaying its journal); read-only when the device is. */
-  static async open(dev: BlockDevice, opts: { cacheBytes?: number } = {}): Promise<FileSystem> {
+  /**
+   * Opens the filesystem on `dev`, read-only when the device is. Recovers what a crash left:
+   * replays the journal, and (read-write) finishes every orphan; `recovery` says what it did.
+   */
+  static async open(dev: BlockDevice, opts: OpenOptions = {}): Promise<FileSystem> {
     const head = Buffer.alloc(BS);
     await dev.read(0, head);
     const sb = decodeSuperblock(head, Math.floor(dev.size / BS));
-    const { journal } = await Journal.open(dev, sb.journal);
+    const { journal, replayed } = await Journal.open(dev, sb.journal);
     const meta = new MetaStore(dev, journal, opts);
     const alloc = await Allocator.load(meta, sb);
-    return new FileSystem(dev, sb, meta, alloc, await InodeTable.load(meta, alloc, sb));
+    const table = await InodeTable.load(meta, alloc, sb);
+    const fs = new FileSystem(dev, sb, meta, alloc, table, opts, replayed);
+    if (!dev.readOnly && (opts.orphans ?? "free") === "free" && table.orphans.head !== 0) {
+      await fs.finishOrphans();
+    }
+    return fs;
+  }
+
+  /** Inode numbers on the orphan list, head first. */
+  orphans(): Promise<number[]> {
+    return this.meta.view(async () => {
+      const out: number[] = [];
+      const { head, count } = this.table.orphans;
+      for (let ino = head; ino !== 0; ino = (await this.table.get(ino)).orphanNext) {
+        if (out.length >= count)
+          throw new CorruptStoreError("orphan list", "longer than its count");
+        out.push(ino);
+      }
+      return out;
+    });
+  }
+
+  /** Frees every orphan with no name left and finishes every cut-short truncation. */
+  private async finishOrphans(): Promise<void> {
+    await this.meta.run(async (step) => {
+      for (let n = 0; this.table.orphans.head !== 0; n++) {
+        const ino = this.table.orphans.head;
+        const inode = await this.table.get(ino);
+        if (inode.mode === 0 || !(inode.flags & FLAG_ORPHAN) || n > this.table.capacity)
+          throw new CorruptStoreError("orphan list", `inode ${ino} is not a valid orphan`);
+        if (inode.nlink === 0) {
+          await this.destroy(inode, step);
+          this.recovery.freedOrphans.push(ino);
+        } else {
+          await this.shrink(inode, step);
+          await this.table.removeOrphan(inode);
+          this.recovery.finishedTruncations.push(ino);
+        }
+        await step(STEP_RESERVE);
+      }
+    });
+    await this.meta.commit();
   }
 
   // ------------------------------------------------------------------ attributes
@@ -174,15 +254,22 @@ export class FileSystem {
     );
   }
 
+  /**
+   * Changes attributes. A truncation that frees more blocks than one transaction holds sets the
+   * size and everything else at once, then frees the blocks past it over several transactions,
+   * the inode on the orphan list meanwhile (an open after a crash finishes the job).
+   */
   setattr(ino: number, set: SetAttr): Promise<Attr> {
-    return this.change(async () => {
+    return this.change(async (step) => {
       const inode = await this.live(ino);
-      const t = now();
+      const t = this.now();
+      let shrinks = false;
       if (set.size !== undefined) {
         if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
         if (!isReg(inode.mode)) throw einval(`inode ${ino} is not a regular file`);
         if (set.size !== inode.size) {
-          await this.data.truncate(inode, set.size);
+          shrinks = set.size < inode.size;
+          await this.data.resize(inode, set.size);
           inode.mtime = t;
         }
       }
@@ -192,6 +279,11 @@ export class FileSystem {
       if (set.atime !== undefined) inode.atime = set.atime === "now" ? t : { ...set.atime };
       if (set.mtime !== undefined) inode.mtime = set.mtime === "now" ? t : { ...set.mtime };
       inode.ctime = t;
+      if (shrinks) {
+        await this.shrink(inode, step);
+        // Named, it was on the list only for the truncation; unnamed, it stays till its release.
+        if (inode.nlink > 0) await this.table.removeOrphan(inode);
+      }
       await this.table.put(inode);
       return attrOf(inode);
     });
@@ -273,6 +365,7 @@ export class FileSystem {
   link(ino: number, parent: number, name: Name): Promise<Attr> {
     return this.change(async () => {
       const inode = await this.live(ino);
+      if (inode.nlink === 0) throw enoent(`inode ${ino} has been unlinked`);
       if (isDir(inode.mode))
         throw new FsError("EPERM", "hard links to directories are not allowed");
       if (inode.nlink >= LINK_MAX)
@@ -281,7 +374,7 @@ export class FileSystem {
       const n = bytes(name);
       if (isDot(n)) throw eexist(`${n.toString()} exists`);
       await this.dir(dir).insert(n, { ino, type: dirType(inode.mode) });
-      const t = now();
+      const t = this.now();
       inode.nlink++;
       inode.ctime = t;
       dir.mtime = dir.ctime = t;
@@ -292,11 +385,11 @@ export class FileSystem {
   }
 
   unlink(parent: number, name: Name): Promise<void> {
-    return this.change(() => this.removeName(parent, bytes(name), false));
+    return this.change((step) => this.removeName(parent, bytes(name), false, step));
   }
 
   rmdir(parent: number, name: Name): Promise<void> {
-    return this.change(() => this.removeName(parent, bytes(name), true));
+    return this.change((step) => this.removeName(parent, bytes(name), true, step));
   }
 
   /**
@@ -310,7 +403,7 @@ export class FileSystem {
     to: Name,
     flags: { noReplace?: boolean; exchange?: boolean } = {},
   ): Promise<void> {
-    return this.change(async () => {
+    return this.change(async (step) => {
       const a = bytes(from);
       const b = bytes(to);
       for (const n of [a, b]) {
@@ -326,7 +419,7 @@ export class FileSystem {
       if (isDir(moving.mode)) await this.notBelow(moving.ino, dst.ino);
       const target = existing ? await this.live(existing.ino) : undefined;
       if (flags.exchange && target && isDir(target.mode)) await this.notBelow(target.ino, src.ino);
-      const t = now();
+      const t = this.now();
       if (flags.exchange && target) {
         await this.dir(src).replace(a, { ino: target.ino, type: dirType(target.mode) });
         await this.dir(dst).replace(b, { ino: moving.ino, type: dirType(moving.mode) });
@@ -346,7 +439,7 @@ export class FileSystem {
         await this.dir(src).remove(a);
         if (target) await this.dir(dst).replace(b, { ino: moving.ino, type: dirType(moving.mode) });
         else await this.dir(dst).insert(b, { ino: moving.ino, type: dirType(moving.mode) });
-        if (target) await this.dropLink(target, dst, t);
+        if (target) this.dropLink(target, dst, t);
         this.reparent(moving, dst, src);
       }
       moving.ctime = t;
@@ -354,6 +447,8 @@ export class FileSystem {
       await this.table.put(moving);
       await this.table.put(src);
       if (dst !== src) await this.table.put(dst);
+      // Last: freeing a replaced file may take further transactions.
+      if (target && !flags.exchange) await this.settle(target, step);
     });
   }
 
@@ -434,7 +529,7 @@ export class FileSystem {
       inode.xattrBlock = 0;
       inode.blocks--;
     }
-    inode.ctime = now();
+    inode.ctime = this.now();
     await this.table.put(inode);
   }
 
@@ -457,9 +552,9 @@ export class FileSystem {
     }
     this.opened.delete(ino);
     if (this.readOnly) return Promise.resolve();
-    return this.meta.run(async () => {
+    return this.meta.run(async (step) => {
       const inode = await this.table.get(ino);
-      if (inode.mode !== 0 && inode.nlink === 0) await this.destroy(inode);
+      if (inode.mode !== 0 && inode.nlink === 0) await this.destroy(inode, step);
     });
   }
 
@@ -480,7 +575,7 @@ export class FileSystem {
           `inode ${ino} is not a regular file`,
         );
       await this.data.write(inode, offset, data);
-      const t = now();
+      const t = this.now();
       inode.mtime = inode.ctime = t;
       await this.table.put(inode);
       return data.length;
@@ -503,7 +598,7 @@ export class FileSystem {
 
   // ------------------------------------------------------------------ helpers
 
-  private change<T>(fn: () => Promise<T>): Promise<T> {
+  private change<T>(fn: (step: Step) => Promise<T>): Promise<T> {
     if (this.readOnly) return Promise.reject(erofs("filesystem"));
     return this.meta.run(fn);
   }
@@ -515,9 +610,11 @@ export class FileSystem {
     return inode;
   }
 
+  /** A directory that still has a name (a removed one, still open, is empty for good). */
   private async dirInode(ino: number): Promise<Inode> {
     const inode = await this.live(ino);
     if (!isDir(inode.mode)) throw new FsError("ENOTDIR", `inode ${ino} is not a directory`);
+    if (inode.nlink === 0) throw enoent(`directory ${ino} has been removed`);
     return inode;
   }
 
@@ -536,7 +633,7 @@ export class FileSystem {
   }
 
   private init(inode: Inode, mode: number, owner: Owner): void {
-    const t = now();
+    const t = this.now();
     inode.mode = mode;
     inode.uid = owner.uid;
     inode.gid = owner.gid;
@@ -573,7 +670,12 @@ export class FileSystem {
     });
   }
 
-  private async removeName(parent: number, name: Buffer, wantDir: boolean): Promise<void> {
+  private async removeName(
+    parent: number,
+    name: Buffer,
+    wantDir: boolean,
+    step: Step,
+  ): Promise<void> {
     const dir = await this.dirInode(parent);
     if (isDot(name)) {
       throw new FsError(
@@ -592,27 +694,58 @@ export class FileSystem {
     if (wantDir && !(await this.dir(inode).isEmpty()))
       throw new FsError("ENOTEMPTY", `${name.toString()} is not empty`);
     await directory.remove(name);
-    const t = now();
+    const t = this.now();
     dir.mtime = dir.ctime = t;
-    await this.dropLink(inode, dir, t);
+    this.dropLink(inode, dir, t);
     await this.table.put(dir);
+    await this.settle(inode, step);
   }
 
-  /** One name of `inode` in `dir` is gone: fewer links, and the inode freed when none is left. */
-  private async dropLink(inode: Inode, dir: Inode, t: Time): Promise<void> {
+  /** One name of `inode` in `dir` is gone: fewer links (in memory; see `settle`). */
+  private dropLink(inode: Inode, dir: Inode, t: Time): void {
     if (isDir(inode.mode)) {
       inode.nlink = 0;
       dir.nlink--;
     } else inode.nlink--;
     inode.ctime = t;
-    if (inode.nlink === 0 && !this.opened.has(inode.ino)) await this.destroy(inode);
-    else await this.table.put(inode);
   }
 
-  private async destroy(inode: Inode): Promise<void> {
-    if (!inode.inline) await this.data.truncate(inode, 0);
-    if (inode.xattrBlock) await this.alloc.release([inode.xattrBlock]);
+  /**
+   * Writes an inode that lost a name, last in its operation: with names left it is written;
+   * with none, freed, or, while open, put on the orphan list until its last release.
+   */
+  private async settle(inode: Inode, step: Step): Promise<void> {
+    if (inode.nlink > 0) await this.table.put(inode);
+    else if (this.opened.has(inode.ino)) await this.table.addOrphan(inode);
+    else await this.destroy(inode, step);
+  }
+
+  /** Frees an inode with no name left and everything it owns. */
+  private async destroy(inode: Inode, step: Step): Promise<void> {
+    if (!inode.inline) await this.shrink(inode, step, 0);
+    if (inode.xattrBlock) {
+      await this.alloc.release([inode.xattrBlock]);
+      inode.xattrBlock = 0;
+      inode.blocks--;
+    }
+    await this.table.removeOrphan(inode);
     await this.table.free(inode.ino);
+  }
+
+  /**
+   * Frees the blocks of `inode` from file block `from` on (by default, those past its size).
+   * When that is more than the running transaction has room for, it goes in parts: the inode is
+   * put on the orphan list in the first part, and each part is committed whole, so that a crash
+   * leaves a consistent filesystem whose next open finishes the job. The caller then takes the
+   * inode off the list (or frees it) and writes it.
+   */
+  private async shrink(inode: Inode, step: Step, from = Math.ceil(inode.size / BS)): Promise<void> {
+    // A fresh part always frees one block, so that every part makes progress.
+    const mayFree = () => this.meta.dirtyBlocks === 0 || this.meta.room >= STEP_RESERVE;
+    while (!(await this.data.free(inode, from, mayFree))) {
+      await this.table.addOrphan(inode);
+      await step(STEP_RESERVE);
+    }
   }
 
   /** A directory moved from `from` to `to`: its ".." and both parents' link counts follow. */

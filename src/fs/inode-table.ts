@@ -1,10 +1,18 @@
 // The inode table: inode slots in a file that grows 16 inodes a block, and a bitmap file of the
 // numbers in use; both files' own inodes live in the system block. It never reuses a live number.
 
+import { crc32c } from "@node-rs/crc32";
 import { CorruptStoreError, FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
 import { ensureBlock, mapBlock } from "./block-map.js";
-import { decodeInode, emptyInode, encodeInode, INODE_SIZE, type Inode } from "./inode.js";
+import {
+  decodeInode,
+  emptyInode,
+  encodeInode,
+  FLAG_ORPHAN,
+  INODE_SIZE,
+  type Inode,
+} from "./inode.js";
 import type { MetaStore } from "./meta-store.js";
 import type { Superblock } from "./superblock.js";
 
@@ -12,11 +20,42 @@ const PER_BLOCK = 4096 / INODE_SIZE;
 const BITS = 4096 * 8;
 /** Inode numbers are 32-bit on disk in directories of other tools; keep below that. */
 export const MAX_INODES = 2 ** 32 - 1;
+/** The orphan list's head in the system block: head u32, count u32, zero u32, crc32c of those 12. */
+const ORPHANS_AT = 2 * INODE_SIZE;
+
+export interface OrphanList {
+  /** First inode of the list, 0 when empty. */
+  head: number;
+  count: number;
+}
+
+/** Reads the orphan list's head from a system block image: all zeros is an empty list. */
+export function decodeOrphanList(img: Buffer): OrphanList {
+  const r = img.subarray(ORPHANS_AT, ORPHANS_AT + 16);
+  if (r.every((x) => x === 0)) return { head: 0, count: 0 };
+  if (r.readUInt32LE(12) !== crc32c(r.subarray(0, 12)))
+    throw new CorruptStoreError("orphan list", "checksum mismatch");
+  return { head: r.readUInt32LE(0), count: r.readUInt32LE(4) };
+}
+
+function encodeOrphanList(list: OrphanList, img: Buffer): void {
+  const r = img.subarray(ORPHANS_AT, ORPHANS_AT + 16);
+  r.fill(0);
+  r.writeUInt32LE(list.head, 0);
+  r.writeUInt32LE(list.count, 4);
+  r.writeUInt32LE(crc32c(r.subarray(0, 12)), 12);
+}
 
 export class InodeTable {
   /** The inode of the table file (slot 0 of the system block) and of the bitmap file (slot 1). */
   private table!: Inode;
   private bitmap!: Inode;
+  /**
+   * Inodes whose blocks are still to be freed: unlinked while open (freed at the last release),
+   * or in the middle of a truncation that took several transactions. A doubly linked list
+   * through the inodes, its head in the system block; a read-write open finishes them all.
+   */
+  private orphanList: OrphanList = { head: 0, count: 0 };
   /** Where the search for a free number starts. */
   private hint = 1;
 
@@ -30,19 +69,19 @@ export class InodeTable {
     const t = new InodeTable(meta, alloc, sb);
     await t.reload();
     meta.onRollback((blocks) => {
-      if (blocks.includes(sb.systemBlock)) {
-        const img = meta.peek(sb.systemBlock)!;
-        t.table = decodeInode(0, img, 0);
-        t.bitmap = decodeInode(0, img, INODE_SIZE);
-      }
+      if (blocks.includes(sb.systemBlock)) t.decodeSystem(meta.peek(sb.systemBlock)!);
     });
     return t;
   }
 
   private async reload(): Promise<void> {
-    const img = await this.meta.read(this.sb.systemBlock);
+    this.decodeSystem(await this.meta.read(this.sb.systemBlock));
+  }
+
+  private decodeSystem(img: Buffer): void {
     this.table = decodeInode(0, img, 0);
     this.bitmap = decodeInode(0, img, INODE_SIZE);
+    this.orphanList = decodeOrphanList(img);
   }
 
   /** Inode slots the table has room for (some free). */
@@ -112,6 +151,8 @@ export class InodeTable {
   /** Frees inode `ino` (its blocks must already be freed), keeping its generation. */
   async free(ino: number): Promise<void> {
     const inode = await this.get(ino);
+    if (inode.flags & FLAG_ORPHAN)
+      throw new Error(`inode ${ino} is freed while on the orphan list`);
     const dev = await mapBlock(this.meta, this.bitmap, Math.floor(ino / BITS));
     const bit = ino % BITS;
     const img = dev ? await this.meta.write(dev) : undefined;
@@ -122,6 +163,55 @@ export class InodeTable {
     cleared.generation = inode.generation;
     await this.put(cleared);
     this.hint = Math.min(this.hint, ino);
+  }
+
+  /** The orphan list's head and length. */
+  get orphans(): OrphanList {
+    return { ...this.orphanList };
+  }
+
+  /**
+   * Puts `inode` at the head of the orphan list (unless it is on it already) and writes it,
+   * inside a metadata operation: the same one that makes it an orphan.
+   */
+  async addOrphan(inode: Inode): Promise<void> {
+    if (inode.flags & FLAG_ORPHAN) return this.put(inode);
+    const { head, count } = this.orphanList;
+    if (head !== 0) {
+      const next = await this.get(head);
+      next.orphanPrev = inode.ino;
+      await this.put(next);
+    }
+    inode.flags |= FLAG_ORPHAN;
+    inode.orphanNext = head;
+    inode.orphanPrev = 0;
+    this.orphanList = { head: inode.ino, count: count + 1 };
+    await this.saveSystem();
+    await this.put(inode);
+  }
+
+  /** Takes `inode` off the orphan list and writes it, inside a metadata operation. */
+  async removeOrphan(inode: Inode): Promise<void> {
+    if (!(inode.flags & FLAG_ORPHAN)) return;
+    const { orphanPrev: prev, orphanNext: next } = inode;
+    if (prev !== 0) {
+      const p = await this.get(prev);
+      p.orphanNext = next;
+      await this.put(p);
+    }
+    if (next !== 0) {
+      const n = await this.get(next);
+      n.orphanPrev = prev;
+      await this.put(n);
+    }
+    this.orphanList = {
+      head: prev === 0 ? next : this.orphanList.head,
+      count: this.orphanList.count - 1,
+    };
+    await this.saveSystem();
+    inode.flags &= ~FLAG_ORPHAN;
+    inode.orphanNext = inode.orphanPrev = 0;
+    await this.put(inode);
   }
 
   /** The inodes of the table file and of the inode-bitmap file (for fsck). */
@@ -162,6 +252,7 @@ export class InodeTable {
     const img = await this.meta.write(this.sb.systemBlock);
     encodeInode(this.table, img, 0);
     encodeInode(this.bitmap, img, INODE_SIZE);
+    encodeOrphanList(this.orphanList, img);
   }
 
   private checkNumber(ino: number): void {

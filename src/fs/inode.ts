@@ -8,6 +8,10 @@ export const INODE_SIZE = 256;
 export const DIRECT = 12;
 /** Bytes of the pointer area, which holds a short symlink's target instead (a "fast" symlink). */
 export const INLINE_BYTES = (DIRECT + 3) * 4;
+/** Flag bit 0: the pointer area holds inline data (set by `encodeInode` from `inline`). */
+const FLAG_INLINE = 1;
+/** Flag bit 1: the inode is on the orphan list (see `InodeTable.addOrphan`). */
+export const FLAG_ORPHAN = 2;
 
 /** Seconds and nanoseconds since the epoch. */
 export interface Time {
@@ -39,6 +43,9 @@ export interface Inode {
   ptrs: number[];
   /** The target of a symlink stored in the pointer area, when short enough. */
   inline: Buffer | undefined;
+  /** Neighbours on the orphan list (0 = none); meaningful with `FLAG_ORPHAN` only. */
+  orphanNext: number;
+  orphanPrev: number;
 }
 
 export function emptyInode(ino: number): Inode {
@@ -61,6 +68,8 @@ export function emptyInode(ino: number): Inode {
     xattrBlock: 0,
     ptrs: new Array<number>(DIRECT + 3).fill(0),
     inline: undefined,
+    orphanNext: 0,
+    orphanPrev: 0,
   };
 }
 
@@ -73,7 +82,7 @@ const getTime = (b: Buffer, at: number): Time => ({
   nsec: b.readUInt32LE(at + 8),
 });
 
-/** Layout: see docs/format.md (filesystem). Flag bit 0 = the pointer area holds `inline`. */
+/** Layout: see docs/format.md (filesystem). */
 export function encodeInode(ino: Inode, into: Buffer, at: number): void {
   const b = into.subarray(at, at + INODE_SIZE);
   b.fill(0);
@@ -87,7 +96,7 @@ export function encodeInode(ino: Inode, into: Buffer, at: number): void {
   putTime(b, 44, ino.mtime);
   putTime(b, 56, ino.ctime);
   putTime(b, 68, ino.birthtime);
-  b.writeUInt32LE((ino.flags & ~1) | (ino.inline ? 1 : 0), 80);
+  b.writeUInt32LE((ino.flags & ~FLAG_INLINE) | (ino.inline ? FLAG_INLINE : 0), 80);
   b.writeUInt32LE(ino.generation, 84);
   b.writeBigUInt64LE(BigInt(ino.rdev), 88);
   b.writeBigUInt64LE(BigInt(ino.xattrBlock), 96);
@@ -97,6 +106,8 @@ export function encodeInode(ino: Inode, into: Buffer, at: number): void {
   } else {
     for (const [i, p] of ino.ptrs.entries()) b.writeUInt32LE(p, 104 + 4 * i);
   }
+  b.writeUInt32LE(ino.orphanNext, 164);
+  b.writeUInt32LE(ino.orphanPrev, 168);
   b.writeUInt32LE(crc32c(b.subarray(0, INODE_SIZE - 4)), INODE_SIZE - 4);
 }
 
@@ -119,15 +130,17 @@ export function decodeInode(ino: number, from: Buffer, at: number): Inode {
   out.ctime = getTime(b, 56);
   out.birthtime = getTime(b, 68);
   const flags = b.readUInt32LE(80);
-  out.flags = flags & ~1;
+  out.flags = flags & ~FLAG_INLINE;
   out.generation = b.readUInt32LE(84);
   out.rdev = Number(b.readBigUInt64LE(88));
   out.xattrBlock = Number(b.readBigUInt64LE(96));
-  if (flags & 1) {
+  if (flags & FLAG_INLINE) {
     const len = b[104]!;
     if (len > INLINE_BYTES - 1)
       throw new CorruptStoreError(`inode ${ino}`, `inline data of ${len} bytes`);
     out.inline = Buffer.from(b.subarray(105, 105 + len));
   } else out.ptrs = out.ptrs.map((_, i) => b.readUInt32LE(104 + 4 * i));
+  out.orphanNext = b.readUInt32LE(164);
+  out.orphanPrev = b.readUInt32LE(168);
   return out;
 }

@@ -30,6 +30,9 @@ export interface JournalRegion {
 export class Journal {
   /** Blocks of the log (region minus header) in use by committed, not yet checkpointed transactions. */
   private used = 0;
+  /** Home blocks that a committed, not yet checkpointed transaction holds: a replay rewrites them. */
+  private readonly logged = new Set<number>();
+  private readonly checkpointListeners: Array<() => void> = [];
 
   private constructor(
     private readonly dev: BlockDevice,
@@ -129,7 +132,22 @@ export class Journal {
     await this.dev.flush();
     this.used += ndesc + count + 1;
     this.seq++;
+    for (const h of homes) this.logged.add(h);
     for (const [h, image] of blocks) await this.dev.write(h * bs, image);
+  }
+
+  /**
+   * True when a replay at the next open would write `block`: its image is in a committed
+   * transaction that is not checkpointed yet. Such a block, once freed, must not take file data
+   * (written in place, outside the journal) before the next checkpoint.
+   */
+  holds(block: number): boolean {
+    return this.logged.has(block);
+  }
+
+  /** Calls `fn` after each checkpoint, once the log is empty. */
+  onCheckpoint(fn: () => void): void {
+    this.checkpointListeners.push(fn);
   }
 
   /**
@@ -145,6 +163,8 @@ export class Journal {
     );
     await this.dev.flush();
     this.used = 0;
+    this.logged.clear();
+    for (const listen of this.checkpointListeners) listen();
   }
 
   /** True when every committed transaction has been checkpointed. */

@@ -6,6 +6,23 @@ import { type BlockDevice, Mutex } from "../cow/index.js";
 import { erofs, FsError } from "../errors.js";
 import type { Journal } from "./journal.js";
 
+/**
+ * Ends one atomic part of a long operation and begins the next (see `MetaStore.run`); commits
+ * first when fewer than `room` more blocks fit in the running transaction (see `MetaStore.room`).
+ */
+export type Step = (room?: number) => Promise<void>;
+
+/**
+ * ENOSPC that a checkpoint would cure: blocks freed in transactions the journal still holds are
+ * not reused before the next checkpoint. `MetaStore.run` checkpoints and runs the operation again.
+ */
+export class CheckpointNeeded extends FsError {
+  constructor(what: string) {
+    super("ENOSPC", what);
+    this.name = "CheckpointNeeded";
+  }
+}
+
 export interface MetaStoreOptions {
   /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
   cacheBytes?: number;
@@ -44,6 +61,25 @@ export class MetaStore {
   /** Blocks changed and not yet committed. */
   get dirtyBlocks(): number {
     return this.running.size;
+  }
+
+  /**
+   * Blocks the running transaction may still take before it outgrows the journal (an operation
+   * that goes past that fails with EFBIG). Every operation starts with at least half the
+   * journal's capacity of room.
+   */
+  get room(): number {
+    return this.journal.capacity - this.running.size;
+  }
+
+  /** True when a replay at the next open would rewrite `block` (see `Journal.holds`). */
+  logged(block: number): boolean {
+    return this.journal.holds(block);
+  }
+
+  /** Calls `fn` after each checkpoint of the journal (the log is then empty). */
+  onCheckpoint(fn: () => void): void {
+    this.journal.onCheckpoint(fn);
   }
 
   /** The current image of a block. The caller must not change it: use `write`. */
@@ -111,27 +147,51 @@ export class MetaStore {
    * Runs one operation. Before it starts, the running transaction is committed if it has used
    * half the journal, so that every operation has that much room. If the operation throws, its
    * changes are undone.
+   *
+   * A long operation (freeing a huge file) calls `step` between parts: the part done so far
+   * becomes a completed operation (committed with the others, never undone), and the next part
+   * begins with room of its own. Nothing else runs between the parts, so each part must leave
+   * the filesystem consistent on its own. A throw undoes the current part only.
+   *
+   * An operation that fails with `CheckpointNeeded` before its first step is undone, the journal
+   * is checkpointed and the operation runs once more.
    */
-  run<T>(fn: () => Promise<T>): Promise<T> {
+  run<T>(fn: (step: Step) => Promise<T>): Promise<T> {
     return this.lock.run(async () => {
       if (this.running.size > this.journal.capacity / 2) await this.commitLocked();
-      this.undo = new Map();
-      try {
-        const result = await fn();
-        if (this.running.size > this.journal.capacity) {
-          throw new FsError(
-            "EFBIG",
-            `one operation changed ${this.running.size} metadata blocks, more than the journal holds`,
-          );
+      for (let attempt = 0; ; attempt++) {
+        let steps = 0;
+        const step: Step = async (room = 1) => {
+          this.checkSize();
+          steps++;
+          this.undo = new Map();
+          if (this.room < room) await this.commitLocked();
+        };
+        this.undo = new Map();
+        try {
+          const result = await fn(step);
+          this.checkSize();
+          return result;
+        } catch (e) {
+          this.rollback();
+          if (!(e instanceof CheckpointNeeded) || attempt > 0 || steps > 0) throw e;
+          this.undo = undefined;
+          await this.commitLocked();
+          await this.journal.checkpoint();
+        } finally {
+          this.undo = undefined;
         }
-        return result;
-      } catch (e) {
-        this.rollback();
-        throw e;
-      } finally {
-        this.undo = undefined;
       }
     });
+  }
+
+  private checkSize(): void {
+    if (this.running.size > this.journal.capacity) {
+      throw new FsError(
+        "EFBIG",
+        `one operation changed ${this.running.size} metadata blocks, more than the journal holds`,
+      );
+    }
   }
 
   /** Runs a read-only operation: it sees no operation half-done, and changes nothing. */

@@ -77,52 +77,81 @@ describe("fsck", () => {
   );
 });
 
-/** Random namespace and data operations; after each fsync, what must survive is recorded. */
+/**
+ * Random namespace and data operations, some on files held open (so that unlinking or replacing
+ * them leaves orphans); after each fsync, what must survive is recorded.
+ */
 async function crashRun(rand: Rand): Promise<void> {
   let host = new CrashHost();
   const dev = await FileBlockDevice.create(host, "/dev", 4096 * BS);
   await FileSystem.mkfs(dev, { journalBlocks: 128 });
   const fs = await FileSystem.open(dev);
   const files = new Map<string, Buffer>(); // name in the root → contents now
+  const inoOf = new Map<string, number>();
   let durable = new Map<string, Buffer>();
   const touched = new Set<string>();
+  const open: number[] = []; // inode numbers, one per handle
+  const write = (name: string, off: number, data: Buffer) => {
+    const old = files.get(name)!;
+    const next = Buffer.alloc(Math.max(old.length, off + data.length));
+    old.copy(next);
+    data.copy(next, off);
+    files.set(name, next);
+  };
   host.arm({ cutAfter: int(rand, 1, 600) });
   try {
     for (let i = 0; i < 150; i++) {
       const names = [...files.keys()];
       const r = names.length === 0 ? 0 : rand();
-      const name = r < 0.3 ? `f${int(rand, 0, 30)}` : pick(rand, names);
+      const name = r < 0.28 ? `f${int(rand, 0, 30)}` : pick(rand, names);
       touched.add(name);
-      if (r < 0.3) {
+      if (r < 0.28) {
         if (files.has(name)) continue;
-        await fs.create(ROOT, name, 0o644, me);
+        inoOf.set(name, (await fs.create(ROOT, name, 0o644, me)).ino);
         files.set(name, Buffer.alloc(0));
-      } else if (r < 0.6) {
+      } else if (r < 0.53) {
         const off = int(rand, 0, 20_000);
         const data = Buffer.alloc(int(rand, 1, 9000), int(rand, 1, 255));
         await fs.write((await fs.lookup(ROOT, name)).ino, off, data);
-        const old = files.get(name)!;
-        const next = Buffer.alloc(Math.max(old.length, off + data.length));
-        old.copy(next);
-        data.copy(next, off);
-        files.set(name, next);
-      } else if (r < 0.7) {
+        write(name, off, data);
+      } else if (r < 0.62) {
         const size = int(rand, 0, 10_000);
         await fs.setattr((await fs.lookup(ROOT, name)).ino, { size });
         const old = files.get(name)!;
         const next = Buffer.alloc(size);
         old.copy(next, 0, 0, Math.min(size, old.length));
         files.set(name, next);
-      } else if (r < 0.8) {
+      } else if (r < 0.71) {
         await fs.unlink(ROOT, name);
         files.delete(name);
-      } else if (r < 0.88) {
+        inoOf.delete(name);
+      } else if (r < 0.8) {
         const to = `f${int(rand, 0, 30)}`;
         touched.add(to);
         if (to === name) continue;
         await fs.rename(ROOT, name, ROOT, to);
         files.set(to, files.get(name)!);
+        inoOf.set(to, inoOf.get(name)!);
         files.delete(name);
+        inoOf.delete(name);
+      } else if (r < 0.9) {
+        // Open a file; write through a handle (its file may have no name left); release one.
+        const q = rand();
+        if (q < 0.4 || open.length === 0) {
+          const ino = inoOf.get(name)!;
+          await fs.open(ino);
+          open.push(ino);
+        } else if (q < 0.6) {
+          const ino = pick(rand, open);
+          const off = int(rand, 0, 20_000);
+          const data = Buffer.alloc(int(rand, 1, 5000), int(rand, 1, 255));
+          await fs.write(ino, off, data);
+          for (const [n, i] of inoOf) {
+            if (i !== ino) continue;
+            touched.add(n);
+            write(n, off, data);
+          }
+        } else await fs.release(open.splice(int(rand, 0, open.length - 1), 1)[0]!);
       } else {
         await (rand() < 0.5 ? fs.fsync() : fs.flush());
         durable = new Map([...files].map(([k, v]) => [k, Buffer.from(v)]));
@@ -137,6 +166,11 @@ async function crashRun(rand: Rand): Promise<void> {
   const report = await fsck(back);
   expect(report.problems).toEqual([]);
   const after = await FileSystem.open(back);
+  // Orphans (files unlinked while open) are freed by the open: none is left, nothing leaks.
+  expect(after.recovery.freedOrphans.length).toBe(report.orphans);
+  const again = await check(after);
+  expect(again.problems).toEqual([]);
+  expect(again).toMatchObject({ notes: [], orphans: 0 });
   for (const [name, content] of durable) {
     if (touched.has(name)) continue;
     const got = await after.read((await after.lookup(ROOT, name)).ino, 0, content.length + 10);

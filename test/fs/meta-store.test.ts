@@ -71,6 +71,57 @@ describe("metadata operations", () => {
     await expect(r.meta.run(() => r.alloc.allocate(1))).rejects.toThrow(/EROFS/);
   });
 
+  it("runs a long operation in parts: each part stays, a throw undoes only the part it is in", async () => {
+    const dev = new MemoryBlockDevice(1024 * BS);
+    await format(dev);
+    const m = await mount(dev);
+    const free = m.alloc.freeBlocks;
+    const stamp = async (block: number, v: number) =>
+      (await m.meta.write(m.sb.dataStart + block)).writeUInt32LE(v, 0);
+    const read = async (block: number) =>
+      (await m.meta.read(m.sb.dataStart + block)).readUInt32LE(0);
+    await expect(
+      m.meta.run(async (step) => {
+        await stamp(1, 11);
+        await m.alloc.allocate(2);
+        await step();
+        await stamp(2, 22);
+        await step(Number.POSITIVE_INFINITY); // commits first, whatever the room
+        expect(m.meta.dirtyBlocks).toBe(0);
+        await stamp(3, 33);
+        await m.alloc.allocate(5);
+        throw new Error("in the third part");
+      }),
+    ).rejects.toThrow("in the third part");
+    expect([await read(1), await read(2), await read(3)]).toEqual([11, 22, 0]);
+    expect(m.alloc.freeBlocks).toBe(free - 2);
+    expect(m.meta.dirtyBlocks).toBe(0); // the throw undid the third part; the rest is committed
+  });
+
+  it("keeps a freed block the journal would replay over until a checkpoint, checkpointing when only such blocks are left", async () => {
+    const dev = new MemoryBlockDevice(1024 * BS);
+    await format(dev);
+    const m = await mount(dev);
+    // A metadata block, committed: its image is in the log.
+    const [x] = await m.meta.run(async () => {
+      const got = await m.alloc.allocate(1);
+      m.meta.create(got[0]!).fill(0xee);
+      return got;
+    });
+    await m.meta.commit();
+    await m.meta.run(() => m.alloc.release([x!]));
+    await m.meta.commit();
+    const others = await m.meta.run(() => m.alloc.allocate(m.alloc.freeBlocks - 1, x!));
+    expect(others).not.toContain(x);
+    // Only x is left: the allocation checkpoints (the log no longer holds x) and runs again.
+    expect(await m.meta.run(() => m.alloc.allocate(1))).toEqual([x]);
+    await expect(m.meta.run(() => m.alloc.allocate(1))).rejects.toThrow(/ENOSPC/);
+    // A data block freed (never in the log) is reused after the next commit, no checkpoint needed.
+    await m.meta.run(() => m.alloc.release([others[0]!]));
+    await m.meta.commit();
+    expect(await m.meta.run(() => m.alloc.allocate(1))).toEqual([others[0]]);
+  });
+
   it.each(seeds(100))("leaves exactly a committed state after a power cut: seed %i", (seed) =>
     withSeed(seed, (rand) => crashRun(rand)),
   );
