@@ -45,8 +45,10 @@ const pristine = gunzipSync(readFileSync(fixture));
 const byPath = new Map(GOLDEN_NODES.map((n) => [n.path, n]));
 const orphan = GOLDEN_NODES.find((n) => n.orphan)!;
 const dirs: string[] = [];
+const opened: BlockDevice[] = [];
 
-afterEach(() => {
+afterEach(async () => {
+  for (const d of opened.splice(0)) await d.close();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -55,7 +57,9 @@ async function readOnlyCopy(): Promise<BlockDevice> {
   const dir = mkdtempSync(join(tmpdir(), "shadowfs-golden-fs-"));
   dirs.push(dir);
   writeFileSync(join(dir, "fs.img"), pristine);
-  return FileBlockDevice.open(new NodeHostFs(), join(dir, "fs.img"), { readOnly: true });
+  const dev = await FileBlockDevice.open(new NodeHostFs(), join(dir, "fs.img"), { readOnly: true });
+  opened.push(dev);
+  return dev;
 }
 
 async function writableCopy(): Promise<MemoryBlockDevice> {

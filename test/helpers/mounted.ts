@@ -1,7 +1,7 @@
 // Real stores mounted through the real `shadowfs` binary (built into dist/), in temporary
 // directories; `cleanup` detaches every mount and stops every daemon a test started.
 
-import { execFile, spawnSync } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -114,4 +114,80 @@ export async function mounted(size = "1G", ...mountArgs: string[]): Promise<Scra
     throw e;
   }
   return s;
+}
+
+/** The pid written in a store's lock file, whether that process still runs or not. */
+export function lockPid(store: string): number | undefined {
+  return daemonPid(store);
+}
+
+/** Is `pid` still running? A zombie (dead, not yet reaped) counts as gone. */
+export function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Is `pid` still in the process table (running, or a zombie not yet reaped)? */
+export const exists = (pid: number): boolean => existsSync(`/proc/${pid}`);
+
+/** The mount points at or below `dir`, as the kernel lists them. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  return (await readFile("/proc/self/mountinfo", "utf8"))
+    .split("\n")
+    .map((l) => (l.split(" ")[4] ?? "").replace(/\\040/g, " "))
+    .filter((m) => m === dir || m.startsWith(`${dir}/`));
+}
+
+/** Polls `check` until it holds; fails naming `what` after `ms` milliseconds. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A process running in the background (`bash -c COMMAND`); `stop` kills it by its pid. */
+export interface Background {
+  pid: number;
+  /** Everything it has written to stdout so far. */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Resolves with its exit code (or the signal that ended it). */
+  exited: Promise<number | string>;
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+export function background(command: string): Background {
+  const child = spawn("bash", ["-c", command], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<number | string>((done) =>
+    child.on("close", (code, signal) => done(code ?? signal ?? -1)),
+  );
+  if (child.pid === undefined) throw new Error(`cannot start ${command}`);
+  const pid = child.pid;
+  return {
+    pid,
+    get stdout() {
+      return out;
+    },
+    get stderr() {
+      return err;
+    },
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGKILL") {
+      if (child.exitCode === null && child.signalCode === null) process.kill(pid, signal);
+      return exited;
+    },
+  };
 }
