@@ -26,7 +26,12 @@ export async function connect(
   if (holder !== undefined) {
     if (!existsSync(paths.socket))
       throw new FsError("EBUSY", `${paths.dir} is in use by process ${holder}`);
-    const client = await RpcClient.connect(paths.socket);
+    const client = await RpcClient.connect(paths.socket).catch((e: NodeJS.ErrnoException) => {
+      throw new FsError(
+        "EBUSY",
+        `${paths.dir} is in use by process ${holder}, whose control socket does not answer (${e.code ?? e.message})`,
+      );
+    });
     client.handle("progress", async (p) => opts.onProgress?.(p.done as number, p.total as number));
     return {
       mounted: true,

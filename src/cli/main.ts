@@ -4,13 +4,13 @@
 
 import { spawn } from "node:child_process";
 import { closeSync, writeSync } from "node:fs";
-import { access, constants, mkdir, open } from "node:fs/promises";
+import { access, constants, mkdir, open, rm } from "node:fs/promises";
 import { resolve } from "node:path";
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import type { OnFull } from "../cow/index.js";
 import type { CheckReport, SnapshotRow, StorageReport, StoreStatus } from "../daemon/index.js";
 import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
-import { lockHolder, storePaths } from "../daemon/paths.js";
+import { isStore, lockHolder, storePaths } from "../daemon/paths.js";
 import { FsError, isFsError } from "../errors.js";
 import { parseMountOptions } from "../mount/options.js";
 import { connect, type OnProgress } from "./connect.js";
@@ -153,8 +153,12 @@ async function startDaemon(store: string, mnt: string, o: string | undefined): P
   print(`mounted ${store} on ${resolve(mnt)} (daemon ${reply.pid})`);
 }
 
+/** An error we made (here or in the daemon) reads as its message, without the errno prefix. */
+const ours = (e: unknown): e is Error =>
+  isFsError(e) || (e instanceof Error && e.name === "RpcError");
+
 const message = (e: unknown) =>
-  isFsError(e) ? e.message.replace(/^[A-Z0-9]+: /, "") : e instanceof Error ? e.message : String(e);
+  ours(e) ? e.message.replace(/^E[A-Z0-9]+: /, "") : e instanceof Error ? e.message : String(e);
 
 function snapshotTable(rows: SnapshotRow[]): string {
   return table(
@@ -166,8 +170,9 @@ function snapshotTable(rows: SnapshotRow[]): string {
 export function program(): Command {
   const cli = new Command("shadowfs")
     .description("a versioning filesystem with point-in-time snapshots, mounted with FUSE")
-    .showHelpAfterError()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // Usage errors are thrown (and said in one line, as every other error), not printed here.
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined });
 
   cli
     .command("init")
@@ -183,9 +188,7 @@ export function program(): Command {
     )
     .action(async (store: string, o) => {
       const dir = resolve(store);
-      const { initStore } = await import("../daemon/index.js");
-      await mkdir(dir, { recursive: true });
-      await initStore(dir, {
+      const settings = {
         size: parseSize(o.size, "--size"),
         chunkSize: o.chunkSize === undefined ? undefined : parseSize(o.chunkSize, "--chunk-size"),
         shadowStorageLimit:
@@ -193,8 +196,17 @@ export function program(): Command {
             ? undefined
             : parseSize(o.shadowStorageLimit, "--shadow-storage-limit"),
         onFull: o.onFull as OnFull,
-      });
-      print(`created ${dir} (${formatBytes(parseSize(o.size, "--size"))})`);
+      };
+      const { initStore } = await import("../daemon/index.js");
+      // The first directory this made, if any: a refused init removes it again.
+      const made = await mkdir(dir, { recursive: true });
+      try {
+        await initStore(dir, settings);
+      } catch (e) {
+        if (made !== undefined) await rm(made, { recursive: true, force: true });
+        throw e;
+      }
+      print(`created ${dir} (${formatBytes(settings.size)})`);
     });
 
   cli
@@ -209,6 +221,7 @@ export function program(): Command {
       const dir = resolve(store);
       const mnt = resolve(mountpoint);
       const options = parseMountOptions(o.options);
+      if (!(await isStore(dir))) throw new FsError("ENOENT", `${dir} is not a shadowfs store`);
       await requireFuse();
       const holder = await lockHolder(dir);
       if (holder !== undefined)
@@ -433,8 +446,15 @@ export function program(): Command {
 program()
   .parseAsync(process.argv)
   .catch((e: unknown) => {
+    if (e instanceof CommanderError) {
+      // --help, --version and a bare `shadowfs` end here too, having printed the help.
+      if (e.exitCode === 0 || e.code === "commander.help") process.exit(e.exitCode);
+      process.stderr.write(
+        `shadowfs: ${e.message.replace(/^error: /, "")} (see shadowfs --help)\n`,
+      );
+      process.exit(e.exitCode || 1);
+    }
     process.stderr.write(`shadowfs: ${message(e)}\n`);
-    if (!isFsError(e) && !(e instanceof Error && e.name === "RpcError"))
-      process.stderr.write(`${(e as Error).stack ?? ""}\n`);
+    if (!ours(e)) process.stderr.write(`${(e as Error).stack ?? ""}\n`);
     process.exit(1);
   });

@@ -1,6 +1,7 @@
 // Where a store keeps its parts, and who holds it: cheap to load (nothing of the store itself),
 // so that a command talking to a daemon starts fast.
 
+import { readFileSync } from "node:fs";
 import { access, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 
@@ -24,12 +25,19 @@ export async function isStore(dir: string): Promise<boolean> {
   );
 }
 
+/** Does `pid` still run? A dead process its parent has not reaped yet (a zombie) does not. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    // "pid (comm) S ...": the state follows the last ")", since comm may hold anything.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
   }
 }
 

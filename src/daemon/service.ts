@@ -2,7 +2,14 @@
 // checks. The daemon serves these over its control socket; the command line calls them
 // directly when no daemon has the store.
 
-import { type CowVolume, checkStore, Gate, NodeHostFs, type SnapshotInfo } from "../cow/index.js";
+import {
+  type CowVolume,
+  checkStore,
+  Gate,
+  Mutex,
+  NodeHostFs,
+  type SnapshotInfo,
+} from "../cow/index.js";
 import { einval, enoent, FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
 import { check, type FsckReport, fsck } from "../fs/fsck.js";
@@ -74,6 +81,8 @@ export function checkAlias(name: string): void {
 export class Service {
   /** Changes to production enter shared; a snapshot commit or revert takes it exclusive. */
   readonly gate = new Gate();
+  /** Snapshot creations, one at a time: each gets its own @GMT name, a user-given name is taken once. */
+  private readonly creating = new Mutex();
   private readonly reverted: Array<(fs: FileSystem) => void> = [];
 
   constructor(
@@ -121,21 +130,23 @@ export class Service {
    * Takes a snapshot: changes to production wait while the filesystem is flushed (so the
    * snapshot reads cleanly with no journal replay) and the store commits it.
    */
-  async create(opts: { name?: string } = {}): Promise<SnapshotRow> {
-    if (opts.name !== undefined) {
-      checkAlias(opts.name);
-      if (this.volume.snapshots().some((s) => s.name === opts.name))
-        throw new FsError("EEXIST", `a snapshot named "${opts.name}" exists`);
-    }
-    // One snapshot per second of creation time: each has its own @GMT name.
-    const newest = this.volume.snapshots().at(-1);
-    if (newest && gmtName(Date.now()) === gmtName(newest.createdAt))
-      await sleep(1000 - (Date.now() % 1000) + 1);
-    const info = await this.gate.withExclusive(async () => {
-      await this.fs.flush();
-      return this.volume.createSnapshot({ name: opts.name, createdAt: Date.now() });
+  create(opts: { name?: string } = {}): Promise<SnapshotRow> {
+    return this.creating.run(async () => {
+      if (opts.name !== undefined) {
+        checkAlias(opts.name);
+        if (this.volume.snapshots().some((s) => s.name === opts.name))
+          throw new FsError("EEXIST", `a snapshot named "${opts.name}" exists`);
+      }
+      // One snapshot per second of creation time: each has its own @GMT name.
+      const newest = this.volume.snapshots().at(-1);
+      if (newest && gmtName(Date.now()) === gmtName(newest.createdAt))
+        await sleep(1000 - (Date.now() % 1000) + 1);
+      const info = await this.gate.withExclusive(async () => {
+        await this.fs.flush();
+        return this.volume.createSnapshot({ name: opts.name, createdAt: Date.now() });
+      });
+      return row(info);
     });
-    return row(info);
   }
 
   async delete(ref: string): Promise<SnapshotRow> {
