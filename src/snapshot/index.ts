@@ -1,0 +1,50 @@
+// The public face of the snapshot protocol: requester, participants, writers, history.
+// Re-exports only; it never holds logic of its own.
+
+export { WriterClient, type WriterClientOptions, type WriterHandler } from "./client.js";
+export {
+  ProtocolError,
+  type SnapshotOptions,
+  type SnapshotRun,
+  takeSnapshot,
+} from "./coordinator.js";
+export {
+  EXEC_WRITER_NAME,
+  ExecWriter,
+  parseIdentify,
+  type ScanProblem,
+  scanWriters,
+} from "./exec-writer.js";
+export {
+  appendHistory,
+  type History,
+  type HistoryRecord,
+  historyRecord,
+  readHistory,
+} from "./history.js";
+export {
+  type AbortReport,
+  type LaterEvent,
+  type Participant,
+  type ParticipantOptions,
+  type Provider,
+  type SnapshotMade,
+  VolumeParticipant,
+} from "./participant.js";
+export {
+  parseRegistration,
+  SocketWriter,
+  type WriterChannel,
+  type WriterRegistration,
+} from "./socket-writer.js";
+export {
+  type EventContext,
+  isWriterEvent,
+  WRITER_EVENTS,
+  type Writer,
+  type WriterAnswer,
+  type WriterEvent,
+  WriterFailure,
+  type WriterInfo,
+  type WriterResult,
+} from "./writer.js";
