@@ -24,6 +24,8 @@ const snapshotSchema = z.object({
   id: z.number().int().positive(),
   createdAt: z.number().int().nonnegative(),
   name: z.string().optional(),
+  /** The snapshot set this snapshot was taken in, with snapshots of other volumes. */
+  setId: z.string().optional(),
   /** Index records of this snapshot's diff area known committed (exact once frozen or cleanly closed). */
   records: z.number().int().nonnegative(),
 });

@@ -47,6 +47,8 @@ export interface OpenOptions {
 export interface SnapshotInfo {
   id: number;
   name: string | undefined;
+  /** The snapshot set it belongs to, if it was taken as part of one. */
+  setId: string | undefined;
   createdAt: number;
   /** Bytes of this snapshot's diff area (preserved chunks and index). */
   diffAreaBytes: number;
@@ -296,6 +298,7 @@ export class CowVolume implements BlockDevice {
     return this.chain.map(({ entry, area }) => ({
       id: entry.id,
       name: entry.name,
+      setId: entry.setId,
       createdAt: entry.createdAt,
       diffAreaBytes: area.bytesUsed,
     }));
@@ -322,7 +325,9 @@ export class CowVolume implements BlockDevice {
    * Takes a snapshot: flushes, then adds an empty diff area and commits the catalog. Copies no
    * data, so its cost does not depend on the volume's size.
    */
-  createSnapshot(opts: { name?: string; createdAt?: number } = {}): Promise<SnapshotInfo> {
+  createSnapshot(
+    opts: { name?: string; setId?: string; createdAt?: number } = {},
+  ): Promise<SnapshotInfo> {
     if (this.readOnly) return Promise.reject(erofs("volume"));
     return this.admin(async () => {
       await this.flushLocked();
@@ -330,6 +335,7 @@ export class CowVolume implements BlockDevice {
       const area = await DiffArea.create(this.host, this.dir, id, this.chunkSize);
       const entry: SnapshotEntry = { id, createdAt: opts.createdAt ?? Date.now(), records: 0 };
       if (opts.name !== undefined) entry.name = opts.name;
+      if (opts.setId !== undefined) entry.setId = opts.setId;
       this.cat.nextId++;
       this.chain.push({ entry, area });
       try {
