@@ -21,17 +21,31 @@ export class Gate {
   }
 
   async withExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.close();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Waits until no shared work runs and holds the gate closed (new shared work waits) until the
+   * returned function is called; calling it again does nothing.
+   */
+  async close(): Promise<() => void> {
     if (this.exclusive || this.shared > 0 || this.waiting.length > 0) {
       await new Promise<void>((go) => this.waiting.push({ exclusive: true, go }));
     } else {
       this.exclusive = true;
     }
-    try {
-      return await fn();
-    } finally {
+    let open = false;
+    return () => {
+      if (open) return;
+      open = true;
       this.exclusive = false;
       this.wake();
-    }
+    };
   }
 
   private wake(): void {
