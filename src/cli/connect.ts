@@ -40,12 +40,17 @@ export async function connect(
     };
   }
   // Opening the store loads all of it: only now, not for a command a daemon answers.
-  const { lockStore, openStore, Service, serviceMethods } = await import("../daemon/index.js");
+  const { lockStore, openStore, Service, serviceMethods, VolumeProtocol } = await import(
+    "../daemon/index.js"
+  );
   const unlock = await lockStore(paths.dir);
   try {
     const { volume, fs } = await openStore(paths.dir, { readOnly: !opts.write });
     const service = new Service(paths.dir, volume, fs);
-    const methods: Record<string, Method> = serviceMethods(service);
+    const methods: Record<string, Method> = {
+      ...serviceMethods(service),
+      ...new VolumeProtocol(service, null).methods(),
+    };
     const peer: Peer = {
       notify: (_, p) => {
         const { done, total } = p as { done: number; total: number };

@@ -8,12 +8,19 @@ import { access, constants, mkdir, open, rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import type { OnFull } from "../cow/index.js";
-import type { CheckReport, SnapshotRow, StorageReport, StoreStatus } from "../daemon/index.js";
+import type {
+  CheckReport,
+  SnapshotRow,
+  StorageReport,
+  StoreStatus,
+  WriterListing,
+} from "../daemon/index.js";
 import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
 import { isStore, lockHolder, storePaths } from "../daemon/paths.js";
 import { FsError, isFsError } from "../errors.js";
 import { parseMountOptions } from "../mount/options.js";
-import { connect, type OnProgress } from "./connect.js";
+import type { History, SnapshotOptions, SnapshotRun } from "../snapshot/index.js";
+import { type Backend, connect, type OnProgress } from "./connect.js";
 import { formatBytes, parseSize, table } from "./format.js";
 import { resolveTarget } from "./target.js";
 
@@ -162,9 +169,71 @@ const message = (e: unknown) =>
 
 function snapshotTable(rows: SnapshotRow[]): string {
   return table(
-    ["NAME", "ALIAS", "CREATED", "DIFF AREA"],
-    rows.map((r) => [r.gmt, r.name ?? "-", r.createdAt, formatBytes(r.diffAreaBytes)]),
+    ["NAME", "ALIAS", "CREATED", "DIFF AREA", "SET"],
+    rows.map((r) => [
+      r.gmt,
+      r.name ?? "-",
+      r.createdAt,
+      formatBytes(r.diffAreaBytes),
+      r.setId?.slice(0, 8) ?? "-",
+    ]),
   );
+}
+
+function seconds(text: string, what: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new FsError("EINVAL", `${what} "${text}": expected a number of seconds above 0`);
+  return Math.round(n * 1000);
+}
+
+/**
+ * Runs the snapshot protocol on every target at once, and records the run in each volume's
+ * history, whether it succeeded or not.
+ */
+async function snapshotSet(
+  targets: string[],
+  opts: SnapshotOptions,
+): Promise<{ setId: string; rows: Array<SnapshotRow & { volume: string }> }> {
+  const { BackendParticipant } = await import("./participant.js");
+  const { historyRecord, ProtocolError, takeSnapshot } = await import("../snapshot/index.js");
+  const stores = await Promise.all(targets.map(async (t) => (await resolveTarget(t)).store));
+  const twice = stores.find((s, i) => stores.indexOf(s) !== i);
+  if (twice) throw new FsError("EINVAL", `${twice} is named twice`);
+  const backends: Backend[] = [];
+  try {
+    for (const store of stores) backends.push(await connect(store, { write: true }));
+    const participants = backends.map((b, i) => new BackendParticipant(stores[i]!, b));
+    let run: SnapshotRun;
+    try {
+      run = await takeSnapshot(participants, opts);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      run = e.record;
+      await record(run);
+      throw e;
+    }
+    await record(run);
+    const rows: Array<SnapshotRow & { volume: string }> = [];
+    for (const [i, b] of backends.entries()) {
+      const made = run.snapshots.find((x) => x.volume === stores[i]);
+      const row = (await b.call<SnapshotRow[]>("snapshot.list")).find((r) => r.id === made?.id);
+      if (row) rows.push({ volume: stores[i]!, ...row });
+    }
+    return { setId: run.setId, rows };
+  } finally {
+    for (const b of backends) await b.close();
+  }
+
+  async function record(run: SnapshotRun): Promise<void> {
+    for (const [i, b] of backends.entries()) {
+      await b
+        .call("history.append", { record: historyRecord(run, stores[i]!) })
+        .catch((e: unknown) =>
+          process.stderr.write(`shadowfs: ${stores[i]}: history not written: ${message(e)}\n`),
+        );
+    }
+  }
 }
 
 export function program(): Command {
@@ -297,15 +366,59 @@ export function program(): Command {
 
   snapshot
     .command("create")
-    .argument("<target>")
+    .description(
+      "take a snapshot: writers prepare and freeze, changes are held while it is committed; " +
+        "with --set, one snapshot of each target at the same instant, all or none",
+    )
+    .argument("<targets...>")
     .option("--name <name>", "a name that also resolves to the snapshot")
+    .option("--set", "several targets: one snapshot set")
+    .option("--freeze-limit <seconds>", "from the first freeze to the last thaw, at most", "60")
+    .option("--hold-limit <seconds>", "changes held for the commit, at most", "10")
+    .option("--json", "print JSON")
+    .action(async (targets: string[], o) => {
+      if (targets.length > 1 && !o.set)
+        throw new FsError("EINVAL", "several targets make a snapshot set: pass --set");
+      const { setId, rows } = await snapshotSet(targets, {
+        name: o.name,
+        freezeLimitMs: seconds(o.freezeLimit, "--freeze-limit"),
+        holdLimitMs: seconds(o.holdLimit, "--hold-limit"),
+      });
+      if (o.json) json(o.set ? { setId, snapshots: rows } : rows[0]);
+      else if (!o.set) print(rows[0]?.gmt ?? "");
+      else {
+        print(`snapshot set ${setId}`);
+        for (const r of rows) print(`${r.volume} ${r.gmt}`);
+      }
+    });
+
+  snapshot
+    .command("history")
+    .description("every run of the snapshot protocol: writers' answers, hold time, result")
+    .argument("<target>")
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
-      const row = await withTarget(target, { write: true }, (call) =>
-        call<SnapshotRow>("snapshot.create", { name: o.name }),
-      );
-      if (o.json) json(row);
-      else print(row.gmt);
+      const h = await withTarget(target, {}, (call) => call<History>("snapshot.history"));
+      if (o.json) {
+        json(h);
+        return;
+      }
+      if (h.records.length === 0) print("no snapshot runs");
+      else
+        print(
+          table(
+            ["STARTED", "RESULT", "SNAPSHOT", "HOLD", "WRITERS", "REASON"],
+            h.records.map((r) => [
+              r.startedAt,
+              r.result,
+              r.snapshot?.gmt ?? "-",
+              r.holdMs === null ? "-" : `${r.holdMs} ms`,
+              String(r.writers.length),
+              r.reason ?? "-",
+            ]),
+          ),
+        );
+      if (h.torn) print(`note: line ${h.torn.line} was cut short by a crash and is skipped`);
     });
 
   snapshot
@@ -391,6 +504,39 @@ export function program(): Command {
         call("snapshot.unexpose", { mountpoint: mount.mountpoint }),
       );
       print(`unexposed ${mount.mountpoint}`);
+    });
+
+  cli
+    .command("writers")
+    .description("writers of a volume")
+    .command("list")
+    .argument("<target>")
+    .option("--json", "print JSON")
+    .action(async (target: string, o) => {
+      const r = await withTarget(target, {}, (call) => call<WriterListing>("writers.list"));
+      if (o.json) {
+        json(r);
+        return;
+      }
+      if (r.writers.length === 0) print("no writers");
+      else
+        print(
+          table(
+            ["WRITER", "KIND", "PATHS", "RESTORE", "LAST"],
+            r.writers.map((w) => [
+              w.name,
+              w.kind,
+              w.paths.join(",") || "-",
+              w.restore,
+              w.last
+                ? `${w.last.event} ${w.last.ok ? "ok" : `failed: ${w.last.reason}`}`
+                : w.identified === "ok"
+                  ? "-"
+                  : `identify failed: ${w.identified}`,
+            ]),
+          ),
+        );
+      for (const p of r.problems) print(`problem: writers.d/${p.entry}: ${p.problem}`);
     });
 
   cli

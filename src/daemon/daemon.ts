@@ -10,6 +10,7 @@ import { FsError } from "../errors.js";
 import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
+import { VolumeProtocol } from "./protocol.js";
 import { type Method, param, serve } from "./rpc.js";
 import { Service, serviceMethods } from "./service.js";
 import { lockStore, openStore } from "./store.js";
@@ -37,6 +38,7 @@ export class Daemon {
   private server: Server | undefined;
   private watch: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
+  private protocol: VolumeProtocol | undefined;
   /** Resolves when the daemon has stopped. */
   readonly stopped: Promise<void>;
   private done!: () => void;
@@ -83,6 +85,7 @@ export class Daemon {
         root.replace(next);
         views.refresh();
       });
+      daemon.protocol = new VolumeProtocol(service, mountpoint);
       try {
         daemon.mount = await FuseMount.mount({
           mountpoint,
@@ -130,6 +133,7 @@ export class Daemon {
     const s = this.service;
     return {
       ...serviceMethods(s),
+      ...this.protocol?.methods(),
       status: async () => ({
         ...(await s.status()),
         mountpoint: this.mount?.mountpoint ?? null,
@@ -207,6 +211,10 @@ export class Daemon {
           log.error({ err: (e as Error).message }, `stopping: ${what} failed`);
         }
       };
+      // A snapshot under way is abandoned first: writers thawed, changes let through.
+      await step("abandoning the snapshot under way", async () =>
+        this.protocol?.abort("the daemon is stopping"),
+      );
       await step("closing the control socket", async () => {
         this.server?.close();
         await unlink(storePaths(this.opts.store).socket).catch(() => undefined);

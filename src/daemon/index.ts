@@ -3,6 +3,7 @@
 export { Daemon, type Started } from "./daemon.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
 export { isStore, lockHolder, storePaths } from "./paths.js";
+export { VolumeProtocol, type WriterListing } from "./protocol.js";
 export { type Method, type Peer, RpcClient, RpcError } from "./rpc.js";
 export {
   type CheckReport,

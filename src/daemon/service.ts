@@ -14,6 +14,7 @@ import { einval, enoent, FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
 import { check, type FsckReport, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
+import type { Provider } from "../snapshot/index.js";
 import { storePaths } from "./paths.js";
 import { type Method, optionalParam, param } from "./rpc.js";
 
@@ -23,6 +24,8 @@ export interface SnapshotRow {
   gmt: string;
   /** The user-given name, if any. */
   name: string | null;
+  /** The snapshot set it was taken in, if any. */
+  setId: string | null;
   createdAt: string;
   diffAreaBytes: number;
 }
@@ -64,6 +67,7 @@ const row = (s: SnapshotInfo): SnapshotRow => ({
   id: s.id,
   gmt: gmtName(s.createdAt),
   name: s.name ?? null,
+  setId: s.setId ?? null,
   createdAt: new Date(s.createdAt).toISOString(),
   diffAreaBytes: s.diffAreaBytes,
 });
@@ -132,21 +136,68 @@ export class Service {
    */
   create(opts: { name?: string } = {}): Promise<SnapshotRow> {
     return this.creating.run(async () => {
-      if (opts.name !== undefined) {
-        checkAlias(opts.name);
-        if (this.volume.snapshots().some((s) => s.name === opts.name))
-          throw new FsError("EEXIST", `a snapshot named "${opts.name}" exists`);
-      }
-      // One snapshot per second of creation time: each has its own @GMT name.
-      const newest = this.volume.snapshots().at(-1);
-      if (newest && gmtName(Date.now()) === gmtName(newest.createdAt))
-        await sleep(1000 - (Date.now() % 1000) + 1);
+      this.checkName(opts.name);
+      await this.nextSecond();
       const info = await this.gate.withExclusive(async () => {
         await this.fs.flush();
         return this.volume.createSnapshot({ name: opts.name, createdAt: Date.now() });
       });
       return row(info);
     });
+  }
+
+  private checkName(name: string | undefined): void {
+    if (name === undefined) return;
+    checkAlias(name);
+    if (this.volume.snapshots().some((s) => s.name === name))
+      throw new FsError("EEXIST", `a snapshot named "${name}" exists`);
+  }
+
+  /** Waits, if need be, until a snapshot made now gets a @GMT name of its own (one a second). */
+  private async nextSecond(): Promise<void> {
+    const newest = this.volume.snapshots().at(-1);
+    if (newest && gmtName(Date.now()) === gmtName(newest.createdAt))
+      await sleep(1000 - (Date.now() % 1000) + 1);
+  }
+
+  /**
+   * The snapshot provider of this volume, for the snapshot protocol: `hold` closes the gate to
+   * changes (reads go on), waits for those in flight and flushes the filesystem and the store;
+   * `commit` takes the snapshot; `release` opens the gate again.
+   */
+  provider(): Provider {
+    let open: (() => void) | undefined;
+    let cancelled = false;
+    return {
+      hold: async () => {
+        cancelled = false;
+        // Before closing the gate: changes must not wait for the clock.
+        await this.nextSecond();
+        const release = await this.gate.close();
+        if (cancelled) {
+          release();
+          return;
+        }
+        open = release;
+        await this.fs.flush();
+        await this.volume.flush();
+      },
+      commit: ({ name, setId }) =>
+        this.creating.run(async () => {
+          this.checkName(name);
+          await this.nextSecond();
+          const info = await this.volume.createSnapshot({ name, setId, createdAt: Date.now() });
+          return { id: info.id, gmt: gmtName(info.createdAt) };
+        }),
+      release: () => {
+        cancelled = true;
+        open?.();
+        open = undefined;
+      },
+      discard: async (id) => {
+        if (this.volume.snapshots().some((s) => s.id === id)) await this.volume.deleteSnapshot(id);
+      },
+    };
   }
 
   async delete(ref: string): Promise<SnapshotRow> {
@@ -246,7 +297,6 @@ export function serviceMethods(s: Service): Record<string, Method> {
   return {
     status: () => s.status(),
     "snapshot.list": () => s.listSettled(),
-    "snapshot.create": (p) => s.create({ name: optionalParam(p, "name") }),
     "snapshot.delete": (p) => s.delete(param(p, "snapshot")),
     "snapshot.revert": (p) =>
       s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true }),

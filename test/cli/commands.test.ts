@@ -135,7 +135,14 @@ async function state(target: string, store?: string) {
 }
 
 function checkRow(row: SnapshotRow, name: string | null): void {
-  expect(Object.keys(row).sort()).toEqual(["createdAt", "diffAreaBytes", "gmt", "id", "name"]);
+  expect(Object.keys(row).sort()).toEqual([
+    "createdAt",
+    "diffAreaBytes",
+    "gmt",
+    "id",
+    "name",
+    "setId",
+  ]);
   expect(row.id).toBeGreaterThan(0);
   expect(row.gmt).toMatch(GMT);
   expect(row.gmt).toBe(gmtName(Date.parse(row.createdAt)));
@@ -232,9 +239,13 @@ describe.each([
     expect(rows[1]!.id).toBeGreaterThan(first.id);
     const table = (await ok("snapshot", "list", target)).trimEnd().split("\n");
     expect(table).toHaveLength(3);
-    expect(table[0]).toMatch(/^NAME +ALIAS +CREATED +DIFF AREA$/);
-    expect(table[1]).toMatch(new RegExp(`^${first.gmt} +first +${first.createdAt} +\\S+$`));
-    expect(table[2]).toMatch(new RegExp(`^${second} +- +${rows[1]!.createdAt} +\\S+$`));
+    expect(table[0]).toMatch(/^NAME +ALIAS +CREATED +DIFF AREA +SET$/);
+    expect(table[1]).toMatch(
+      new RegExp(`^${first.gmt} +first +${first.createdAt} +\\S+ +${first.setId?.slice(0, 8)}$`),
+    );
+    expect(table[2]).toMatch(
+      new RegExp(`^${second} +- +${rows[1]!.createdAt} +\\S+ +${rows[1]!.setId?.slice(0, 8)}$`),
+    );
 
     const storage = parse<StorageReport>(await ok("storage", target, "--json"));
     expect(storage.limitBytes).toBe(8 * MiB);
