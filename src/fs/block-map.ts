@@ -69,6 +69,114 @@ export async function mapRange(
 }
 
 /**
+ * The device blocks of file blocks [first, first + count) if every indirect block on the way is
+ * in memory (see `MetaStore.peek`), else undefined; 0 for holes. It never waits.
+ */
+export function mapRangeNow(
+  meta: MetaStore,
+  ino: Inode,
+  first: number,
+  count: number,
+): number[] | undefined {
+  const out = new Array<number>(count).fill(0);
+  for (let i = 0; i < count; ) {
+    const { slot, depth, rel } = locate(first + i);
+    if (depth === 0) {
+      out[i++] = ino.ptrs[slot]!;
+      continue;
+    }
+    let block = ino.ptrs[slot]!;
+    for (let d = depth; d > 1 && block !== 0; d--) {
+      const img = meta.peek(block);
+      if (!img) return undefined;
+      block = img.readUInt32LE(4 * (Math.floor(rel / PTRS ** (d - 1)) % PTRS));
+    }
+    const at = rel % PTRS;
+    const n = Math.min(count - i, PTRS - at);
+    if (block !== 0) {
+      const img = meta.peek(block);
+      if (!img) return undefined;
+      for (let k = 0; k < n; k++) out[i + k] = img.readUInt32LE(4 * (at + k));
+    }
+    i += n;
+  }
+  return out;
+}
+
+/**
+ * The device blocks of file blocks [first, first + count), allocating every hole: the data
+ * blocks first, in one request to the allocator (so as few runs as it finds, from `goal`, by
+ * default just after the block before `first`), then the indirect blocks they need. Inside a
+ * metadata operation; the caller writes the inode back. `fresh[i]` is true for a data block just
+ * allocated: it holds garbage until the caller writes it.
+ */
+export async function ensureRange(
+  meta: MetaStore,
+  alloc: Allocator,
+  ino: Inode,
+  first: number,
+  count: number,
+  goal?: number,
+): Promise<{ blocks: number[]; fresh: boolean[] }> {
+  if (count === 0) return { blocks: [], fresh: [] };
+  locate(first + count - 1); // EFBIG before anything changes
+  const blocks = await mapRange(meta, ino, first, count);
+  const fresh = new Array<boolean>(count).fill(false);
+  const holes = blocks.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
+  if (holes === 0) return { blocks, fresh };
+  if (goal === undefined && first > 0) {
+    const before = await mapBlock(meta, ino, first - 1);
+    if (before !== 0) goal = before + 1;
+  }
+  const got = await alloc.allocate(holes, goal);
+  ino.blocks += holes;
+  let next = 0;
+  /** Indirect blocks go right after the data just allocated. */
+  const take = async (): Promise<number> => {
+    const [b] = await alloc.allocate(1, got.at(-1)! + 1);
+    ino.blocks++;
+    meta.create(b!);
+    return b!;
+  };
+  for (let i = 0; i < count; ) {
+    const { slot, depth, rel } = locate(first + i);
+    if (depth === 0) {
+      if (blocks[i] === 0) {
+        blocks[i] = ino.ptrs[slot] = got[next++]!;
+        fresh[i] = true;
+      }
+      i++;
+      continue;
+    }
+    const at = rel % PTRS;
+    const n = Math.min(count - i, PTRS - at);
+    if (blocks.slice(i, i + n).includes(0)) {
+      // The indirect block that holds these data pointers, made on the way if missing.
+      if (ino.ptrs[slot] === 0) ino.ptrs[slot] = await take();
+      let leaf = ino.ptrs[slot]!;
+      for (let d = depth; d > 1; d--) {
+        const off = 4 * (Math.floor(rel / PTRS ** (d - 1)) % PTRS);
+        let below = (await meta.read(leaf)).readUInt32LE(off);
+        if (below === 0) {
+          below = await take();
+          (await meta.write(leaf)).writeUInt32LE(below, off);
+        }
+        leaf = below;
+      }
+      const img = await meta.write(leaf);
+      for (let k = i; k < i + n; k++) {
+        if (blocks[k] !== 0) continue;
+        blocks[k] = got[next++]!;
+        fresh[k] = true;
+        img.writeUInt32LE(blocks[k]!, 4 * (at + k - i));
+      }
+    }
+    i += n;
+  }
+  return { blocks, fresh };
+}
+
+/**
  * The device block of file block `f`, allocating it (and any indirect block on the way) when it
  * is a hole. Inside a metadata operation; the caller writes the inode back. A fresh data block
  * holds garbage until the caller writes it.
@@ -80,33 +188,8 @@ export async function ensureBlock(
   f: number,
   goal?: number,
 ): Promise<{ block: number; fresh: boolean }> {
-  const { slot, depth, rel } = locate(f);
-  const take = async (): Promise<number> => {
-    const [b] = await alloc.allocate(1, goal);
-    ino.blocks++;
-    return b!;
-  };
-  let fresh = false;
-  if (ino.ptrs[slot] === 0) {
-    ino.ptrs[slot] = await take();
-    if (depth > 0) meta.create(ino.ptrs[slot]!);
-    else fresh = true;
-  }
-  let block = ino.ptrs[slot]!;
-  for (let d = depth; d > 0; d--) {
-    const at = 4 * (Math.floor(rel / PTRS ** (d - 1)) % PTRS);
-    const next = (await meta.read(block)).readUInt32LE(at);
-    if (next !== 0) {
-      block = next;
-      continue;
-    }
-    const made = await take();
-    (await meta.write(block)).writeUInt32LE(made, at);
-    if (d > 1) meta.create(made);
-    else fresh = true;
-    block = made;
-  }
-  return { block, fresh };
+  const { blocks, fresh } = await ensureRange(meta, alloc, ino, f, 1, goal);
+  return { block: blocks[0]!, fresh: fresh[0]! };
 }
 
 /** First file block under the single, double and triple indirect pointers. */

@@ -4,12 +4,28 @@
 import type { BlockDevice } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
-import { ensureBlock, MAX_FILE_BLOCKS, mapBlock, mapRange, truncateBlocks } from "./block-map.js";
+import {
+  ensureRange,
+  MAX_FILE_BLOCKS,
+  mapBlock,
+  mapRange,
+  mapRangeNow,
+  truncateBlocks,
+} from "./block-map.js";
 import type { Inode } from "./inode.js";
 import type { MetaStore } from "./meta-store.js";
 
 const BS = 4096;
 export const MAX_FILE_SIZE = MAX_FILE_BLOCKS * BS;
+
+/**
+ * Where the bytes of a read come from: `length` bytes, made of device ranges (`dev`, copied to
+ * `at` in the result) in ascending order of `at`, and zeros (holes) in between.
+ */
+export interface ReadPlan {
+  length: number;
+  runs: Array<{ dev: number; at: number; len: number }>;
+}
 
 export class FileData {
   constructor(
@@ -18,59 +34,87 @@ export class FileData {
     private readonly alloc: Allocator,
   ) {}
 
+  /** Plans a read of up to `length` bytes at `offset`, stopping at the end of the file. */
+  async plan(ino: Inode, offset: number, length: number): Promise<ReadPlan> {
+    const end = Math.min(ino.size, offset + length);
+    if (end <= offset) return { length: 0, runs: [] };
+    const first = Math.floor(offset / BS);
+    return runsOf(offset, end, await mapRange(this.meta, ino, first, Math.ceil(end / BS) - first));
+  }
+
+  /** `plan`, if every metadata block it needs is in memory; else undefined. It never waits. */
+  planNow(ino: Inode, offset: number, length: number): ReadPlan | undefined {
+    const end = Math.min(ino.size, offset + length);
+    if (end <= offset) return { length: 0, runs: [] };
+    const first = Math.floor(offset / BS);
+    const map = mapRangeNow(this.meta, ino, first, Math.ceil(end / BS) - first);
+    return map && runsOf(offset, end, map);
+  }
+
+  /**
+   * Reads what `plan` says, one device read per run, into `into` (which must hold
+   * `plan.length` bytes) or a new buffer; returns the bytes read.
+   */
+  async fetch(plan: ReadPlan, into?: Uint8Array): Promise<Buffer> {
+    const out = into
+      ? Buffer.from(into.buffer, into.byteOffset, plan.length)
+      : Buffer.allocUnsafe(plan.length);
+    let zeroFrom = 0;
+    for (const r of plan.runs) {
+      out.fill(0, zeroFrom, r.at);
+      zeroFrom = r.at + r.len;
+    }
+    out.fill(0, zeroFrom, plan.length);
+    await Promise.all(plan.runs.map((r) => this.dev.read(r.dev, out.subarray(r.at, r.at + r.len))));
+    return out;
+  }
+
   /** Reads up to `length` bytes at `offset`, stopping at the end of the file. */
   async read(ino: Inode, offset: number, length: number): Promise<Buffer> {
-    const end = Math.min(ino.size, offset + length);
-    if (end <= offset) return Buffer.alloc(0);
-    const out = Buffer.alloc(end - offset);
-    const runs: Array<{ dev: number; at: number; len: number }> = [];
-    const first = Math.floor(offset / BS);
-    const map = await mapRange(this.meta, ino, first, Math.ceil(end / BS) - first);
-    for (let f = first; f * BS < end; f++) {
-      const block = map[f - first]!;
-      if (block === 0) continue; // a hole: zeros already
-      const lo = Math.max(offset, f * BS);
-      const hi = Math.min(end, (f + 1) * BS);
-      const devAt = block * BS + (lo - f * BS);
-      const last = runs.at(-1);
-      if (last && last.dev + last.len === devAt && last.at + last.len === lo - offset)
-        last.len += hi - lo;
-      else runs.push({ dev: devAt, at: lo - offset, len: hi - lo });
-    }
-    await Promise.all(runs.map((r) => this.dev.read(r.dev, out.subarray(r.at, r.at + r.len))));
-    return out;
+    return this.fetch(await this.plan(ino, offset, length));
   }
 
   /**
    * Writes `data` at `offset`, allocating blocks for holes, inside a metadata operation; grows
-   * the size. The caller sets the times and writes the inode back.
+   * the size. The caller sets the times and writes the inode back. Every block is allocated
+   * before the first byte is written; whole blocks go from `data` as it is, one device write per
+   * run of contiguous blocks; a partial block is merged with what it holds (zeros if fresh).
    */
   async write(ino: Inode, offset: number, data: Uint8Array): Promise<void> {
     const end = offset + data.length;
     if (end > MAX_FILE_SIZE)
       throw new FsError("EFBIG", `a file cannot reach ${end} bytes (largest: ${MAX_FILE_SIZE})`);
     if (data.length === 0) return;
-    let goal: number | undefined;
-    const runs: Array<{ dev: number; parts: Uint8Array[] }> = [];
-    for (let f = Math.floor(offset / BS); f * BS < end; f++) {
-      const { block, fresh } = await ensureBlock(this.meta, this.alloc, ino, f, goal);
-      goal = block + 1;
-      const lo = Math.max(offset, f * BS);
-      const hi = Math.min(end, (f + 1) * BS);
-      let bytes = data.subarray(lo - offset, hi - offset);
+    const first = Math.floor(offset / BS);
+    const count = Math.ceil(end / BS) - first;
+    const { blocks, fresh } = await ensureRange(this.meta, this.alloc, ino, first, count);
+    const writes: Array<{ dev: number; bytes: Uint8Array }> = [];
+    let run: { dev: number; lo: number; hi: number } | undefined;
+    const endRun = () => {
+      if (run) writes.push({ dev: run.dev, bytes: data.subarray(run.lo, run.hi) });
+      run = undefined;
+    };
+    for (let i = 0; i < count; i++) {
+      const f = first + i;
+      const block = blocks[i]!;
+      const lo = Math.max(offset, f * BS) - offset;
+      const hi = Math.min(end, (f + 1) * BS) - offset;
       if (hi - lo < BS) {
-        // A partial block: merge with what is there (zeros for a new block).
+        endRun();
         const whole = Buffer.alloc(BS);
-        if (!fresh) await this.dev.read(block * BS, whole);
-        whole.set(bytes, lo - f * BS);
-        bytes = whole;
+        if (!fresh[i]) await this.dev.read(block * BS, whole);
+        whole.set(data.subarray(lo, hi), lo + offset - f * BS);
+        writes.push({ dev: block * BS, bytes: whole });
+        continue;
       }
-      const last = runs.at(-1);
-      if (last && last.dev + last.parts.length * BS === block * BS) last.parts.push(bytes);
-      else runs.push({ dev: block * BS, parts: [bytes] });
+      if (run && run.dev + (run.hi - run.lo) === block * BS && run.hi === lo) run.hi = hi;
+      else {
+        endRun();
+        run = { dev: block * BS, lo, hi };
+      }
     }
-    for (const r of runs)
-      await this.dev.write(r.dev, r.parts.length === 1 ? r.parts[0]! : Buffer.concat(r.parts));
+    endRun();
+    for (const w of writes) await this.dev.write(w.dev, w.bytes);
     ino.size = Math.max(ino.size, end);
   }
 
@@ -103,4 +147,22 @@ export class FileData {
   free(ino: Inode, from: number, mayFree?: () => boolean): Promise<boolean> {
     return truncateBlocks(this.meta, this.alloc, ino, from, mayFree);
   }
+}
+
+/** The device runs of bytes [offset, end) of a file whose blocks from `offset`'s are `map`. */
+function runsOf(offset: number, end: number, map: readonly number[]): ReadPlan {
+  const runs: ReadPlan["runs"] = [];
+  const first = Math.floor(offset / BS);
+  for (let f = first; f * BS < end; f++) {
+    const block = map[f - first]!;
+    if (block === 0) continue; // a hole
+    const lo = Math.max(offset, f * BS);
+    const hi = Math.min(end, (f + 1) * BS);
+    const devAt = block * BS + (lo - f * BS);
+    const last = runs.at(-1);
+    if (last && last.dev + last.len === devAt && last.at + last.len === lo - offset)
+      last.len += hi - lo;
+    else runs.push({ dev: devAt, at: lo - offset, len: hi - lo });
+  }
+  return { length: end - offset, runs };
 }

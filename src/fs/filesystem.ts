@@ -81,6 +81,8 @@ export interface DirEntry {
 export interface OpenOptions {
   /** Bytes of metadata blocks kept in memory. */
   cacheBytes?: number;
+  /** Decoded inodes kept in memory (default 65536). */
+  cachedInodes?: number;
   /** Where the times of inodes come from (default: the system clock, with nanoseconds). */
   clock?: () => Time;
   /**
@@ -198,7 +200,7 @@ export class FileSystem {
     const { journal, replayed } = await Journal.open(dev, sb.journal);
     const meta = new MetaStore(dev, journal, opts);
     const alloc = await Allocator.load(meta, sb);
-    const table = await InodeTable.load(meta, alloc, sb);
+    const table = await InodeTable.load(meta, alloc, sb, opts);
     const fs = new FileSystem(dev, sb, meta, alloc, table, opts, replayed);
     if (!dev.readOnly && (opts.orphans ?? "free") === "free" && table.orphans.head !== 0) {
       await fs.finishOrphans();
@@ -558,12 +560,29 @@ export class FileSystem {
     });
   }
 
-  read(ino: number, offset: number, length: number): Promise<Buffer> {
-    return this.meta.view(async () => {
-      const inode = await this.live(ino);
-      if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
-      return this.data.read(inode, offset, length);
-    });
+  /**
+   * Reads up to `length` bytes at `offset`, stopping at the end of the file: into `into` when
+   * given (it must hold `length` bytes; the result is its start), else into a new buffer. The
+   * blocks are found under the metadata lock, or without it when no operation is running and
+   * all the metadata needed is in memory; the data is read outside it.
+   */
+  read(ino: number, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
+    if (into && into.length < length)
+      return Promise.reject(einval(`a read of ${length} bytes into ${into.length}`));
+    if (this.meta.idle) {
+      const inode = this.table.peek(ino);
+      const plan = inode && isReg(inode.mode) && this.data.planNow(inode, offset, length);
+      if (plan) return this.meta.reading(this.data.fetch(plan, into));
+    }
+    return this.meta
+      .view(async () => {
+        const inode = await this.live(ino);
+        if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
+        // Started before the lock is let go, so that a commit waits for it (see `reading`).
+        const plan = await this.data.plan(inode, offset, length);
+        return { done: this.meta.reading(this.data.fetch(plan, into)) };
+      })
+      .then((r) => r.done);
   }
 
   write(ino: number, offset: number, data: Uint8Array): Promise<number> {

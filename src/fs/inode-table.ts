@@ -2,10 +2,12 @@
 // numbers in use; both files' own inodes live in the system block. It never reuses a live number.
 
 import { crc32c } from "@node-rs/crc32";
+import { LRUCache } from "lru-cache";
 import { CorruptStoreError, FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
 import { ensureBlock, mapBlock } from "./block-map.js";
 import {
+  copyInode,
   decodeInode,
   emptyInode,
   encodeInode,
@@ -58,17 +60,34 @@ export class InodeTable {
   private orphanList: OrphanList = { head: 0, count: 0 };
   /** Where the search for a free number starts. */
   private hint = 1;
+  /**
+   * Decoded inodes as their slots hold them now: filled by `get`, replaced by `put`, emptied
+   * when an operation is undone. Never handed out: callers get copies to change.
+   */
+  private readonly inodes: LRUCache<number, Inode>;
+  /** Device blocks of the table file's blocks (table blocks never move nor go). */
+  private readonly slots = new Map<number, number>();
 
   private constructor(
     private readonly meta: MetaStore,
     private readonly alloc: Allocator,
     private readonly sb: Superblock,
-  ) {}
+    cachedInodes: number,
+  ) {
+    this.inodes = new LRUCache({ max: Math.max(1, cachedInodes) });
+  }
 
-  static async load(meta: MetaStore, alloc: Allocator, sb: Superblock): Promise<InodeTable> {
-    const t = new InodeTable(meta, alloc, sb);
+  static async load(
+    meta: MetaStore,
+    alloc: Allocator,
+    sb: Superblock,
+    opts: { cachedInodes?: number } = {},
+  ): Promise<InodeTable> {
+    const t = new InodeTable(meta, alloc, sb, opts.cachedInodes ?? 1 << 16);
     await t.reload();
     meta.onRollback((blocks) => {
+      t.inodes.clear();
+      t.slots.clear();
       if (blocks.includes(sb.systemBlock)) t.decodeSystem(meta.peek(sb.systemBlock)!);
     });
     return t;
@@ -92,18 +111,41 @@ export class InodeTable {
   /** Reads inode `ino`: a number past the table, or free, reads as an inode with mode 0. */
   async get(ino: number): Promise<Inode> {
     this.checkNumber(ino);
-    const block = await mapBlock(this.meta, this.table, Math.floor(ino / PER_BLOCK));
+    const known = this.inodes.get(ino);
+    if (known) return copyInode(known);
+    const block = await this.slot(ino);
     if (block === 0) return emptyInode(ino);
-    return decodeInode(ino, await this.meta.read(block), (ino % PER_BLOCK) * INODE_SIZE);
+    const inode = decodeInode(ino, await this.meta.read(block), (ino % PER_BLOCK) * INODE_SIZE);
+    this.inodes.set(ino, inode);
+    return copyInode(inode);
+  }
+
+  /**
+   * Inode `ino` as `get` would read it, if decoded already; else undefined. It never waits. The
+   * caller must not change it, and may use it only until it next waits.
+   */
+  peek(ino: number): Readonly<Inode> | undefined {
+    return this.inodes.get(ino);
   }
 
   /** Writes an inode back, inside a metadata operation. */
   async put(inode: Inode): Promise<void> {
     this.checkNumber(inode.ino);
-    const block = await mapBlock(this.meta, this.table, Math.floor(inode.ino / PER_BLOCK));
+    const block = await this.slot(inode.ino);
     if (block === 0)
       throw new CorruptStoreError(`inode ${inode.ino}`, "has no slot in the inode table");
     encodeInode(inode, await this.meta.write(block), (inode.ino % PER_BLOCK) * INODE_SIZE);
+    this.inodes.set(inode.ino, copyInode(inode));
+  }
+
+  /** The device block of the table holding inode `ino`, 0 if the table has none yet. */
+  private async slot(ino: number): Promise<number> {
+    const f = Math.floor(ino / PER_BLOCK);
+    const known = this.slots.get(f);
+    if (known !== undefined) return known;
+    const block = await mapBlock(this.meta, this.table, f);
+    if (block !== 0) this.slots.set(f, block);
+    return block;
   }
 
   /**
@@ -241,7 +283,7 @@ export class InodeTable {
   /** Makes sure the table has a block for slot `ino`. */
   private async slotFor(ino: number): Promise<void> {
     const f = Math.floor(ino / PER_BLOCK);
-    if ((await mapBlock(this.meta, this.table, f)) !== 0) return;
+    if ((await this.slot(ino)) !== 0) return;
     const { block } = await ensureBlock(this.meta, this.alloc, this.table, f, this.sb.systemBlock);
     this.meta.create(block);
     this.table.size = Math.max(this.table.size, (f + 1) * 4096);

@@ -73,6 +73,19 @@ export function emptyInode(ino: number): Inode {
   };
 }
 
+/** A copy of an inode that shares nothing with it. */
+export function copyInode(i: Inode): Inode {
+  return {
+    ...i,
+    atime: { ...i.atime },
+    mtime: { ...i.mtime },
+    ctime: { ...i.ctime },
+    birthtime: { ...i.birthtime },
+    ptrs: [...i.ptrs],
+    inline: i.inline && Buffer.from(i.inline),
+  };
+}
+
 const putTime = (b: Buffer, at: number, t: Time) => {
   b.writeBigInt64LE(BigInt(t.sec), at);
   b.writeUInt32LE(t.nsec, at + 8);
@@ -115,7 +128,7 @@ export function encodeInode(ino: Inode, into: Buffer, at: number): void {
 export function decodeInode(ino: number, from: Buffer, at: number): Inode {
   const b = from.subarray(at, at + INODE_SIZE);
   const out = emptyInode(ino);
-  if (b.every((x) => x === 0)) return out;
+  if (b.readUInt32LE(INODE_SIZE - 4) === 0 && b.every((x) => x === 0)) return out;
   if (b.readUInt32LE(INODE_SIZE - 4) !== crc32c(b.subarray(0, INODE_SIZE - 4))) {
     throw new CorruptStoreError(`inode ${ino}`, "checksum mismatch");
   }

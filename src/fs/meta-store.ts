@@ -40,6 +40,10 @@ export class MetaStore {
   /** Images as they were before the operation in progress first changed them (its undo log). */
   private undo: Map<number, { image: Buffer | undefined; wasDirty: boolean }> | undefined;
   private readonly lock = new Mutex();
+  /** Calls holding or waiting for the lock. */
+  private busy = 0;
+  /** File data reads in flight outside the lock (see `reading`). */
+  private readonly reads = new Set<Promise<unknown>>();
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
   private readonly commitListeners: Array<() => void> = [];
 
@@ -157,7 +161,7 @@ export class MetaStore {
    * is checkpointed and the operation runs once more.
    */
   run<T>(fn: (step: Step) => Promise<T>): Promise<T> {
-    return this.lock.run(async () => {
+    return this.locked(async () => {
       if (this.running.size > this.journal.capacity / 2) await this.commitLocked();
       for (let attempt = 0; ; attempt++) {
         let steps = 0;
@@ -196,7 +200,37 @@ export class MetaStore {
 
   /** Runs a read-only operation: it sees no operation half-done, and changes nothing. */
   view<T>(fn: () => Promise<T>): Promise<T> {
-    return this.lock.run(fn);
+    return this.locked(fn);
+  }
+
+  /**
+   * True when no operation, view or commit is running or waiting: every image in memory is then
+   * that of completed operations, and stays so until the caller next waits.
+   */
+  get idle(): boolean {
+    return this.busy === 0;
+  }
+
+  /**
+   * Tracks a read of file data whose blocks were found (in a view, or while `idle`) and that
+   * goes on outside the lock. A commit waits for the reads in flight before the blocks its
+   * operations freed may be handed out again, so such a read never sees another file's data.
+   */
+  reading<T>(read: Promise<T>): Promise<T> {
+    const done = read.then(
+      () => {},
+      () => {},
+    );
+    this.reads.add(done);
+    void done.then(() => this.reads.delete(done));
+    return read;
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    this.busy++;
+    return this.lock.run(fn).finally(() => {
+      this.busy--;
+    });
   }
 
   private rollback(): void {
@@ -213,12 +247,12 @@ export class MetaStore {
 
   /** Commits every completed operation: durable when this resolves. */
   commit(): Promise<void> {
-    return this.lock.run(() => this.commitLocked());
+    return this.locked(() => this.commitLocked());
   }
 
   /** Commits, then writes everything home and empties the journal: the device needs no replay. */
   checkpoint(): Promise<void> {
-    return this.lock.run(async () => {
+    return this.locked(async () => {
       await this.commitLocked();
       await this.journal.checkpoint();
     });
@@ -230,6 +264,8 @@ export class MetaStore {
     await this.journal.commit(tx);
     this.running = new Map();
     for (const [block, image] of tx) this.clean.set(block, image);
+    // The blocks freed by these operations become free for others: reads that found them first end.
+    await Promise.all(this.reads);
     for (const listen of this.commitListeners) listen();
   }
 }
