@@ -33,6 +33,19 @@ const OUTPUT_LIMIT = 64 * 1024;
 /** After the writer exits, how long its pipes may stay open (held by something it forked). */
 const PIPE_GRACE_MS = 200;
 
+/** The process groups of writer calls not yet answered. */
+const running = new Set<number>();
+
+/**
+ * Kills every writer call still running in this process (a daemon that stops does not wait
+ * for their time-outs); each such call fails. Returns how many were killed.
+ */
+export function killRunningWriters(): number {
+  const pids = [...running];
+  for (const pid of pids) killGroup(pid);
+  return pids.length;
+}
+
 export class ExecWriter implements Writer {
   readonly kind = "exec";
 
@@ -55,9 +68,12 @@ export class ExecWriter implements Writer {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ...environment(event, ctx) },
       });
+      const pid = child.pid;
+      if (pid !== undefined) running.add(pid);
       const finish = (fail: string | null) => {
         if (settled) return;
         settled = true;
+        if (pid !== undefined) running.delete(pid);
         clearTimeout(timer);
         clearTimeout(grace);
         child.stdout?.destroy();
@@ -66,7 +82,7 @@ export class ExecWriter implements Writer {
         else resolve(event === "identify" ? parseIdentify(stdout) : {});
       };
       const timer = setTimeout(() => {
-        killGroup(child.pid);
+        killGroup(pid);
         finish(timeoutReason(event, timeoutMs));
       }, timeoutMs);
       let grace: NodeJS.Timeout | undefined;

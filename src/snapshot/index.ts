@@ -11,6 +11,7 @@ export {
 export {
   EXEC_WRITER_NAME,
   ExecWriter,
+  killRunningWriters,
   parseIdentify,
   type ScanProblem,
   scanWriters,
@@ -27,10 +28,10 @@ export {
   type LaterEvent,
   type Participant,
   type ParticipantOptions,
-  type Provider,
   type SnapshotMade,
   VolumeParticipant,
 } from "./participant.js";
+export type { Provider } from "./provider.js";
 export {
   parseRegistration,
   SocketWriter,

@@ -2,6 +2,7 @@
 // It never leaves a writer frozen, a volume held, or an unconfirmed snapshot behind once aborted.
 
 import { FsError } from "../errors.js";
+import type { Provider } from "./provider.js";
 import {
   byName,
   type EventContext,
@@ -12,21 +13,6 @@ import {
   type WriterInfo,
   type WriterResult,
 } from "./writer.js";
-
-/** What takes the snapshot of one volume. */
-export interface Provider {
-  /**
-   * Stops admitting mutating operations (reads go on), waits for those in flight, and flushes
-   * the filesystem and the store. Resolves once the volume is quiet and on disk.
-   */
-  hold(): Promise<void>;
-  /** Creates the snapshot of the held volume; it is durable when the promise resolves. */
-  commit(opts: { name?: string; setId: string }): Promise<{ id: number; gmt: string }>;
-  /** Lets held operations go. Idempotent; called while `hold` is pending, it cancels the hold. */
-  release(): void;
-  /** Deletes snapshot `id`. */
-  discard(id: number): Promise<void>;
-}
 
 /** The snapshot a participant made, as the requester is told. */
 export interface SnapshotMade {

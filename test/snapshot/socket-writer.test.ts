@@ -99,6 +99,20 @@ describe("SocketWriter and WriterClient", () => {
     expect(steps(s)).toEqual(["leaver freeze"]);
   });
 
+  it("fails a pending call when its channel closes, even if the channel forgets it", async () => {
+    let close: () => void = () => undefined;
+    const channel: WriterChannel = {
+      request: () => new Promise(() => undefined),
+      onClose: (fn) => {
+        close = fn;
+      },
+    };
+    const w = new SocketWriter(channel, { name: "app", paths: [], restore: "files" });
+    const pending = w.call("freeze", ctx, 60_000);
+    close();
+    expect((await failure(pending)).reason).toBe("connection dropped");
+  }, 8000);
+
   it("refuses a registration with a bad name, and the client says so", async () => {
     await expect(
       WriterClient.register(server.path, { name: "no spaces", handlers: {} }),
