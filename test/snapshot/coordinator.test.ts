@@ -167,6 +167,22 @@ describe("takeSnapshot", () => {
     await until("the slow writer's child is killed", () => !alive(child));
   });
 
+  it("abandons a snapshot whose writers are thawed only after the freeze limit", async () => {
+    execWriter(s, "10-a", { thaw: "sleep 2" });
+    execWriter(s, "20-b");
+    const provider = new FakeProvider(s);
+
+    const e = await failed(takeSnapshot([participant(provider)], { freezeLimitMs: 1000 }));
+    expect(e.code).toBe("ETIMEDOUT");
+    expect(e.reason).toMatch(
+      new RegExp(
+        `^writer "10-a" on ${VOL} answered thaw \\d+ ms after the first freeze, past the freeze limit of 1000 ms$`,
+      ),
+    );
+    expect(sinceIdentify().slice(-3)).toEqual(["20-b thaw", "10-a thaw", "provider discard"]);
+    expect(provider.snapshots.size).toBe(0);
+  });
+
   it("counts a socket writer whose connection drops mid-freeze as failed and thaws the rest", async () => {
     execWriter(s, "10-a");
     await server.register("20-app", {
