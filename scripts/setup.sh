@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*"; }
 
 # 1. Debian packages: installed only when missing. The compiler and python3 (for node-gyp)
-#    rebuild the FUSE binding; rsync, attr, fio and bindfs are tools for tests and benchmarks.
-debs=(libfuse2 fuse3 libfuse-dev build-essential pkg-config python3 rsync attr fio bindfs)
+#    rebuild the FUSE binding; rsync, attr, fio, bindfs and sqlite3 are tools for tests and
+#    benchmarks.
+debs=(libfuse2 fuse3 libfuse-dev build-essential pkg-config python3 rsync attr fio bindfs sqlite3)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

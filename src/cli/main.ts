@@ -384,12 +384,17 @@ export function program(): Command {
         freezeLimitMs: seconds(o.freezeLimit, "--freeze-limit"),
         holdLimitMs: seconds(o.holdLimit, "--hold-limit"),
       });
-      if (o.json) json(o.set ? { setId, snapshots: rows } : rows[0]);
-      else if (!o.set) print(rows[0]?.gmt ?? "");
-      else {
-        print(`snapshot set ${setId}`);
-        for (const r of rows) print(`${r.volume} ${r.gmt}`);
+      if (o.set) {
+        if (o.json) json({ setId, snapshots: rows });
+        else {
+          print(`snapshot set ${setId}`);
+          for (const r of rows) print(`${r.volume} ${r.gmt}`);
+        }
+        return;
       }
+      const { volume: _, ...row } = rows[0]!;
+      if (o.json) json(row);
+      else print(row.gmt);
     });
 
   snapshot

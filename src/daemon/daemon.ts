@@ -8,6 +8,7 @@ import type pino from "pino";
 import type { Logger } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
+import { killRunningWriters } from "../snapshot/index.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
 import { VolumeProtocol } from "./protocol.js";
@@ -212,9 +213,10 @@ export class Daemon {
         }
       };
       // A snapshot under way is abandoned first: writers thawed, changes let through.
-      await step("abandoning the snapshot under way", async () =>
-        this.protocol?.abort("the daemon is stopping"),
-      );
+      await step("abandoning the snapshot under way", async () => {
+        await this.protocol?.abort("the daemon is stopping");
+        killRunningWriters();
+      });
       await step("closing the control socket", async () => {
         this.server?.close();
         await unlink(storePaths(this.opts.store).socket).catch(() => undefined);

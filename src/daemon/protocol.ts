@@ -93,7 +93,9 @@ export class VolumeProtocol {
 
   private async list(): Promise<WriterListing> {
     const { writers, problems } = await scanWriters(storePaths(this.service.store).writers);
-    const all: Writer[] = [...writers, ...this.registered.values()];
+    const all: Writer[] = [...writers, ...this.registered.values()].sort((x, y) =>
+      x.name < y.name ? -1 : x.name > y.name ? 1 : 0,
+    );
     const ctx = {
       volume: storePaths(this.service.store).dir,
       mountpoint: this.participant.mountpoint,

@@ -302,7 +302,14 @@ export class VolumeParticipant implements Participant {
       const answer = await w.call(event, ctx, timeoutMs);
       return { result: { ...base, ok: true, ms: Date.now() - at }, answer };
     } catch (e) {
-      const result: WriterResult = { ...base, ok: false, reason: reasonOf(e), ms: Date.now() - at };
+      // A call cut short by an abort says why the run was abandoned.
+      const why = run.abortedFor === null ? "" : ` (${run.abortedFor})`;
+      const result: WriterResult = {
+        ...base,
+        ok: false,
+        reason: `${reasonOf(e)}${why}`,
+        ms: Date.now() - at,
+      };
       return { result, answer: null };
     }
   }
