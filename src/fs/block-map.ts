@@ -39,6 +39,18 @@ export async function mapBlock(meta: MetaStore, ino: Inode, f: number): Promise<
   return block;
 }
 
+/** `mapBlock` if every indirect block on the way is in memory, else undefined. It never waits. */
+export function mapBlockNow(meta: MetaStore, ino: Inode, f: number): number | undefined {
+  const { slot, depth, rel } = locate(f);
+  let block = ino.ptrs[slot]!;
+  for (let d = depth; d > 0 && block !== 0; d--) {
+    const img = meta.peek(block);
+    if (!img) return undefined;
+    block = img.readUInt32LE(4 * (Math.floor(rel / PTRS ** (d - 1)) % PTRS));
+  }
+  return block;
+}
+
 /** The device blocks of file blocks [first, first + count), 0 for holes: one read per indirect block. */
 export async function mapRange(
   meta: MetaStore,

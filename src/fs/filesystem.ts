@@ -20,7 +20,7 @@ import {
   S_IMODE,
   S_ISGID,
 } from "./attr.js";
-import { ensureBlock, mapBlock } from "./block-map.js";
+import { ensureBlock, mapBlock, mapBlockNow } from "./block-map.js";
 import { Directory, type DirectoryBlocks } from "./directory.js";
 import { FileData } from "./file-data.js";
 import { FLAG_ORPHAN, INLINE_BYTES, type Inode, type Time } from "./inode.js";
@@ -120,8 +120,12 @@ class InodeBlocks implements DirectoryBlocks {
   get count(): number {
     return this.inode.size / BS;
   }
-  async read(i: number): Promise<Buffer> {
-    return this.fs.meta.read(await mapBlock(this.fs.meta, this.inode, i));
+  read(i: number): Promise<Buffer> {
+    // Most directory blocks and their indirect blocks are in memory: no wait for them.
+    const block = mapBlockNow(this.fs.meta, this.inode, i);
+    const img = block === undefined ? undefined : this.fs.meta.peek(block);
+    if (img) return Promise.resolve(img);
+    return mapBlock(this.fs.meta, this.inode, i).then((b) => this.fs.meta.read(b));
   }
   async write(i: number): Promise<Buffer> {
     return this.fs.meta.write(await mapBlock(this.fs.meta, this.inode, i));

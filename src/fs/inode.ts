@@ -75,14 +75,27 @@ export function emptyInode(ino: number): Inode {
 
 /** A copy of an inode that shares nothing with it. */
 export function copyInode(i: Inode): Inode {
+  // Field by field: a spread of this object is many times slower.
   return {
-    ...i,
-    atime: { ...i.atime },
-    mtime: { ...i.mtime },
-    ctime: { ...i.ctime },
-    birthtime: { ...i.birthtime },
-    ptrs: [...i.ptrs],
+    ino: i.ino,
+    mode: i.mode,
+    uid: i.uid,
+    gid: i.gid,
+    nlink: i.nlink,
+    size: i.size,
+    blocks: i.blocks,
+    atime: { sec: i.atime.sec, nsec: i.atime.nsec },
+    mtime: { sec: i.mtime.sec, nsec: i.mtime.nsec },
+    ctime: { sec: i.ctime.sec, nsec: i.ctime.nsec },
+    birthtime: { sec: i.birthtime.sec, nsec: i.birthtime.nsec },
+    flags: i.flags,
+    generation: i.generation,
+    rdev: i.rdev,
+    xattrBlock: i.xattrBlock,
+    ptrs: i.ptrs.slice(),
     inline: i.inline && Buffer.from(i.inline),
+    orphanNext: i.orphanNext,
+    orphanPrev: i.orphanPrev,
   };
 }
 
