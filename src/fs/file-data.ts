@@ -14,6 +14,7 @@ import {
 } from "./block-map.js";
 import type { Inode } from "./inode.js";
 import type { MetaStore } from "./meta-store.js";
+import { ReadAhead } from "./read-ahead.js";
 
 const BS = 4096;
 export const MAX_FILE_SIZE = MAX_FILE_BLOCKS * BS;
@@ -28,6 +29,9 @@ export interface ReadPlan {
 }
 
 export class FileData {
+  /** Windows of files read in order; every change below forgets the file's first. */
+  readonly ahead = new ReadAhead();
+
   constructor(
     private readonly dev: BlockDevice,
     private readonly meta: MetaStore,
@@ -85,6 +89,7 @@ export class FileData {
     if (end > MAX_FILE_SIZE)
       throw new FsError("EFBIG", `a file cannot reach ${end} bytes (largest: ${MAX_FILE_SIZE})`);
     if (data.length === 0) return;
+    this.ahead.invalidate(ino.ino);
     const first = Math.floor(offset / BS);
     const count = Math.ceil(end / BS) - first;
     const { blocks, fresh } = await ensureRange(this.meta, this.alloc, ino, first, count);
@@ -132,6 +137,7 @@ export class FileData {
   async resize(ino: Inode, size: number): Promise<void> {
     if (size > MAX_FILE_SIZE)
       throw new FsError("EFBIG", `a file cannot reach ${size} bytes (largest: ${MAX_FILE_SIZE})`);
+    this.ahead.invalidate(ino.ino);
     const tail = size % BS;
     if (size < ino.size && tail !== 0) {
       const block = await mapBlock(this.meta, ino, Math.floor(size / BS));
@@ -145,6 +151,7 @@ export class FileData {
    * stops early (returning false) when `mayFree` says no (see `truncateBlocks`).
    */
   free(ino: Inode, from: number, mayFree?: () => boolean): Promise<boolean> {
+    this.ahead.invalidate(ino.ino);
     return truncateBlocks(this.meta, this.alloc, ino, from, mayFree);
   }
 }

@@ -22,11 +22,12 @@ import {
 } from "./attr.js";
 import { ensureBlock, mapBlock, mapBlockNow } from "./block-map.js";
 import { Directory, type DirectoryBlocks } from "./directory.js";
-import { FileData } from "./file-data.js";
+import { FileData, type ReadPlan } from "./file-data.js";
 import { FLAG_ORPHAN, INLINE_BYTES, type Inode, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
 import { MetaStore, type Step } from "./meta-store.js";
+import { WINDOW } from "./read-ahead.js";
 import {
   decodeSuperblock,
   encodeSuperblock,
@@ -573,20 +574,48 @@ export class FileSystem {
   read(ino: number, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     if (into && into.length < length)
       return Promise.reject(einval(`a read of ${length} bytes into ${into.length}`));
+    const hit = this.data.ahead.serve(ino, offset, length, into);
+    if (hit) return hit.then((b) => b ?? this.readBlocks(ino, offset, length, into));
+    return this.readBlocks(ino, offset, length, into);
+  }
+
+  private readBlocks(ino: number, offset: number, length: number, into?: Uint8Array) {
+    // An in-order read plans a whole window, and the next requests are copies from it.
+    const want = this.data.ahead.wants(ino, offset, length) ? WINDOW : length;
     if (this.meta.idle) {
       const inode = this.table.peek(ino);
-      const plan = inode && isReg(inode.mode) && this.data.planNow(inode, offset, length);
-      if (plan) return this.meta.reading(this.data.fetch(plan, into));
+      const plan = inode && isReg(inode.mode) && this.data.planNow(inode, offset, want);
+      if (plan) return this.begin(ino, offset, length, plan, into);
     }
     return this.meta
       .view(async () => {
         const inode = await this.live(ino);
         if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
+        const plan = await this.data.plan(inode, offset, isReg(inode.mode) ? want : length);
         // Started before the lock is let go, so that a commit waits for it (see `reading`).
-        const plan = await this.data.plan(inode, offset, length);
-        return { done: this.meta.reading(this.data.fetch(plan, into)) };
+        return { done: this.begin(ino, offset, length, plan, into) };
       })
       .then((r) => r.done);
+  }
+
+  /** Starts the device reads of `plan`, found for a read of `length` bytes at `offset` or more. */
+  private begin(
+    ino: number,
+    offset: number,
+    length: number,
+    plan: ReadPlan,
+    into?: Uint8Array,
+  ): Promise<Buffer> {
+    const { ahead } = this.data;
+    if (plan.length > length) {
+      const fill = (buf: Buffer) => this.data.fetch(plan, buf);
+      const eof = plan.length < WINDOW;
+      return this.meta.reading(ahead.start(ino, offset, plan.length, eof, fill, length, into));
+    }
+    return this.meta.reading(this.data.fetch(plan, into)).then((b) => {
+      ahead.note(ino, offset + b.length);
+      return b;
+    });
   }
 
   write(ino: number, offset: number, data: Uint8Array): Promise<number> {

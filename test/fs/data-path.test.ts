@@ -6,6 +6,7 @@ import { type BlockDevice, MemoryBlockDevice } from "../../src/cow/index.js";
 import { FileSystem, ROOT } from "../../src/fs/filesystem.js";
 import { fsck } from "../../src/fs/fsck.js";
 import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
+import { int, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
 const me = { uid: 0, gid: 0 };
@@ -24,7 +25,8 @@ class WatchedDevice implements BlockDevice {
   get readOnly() {
     return this.inner.readOnly;
   }
-  /** Reads of `length` bytes wait until the returned function is called. */
+  /** Reads of `length` bytes resolve (with what the device held when they began) only once the
+   *  returned function is called. */
   hold(length: number): () => void {
     let go!: () => void;
     this.held = { length, release: new Promise((r) => (go = r)) };
@@ -35,8 +37,8 @@ class WatchedDevice implements BlockDevice {
   }
   async read(offset: number, target: Uint8Array): Promise<void> {
     const held = this.held;
+    await this.inner.read(offset, target);
     if (held && target.length === held.length) await held.release;
-    return this.inner.read(offset, target);
   }
   write(offset: number, data: Uint8Array): Promise<void> {
     this.writes.push({ offset, length: data.length });
@@ -186,5 +188,65 @@ describe("writes", () => {
     expect(back.equals(want)).toBe(true);
     await fs.close();
     expect((await fsck(dev)).problems).toEqual([]);
+  });
+});
+
+describe("read-ahead", () => {
+  it.each(seeds(4))(
+    "in-order reads see every write, truncation and growth made between them: seed %i",
+    (seed) =>
+      withSeed(seed, async (rand) => {
+        const { fs } = await fresh();
+        const f = await fs.create(ROOT, "f", 0o644, me);
+        let model = Buffer.alloc(3 << 20);
+        for (let i = 0; i < model.length; i += 4096) model.fill(i / 4096, i, i + 4096);
+        await fs.write(f.ino, 0, model);
+        const into = Buffer.alloc(1 << 17);
+        for (let pass = 0; pass < 3; pass++) {
+          const req = [4096, 65536, 131072, 100_000][int(rand, 0, 3)]!;
+          for (let off = 0; off < model.length + req; off += req) {
+            const got = await fs.read(f.ino, off, req, rand() < 0.5 ? into : undefined);
+            const want = model.subarray(Math.min(off, model.length), off + req);
+            expect(got.equals(want), `pass ${pass} offset ${off}`).toBe(true);
+            const r = rand();
+            if (r < 0.08) {
+              // Often just ahead of the reader, inside its window.
+              const at = Math.max(0, off + int(rand, -50_000, 900_000));
+              const bytes = Buffer.alloc(int(rand, 1, 20_000), int(rand, 1, 255));
+              await fs.write(f.ino, at, bytes);
+              if (model.length < at + bytes.length)
+                model = Buffer.concat([model, Buffer.alloc(at + bytes.length - model.length)]);
+              bytes.copy(model, at);
+            } else if (r < 0.1) {
+              const size = Math.max(0, off + int(rand, -100_000, 1_500_000));
+              await fs.setattr(f.ino, { size });
+              model =
+                size <= model.length
+                  ? Buffer.from(model.subarray(0, size))
+                  : Buffer.concat([model, Buffer.alloc(size - model.length)]);
+            }
+          }
+        }
+        await fs.close();
+      }),
+  );
+
+  it("drops a window whose fill was in flight when the file changed", async () => {
+    const { dev, fs } = await fresh();
+    const f = await fs.create(ROOT, "f", 0o644, me);
+    await fs.write(f.ino, 0, Buffer.alloc(4 << 20, 1));
+    await fs.read(f.ino, 0, 1 << 17);
+    const release = dev.hold(1 << 20); // the window's fill
+    const first = fs.read(f.ino, 1 << 17, 1 << 17);
+    const next = fs.read(f.ino, 2 << 17, 1 << 17); // waits for the same window
+    await turns(5);
+    await fs.write(f.ino, 2 << 17, Buffer.alloc(1 << 17, 2));
+    release();
+    expect((await first).equals(Buffer.alloc(1 << 17, 1))).toBe(true);
+    // It raced the write: either contents, never a mix.
+    const raced = await next;
+    expect(raced.every((x) => x === 1) || raced.every((x) => x === 2)).toBe(true);
+    expect((await fs.read(f.ino, 2 << 17, 1 << 17)).equals(Buffer.alloc(1 << 17, 2))).toBe(true);
+    expect((await fs.read(f.ino, 3 << 17, 1 << 17)).equals(Buffer.alloc(1 << 17, 1))).toBe(true);
   });
 });
