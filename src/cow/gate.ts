@@ -6,6 +6,11 @@ export class Gate {
   private exclusive = false;
   private readonly waiting: Array<{ exclusive: boolean; go: () => void }> = [];
 
+  /** Requests waiting to enter (changes held while the gate is closed, say). */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
   async withShared<T>(fn: () => Promise<T>): Promise<T> {
     if (this.exclusive || this.waiting.length > 0) {
       await new Promise<void>((go) => this.waiting.push({ exclusive: false, go }));
