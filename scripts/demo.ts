@@ -1,5 +1,5 @@
 // `npm run demo`: the main job end to end, in a temporary directory. Makes a store, mounts it,
-// writes a small tree, takes a snapshot, changes the tree, shows the old file through
+// writes a small tree, takes a snapshot with a writer taking part, changes the tree, shows the old file through
 // `.snapshots`, copies the snapshot out with rsync, checks the store and unmounts. Every step
 // is the real `shadowfs` command or a real tool; nothing outside the directory is touched.
 
@@ -50,8 +50,28 @@ try {
   $("ln", ["-s", "reports/q3.txt", join(mnt, "docs/latest")]);
   $("ls", ["-lR", mnt]);
 
-  step("take a snapshot (the writers would quiesce here)");
+  step("a writer in writers.d: it is told when to quiesce, and logs what it is told");
+  const events = join(dir, "writer-events.log");
+  mkdirSync(join(store, "writers.d"));
+  writeFileSync(
+    join(store, "writers.d", "10-app"),
+    `#!/bin/bash\necho "$1 \${SHADOWFS_SNAPSHOT_NAME}" >> ${events}\n`,
+    { mode: 0o755 },
+  );
+  shadowfs("writers", "list", mnt);
+
+  step("take a snapshot: identify, prepare, freeze, hold and commit, thaw, post-snapshot");
   const gmt = shadowfs("snapshot", "create", mnt, "--name", "before-edit");
+  $("cat", [events]);
+  expectEqual(
+    "writer events",
+    readFileSync(events, "utf8")
+      .split("\n")
+      .map((l) => l.split(" ")[0])
+      .join(" "),
+    "identify identify prepare freeze thaw post-snapshot ",
+  );
+  shadowfs("snapshot", "history", mnt);
 
   step("change production: overwrite, delete, add");
   writeFileSync(join(mnt, "docs/reports/q3.txt"), "Q3 revenue: 0 (oops)\n");
