@@ -158,7 +158,12 @@ export class VolumeProtocol {
         if (!isWriterEvent(event) || event === "identify")
           throw new FsError("EINVAL", `no protocol event ${String(event)}`);
         const deadline = typeof params.deadline === "number" ? params.deadline : undefined;
-        return this.record(await p.event(event as LaterEvent, { setId: setId(params), deadline }));
+        const results = this.record(
+          await p.event(event as LaterEvent, { setId: setId(params), deadline }),
+        );
+        // The writers are quiet: what they wrote goes out now, not during the hold.
+        if (event === "freeze" && results.every((r) => r.ok)) await this.service.flushAhead();
+        return results;
       },
       "protocol.hold": () => p.hold(),
       "protocol.commit": (params) =>
