@@ -14,6 +14,7 @@ export function storePaths(store: string) {
     socket: join(dir, "control.sock"),
     log: join(dir, "daemon.log"),
     writers: join(dir, "writers.d"),
+    history: join(dir, "history.jsonl"),
   };
 }
 

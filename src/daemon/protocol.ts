@@ -48,8 +48,8 @@ export class VolumeProtocol {
     private readonly service: Service,
     mountpoint: string | null,
   ) {
-    const { dir, writers } = storePaths(service.store);
-    this.history = `${dir}/history.jsonl`;
+    const { dir, writers, history } = storePaths(service.store);
+    this.history = history;
     this.participant = new VolumeParticipant(
       dir,
       mountpoint,
@@ -71,13 +71,20 @@ export class VolumeProtocol {
     this.slot = new Promise((r) => {
       free = r;
     });
-    await previous;
-    this.freeSlot = free;
-    // A requester that goes away mid-run leaves nothing frozen, held or half-made.
+    // A requester that goes away mid-run leaves nothing frozen, held or half-made; one that
+    // goes away while waiting for the slot gives it up at once.
+    let gone = false;
     if (isChannel(peer))
       peer.onClose(() => {
+        gone = true;
         if (this.freeSlot === free) void this.abort("the requester went away");
       });
+    await previous;
+    if (gone) {
+      free();
+      throw new FsError("ECONNRESET", "the requester went away");
+    }
+    this.freeSlot = free;
   }
 
   private endRun(): void {
