@@ -110,6 +110,10 @@ export class VolumeProtocol {
       snapshotId: null,
       snapshotName: null,
     };
+    // What this daemon has not seen itself, the history of earlier runs says.
+    const earlier = new Map<string, WriterResult>();
+    for (const r of (await readHistory(this.history)).records)
+      for (const e of r.events) earlier.set(`${e.kind}:${e.writer}`, e);
     const out: WriterListing["writers"] = [];
     for (const w of all) {
       let info = { paths: [] as string[], restore: "files" };
@@ -125,7 +129,8 @@ export class VolumeProtocol {
         kind: w.kind,
         ...info,
         identified,
-        last: this.lastResult.get(`${w.kind}:${w.name}`) ?? null,
+        last:
+          this.lastResult.get(`${w.kind}:${w.name}`) ?? earlier.get(`${w.kind}:${w.name}`) ?? null,
       });
     }
     return { writers: out, problems };

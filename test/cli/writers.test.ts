@@ -131,6 +131,13 @@ describe("writers around snapshot create", () => {
       ["20-middle", "post-snapshot", true],
       ["30-last", "post-snapshot", true],
     ]);
+    // Unmounted, the history still tells each executable writer's last answer.
+    await ok("unmount", v.mnt);
+    const offline = JSON.parse(await ok("writers", "list", v.store, "--json")) as WriterListing;
+    expect(offline.writers.map((w) => [w.name, w.last?.event, w.last?.ok])).toEqual([
+      ["10-first", "post-snapshot", true],
+      ["30-last", "post-snapshot", true],
+    ]);
   });
 
   it("a veto in prepare aborts: no snapshot, the writer and its reason named", async () => {
