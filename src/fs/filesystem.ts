@@ -252,12 +252,12 @@ export class FileSystem {
   // ------------------------------------------------------------------ attributes
 
   getattr(ino: number): Promise<Attr> {
-    return this.meta.view(async () => attrOf(await this.live(ino)));
+    return this.meta.view(async () => attrOf(await this.seen(ino)));
   }
 
   lookup(parent: number, name: Name): Promise<Attr> {
     return this.meta.view(async () =>
-      attrOf(await this.live(await this.entry(parent, bytes(name)))),
+      attrOf(await this.seen(await this.entry(parent, bytes(name)))),
     );
   }
 
@@ -363,7 +363,7 @@ export class FileSystem {
 
   readlink(ino: number): Promise<Buffer> {
     return this.meta.view(async () => {
-      const inode = await this.live(ino);
+      const inode = await this.seen(ino);
       if (!isLink(inode.mode)) throw einval(`inode ${ino} is not a symlink`);
       return inode.inline ? Buffer.from(inode.inline) : this.data.read(inode, 0, inode.size);
     });
@@ -461,7 +461,7 @@ export class FileSystem {
 
   readdir(ino: number, cookie: bigint, max: number): Promise<DirEntry[]> {
     return this.meta.view(async () => {
-      const dir = await this.dirInode(ino);
+      const dir = this.checkDir(ino, await this.seen(ino));
       const out: DirEntry[] = [];
       if (cookie === 0n)
         out.push({ name: Buffer.from(DOT), ino, type: dirType(S_IFDIR), cookie: 1n });
@@ -478,14 +478,14 @@ export class FileSystem {
 
   getxattr(ino: number, name: string): Promise<Buffer> {
     return this.meta.view(async () => {
-      const value = (await this.xattrs(await this.live(ino))).get(name);
+      const value = (await this.xattrs(await this.seen(ino))).get(name);
       if (!value) throw new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
       return Buffer.from(value);
     });
   }
 
   listxattr(ino: number): Promise<string[]> {
-    return this.meta.view(async () => [...(await this.xattrs(await this.live(ino))).keys()]);
+    return this.meta.view(async () => [...(await this.xattrs(await this.seen(ino))).keys()]);
   }
 
   /** Sets an attribute; `create` fails with EEXIST if it exists, `replace` with ENODATA if not. */
@@ -517,7 +517,7 @@ export class FileSystem {
     });
   }
 
-  private async xattrs(inode: Inode): Promise<Xattrs> {
+  private async xattrs(inode: Readonly<Inode>): Promise<Xattrs> {
     return inode.xattrBlock
       ? decodeXattrs(await this.meta.read(inode.xattrBlock), inode.ino)
       : new Map();
@@ -545,7 +545,7 @@ export class FileSystem {
   /** Marks an inode open: an unlinked file keeps its blocks until `release`. */
   open(ino: number): Promise<Attr> {
     return this.meta.view(async () => {
-      const inode = await this.live(ino);
+      const inode = await this.seen(ino);
       this.opened.set(ino, (this.opened.get(ino) ?? 0) + 1);
       return attrOf(inode);
     });
@@ -589,7 +589,7 @@ export class FileSystem {
     }
     return this.meta
       .view(async () => {
-        const inode = await this.live(ino);
+        const inode = await this.seen(ino);
         if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
         const plan = await this.data.plan(inode, offset, isReg(inode.mode) ? want : length);
         // Started before the lock is let go, so that a commit waits for it (see `reading`).
@@ -662,9 +662,19 @@ export class FileSystem {
     return inode;
   }
 
+  /** `live`, to read only and only until the caller next waits (no copy is made). */
+  private async seen(ino: number): Promise<Readonly<Inode>> {
+    const inode = await this.table.read(ino);
+    if (inode.mode === 0) throw enoent(`inode ${ino} does not exist`);
+    return inode;
+  }
+
   /** A directory that still has a name (a removed one, still open, is empty for good). */
   private async dirInode(ino: number): Promise<Inode> {
-    const inode = await this.live(ino);
+    return this.checkDir(ino, await this.live(ino));
+  }
+
+  private checkDir<T extends Readonly<Inode>>(ino: number, inode: T): T {
     if (!isDir(inode.mode)) throw new FsError("ENOTDIR", `inode ${ino} is not a directory`);
     if (inode.nlink === 0) throw enoent(`directory ${ino} has been removed`);
     return inode;
@@ -676,7 +686,7 @@ export class FileSystem {
   }
 
   private async entry(parent: number, name: Buffer): Promise<number> {
-    const dir = await this.dirInode(parent);
+    const dir = this.checkDir(parent, await this.seen(parent));
     if (name.equals(DOT)) return dir.ino;
     if (name.equals(DOTDOT)) return dir.rdev;
     const e = await this.dir(dir).lookup(name);
@@ -815,7 +825,7 @@ export class FileSystem {
       if (d === ROOT) return;
       if (hops > 1 << 20)
         throw new CorruptStoreError(`directory ${dir}`, "its parents form a loop");
-      d = (await this.live(d)).rdev;
+      d = (await this.seen(d)).rdev;
     }
   }
 }

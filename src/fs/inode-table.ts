@@ -110,14 +110,19 @@ export class InodeTable {
 
   /** Reads inode `ino`: a number past the table, or free, reads as an inode with mode 0. */
   async get(ino: number): Promise<Inode> {
+    return copyInode(await this.read(ino));
+  }
+
+  /** `get`, to read only and only until the caller next waits: no copy is made. */
+  async read(ino: number): Promise<Readonly<Inode>> {
     this.checkNumber(ino);
     const known = this.inodes.get(ino);
-    if (known) return copyInode(known);
+    if (known) return known;
     const block = await this.slot(ino);
     if (block === 0) return emptyInode(ino);
     const inode = decodeInode(ino, await this.meta.read(block), (ino % PER_BLOCK) * INODE_SIZE);
     this.inodes.set(ino, inode);
-    return copyInode(inode);
+    return inode;
   }
 
   /**

@@ -99,12 +99,21 @@ export function copyInode(i: Inode): Inode {
   };
 }
 
+// 64-bit fields as two 32-bit halves: their values stay below 2^53 (times: |sec| < 2^53), and
+// this is several times faster than going through BigInt.
+const HI = 2 ** 32;
+const putU64 = (b: Buffer, at: number, v: number) => {
+  b.writeUInt32LE(v >>> 0, at);
+  b.writeUInt32LE(Math.floor(v / HI), at + 4);
+};
+const getU64 = (b: Buffer, at: number) => b.readUInt32LE(at) + b.readUInt32LE(at + 4) * HI;
 const putTime = (b: Buffer, at: number, t: Time) => {
-  b.writeBigInt64LE(BigInt(t.sec), at);
+  b.writeUInt32LE(t.sec >>> 0, at);
+  b.writeInt32LE(Math.floor(t.sec / HI), at + 4);
   b.writeUInt32LE(t.nsec, at + 8);
 };
 const getTime = (b: Buffer, at: number): Time => ({
-  sec: Number(b.readBigInt64LE(at)),
+  sec: b.readUInt32LE(at) + b.readInt32LE(at + 4) * HI,
   nsec: b.readUInt32LE(at + 8),
 });
 
@@ -116,16 +125,16 @@ export function encodeInode(ino: Inode, into: Buffer, at: number): void {
   b.writeUInt32LE(ino.uid, 4);
   b.writeUInt32LE(ino.gid, 8);
   b.writeUInt32LE(ino.nlink, 12);
-  b.writeBigUInt64LE(BigInt(ino.size), 16);
-  b.writeBigUInt64LE(BigInt(ino.blocks), 24);
+  putU64(b, 16, ino.size);
+  putU64(b, 24, ino.blocks);
   putTime(b, 32, ino.atime);
   putTime(b, 44, ino.mtime);
   putTime(b, 56, ino.ctime);
   putTime(b, 68, ino.birthtime);
   b.writeUInt32LE((ino.flags & ~FLAG_INLINE) | (ino.inline ? FLAG_INLINE : 0), 80);
   b.writeUInt32LE(ino.generation, 84);
-  b.writeBigUInt64LE(BigInt(ino.rdev), 88);
-  b.writeBigUInt64LE(BigInt(ino.xattrBlock), 96);
+  putU64(b, 88, ino.rdev);
+  putU64(b, 96, ino.xattrBlock);
   if (ino.inline) {
     b[104] = ino.inline.length;
     ino.inline.copy(b, 105);
@@ -149,8 +158,8 @@ export function decodeInode(ino: number, from: Buffer, at: number): Inode {
   out.uid = b.readUInt32LE(4);
   out.gid = b.readUInt32LE(8);
   out.nlink = b.readUInt32LE(12);
-  out.size = Number(b.readBigUInt64LE(16));
-  out.blocks = Number(b.readBigUInt64LE(24));
+  out.size = getU64(b, 16);
+  out.blocks = getU64(b, 24);
   out.atime = getTime(b, 32);
   out.mtime = getTime(b, 44);
   out.ctime = getTime(b, 56);
@@ -158,14 +167,14 @@ export function decodeInode(ino: number, from: Buffer, at: number): Inode {
   const flags = b.readUInt32LE(80);
   out.flags = flags & ~FLAG_INLINE;
   out.generation = b.readUInt32LE(84);
-  out.rdev = Number(b.readBigUInt64LE(88));
-  out.xattrBlock = Number(b.readBigUInt64LE(96));
+  out.rdev = getU64(b, 88);
+  out.xattrBlock = getU64(b, 96);
   if (flags & FLAG_INLINE) {
     const len = b[104]!;
     if (len > INLINE_BYTES - 1)
       throw new CorruptStoreError(`inode ${ino}`, `inline data of ${len} bytes`);
     out.inline = Buffer.from(b.subarray(105, 105 + len));
-  } else out.ptrs = out.ptrs.map((_, i) => b.readUInt32LE(104 + 4 * i));
+  } else for (let i = 0; i < out.ptrs.length; i++) out.ptrs[i] = b.readUInt32LE(104 + 4 * i);
   out.orphanNext = b.readUInt32LE(164);
   out.orphanPrev = b.readUInt32LE(168);
   return out;
