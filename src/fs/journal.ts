@@ -30,6 +30,8 @@ export interface JournalRegion {
 export class Journal {
   /** Blocks of the log (region minus header) in use by committed, not yet checkpointed transactions. */
   private used = 0;
+  /** Transactions were replayed at open: the header still names them until a checkpoint. */
+  private replayed = false;
   /** Home blocks that a committed, not yet checkpointed transaction holds: a replay rewrites them. */
   private readonly logged = new Set<number>();
   private readonly checkpointListeners: Array<() => void> = [];
@@ -73,6 +75,7 @@ export class Journal {
     );
     if (!dev.readOnly && txs.length > 0) {
       for (const [home, image] of overlay) await dev.write(home * dev.blockSize, image);
+      journal.replayed = true;
       await journal.checkpoint();
     }
     return { journal, replayed: txs.length };
@@ -157,12 +160,17 @@ export class Journal {
   async checkpoint(): Promise<void> {
     if (this.dev.readOnly) throw erofs("journal");
     await this.dev.flush();
-    await this.dev.write(
-      this.region.start * this.dev.blockSize,
-      header(this.dev.blockSize, this.region, this.seq),
-    );
-    await this.dev.flush();
+    // A header that is already current is not rewritten: that would cost a copy-on-write of its
+    // chunk after every snapshot, for nothing.
+    if (this.used > 0 || this.replayed) {
+      await this.dev.write(
+        this.region.start * this.dev.blockSize,
+        header(this.dev.blockSize, this.region, this.seq),
+      );
+      await this.dev.flush();
+    }
     this.used = 0;
+    this.replayed = false;
     this.logged.clear();
     for (const listen of this.checkpointListeners) listen();
   }
