@@ -7,20 +7,45 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { createCipheriv } from "node:crypto";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from "node:fs/promises";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import {
+  assertFuse,
+  benchName,
+  COMMON_OPTIONS,
+  children,
+  diskFree,
+  fmt,
+  GiB,
+  isMounted,
+  MB,
+  makeWork,
+  mountShadowfs,
+  mounts,
+  notes,
+  positive,
+  printReport,
+  removeWork,
+  requireTool,
+  round,
+  run,
+  runBench,
+  say,
+  sayShadowfsCommand,
+  shadowfs,
+  sleep,
+  unmountAll,
+  unmountShadowfs,
+  work,
+} from "./bench-common.js";
 
-const MB = 1e6;
 const MiB = 2 ** 20;
-const GiB = 2 ** 30;
 const TREE_FILES = 2000;
 const TREE_BYTES = 100 * MiB;
 const TREE_DIRS = [10, 4]; // 10 directories of 4 subdirectories each, 50 files in each subdirectory
 const META_CONCURRENCY = 16;
-const RAM_FS = [0x01021994, 0x858458f6]; // tmpfs, ramfs: statfs magic numbers
 const SNAPSHOT_NAME = /^@GMT-\d{4}\.\d{2}\.\d{2}-\d{2}\.\d{2}\.\d{2}$/;
 const TARGETS = ["host", "bindfs", "shadowfs", "snapshot"] as const;
 const FIELDS = [
@@ -38,9 +63,6 @@ const FIELDS = [
 type TargetName = (typeof TARGETS)[number];
 type Field = (typeof FIELDS)[number];
 type Figures = Record<Field, number | null>;
-type Mount =
-  | { kind: "bindfs"; path: string; child: ChildProcess }
-  | { kind: "shadowfs"; path: string };
 
 /** Bytes from "65536", "64K", "256M", "1G", "1GiB" (binary units). */
 function parseSize(text: string): number {
@@ -49,135 +71,31 @@ function parseSize(text: string): number {
   return Number(m[1]) * 1024 ** " KMGT".indexOf(m[2]!.toUpperCase() || " ");
 }
 
+benchName("bench-mount");
 const { values: opt } = parseArgs({
   options: {
-    json: { type: "boolean", default: false },
+    ...COMMON_OPTIONS,
     size: { type: "string", default: "1G" },
     seconds: { type: "string", default: "20" },
     files: { type: "string", default: "10000" },
     only: { type: "string", default: TARGETS.join(",") },
-    keep: { type: "boolean", default: false },
-    dir: { type: "string", default: "/var/tmp" },
   },
 });
 const size = parseSize(opt.size);
-const seconds = Number(opt.seconds);
-const nFiles = Number(opt.files);
 const only = new Set(opt.only.split(",").map((s) => s.trim()));
 for (const name of only)
   if (!(TARGETS as readonly string[]).includes(name))
     throw new Error(`--only: unknown target "${name}" (targets: ${TARGETS.join(", ")})`);
 if (size <= 0 || size % (128 * 1024) !== 0)
   throw new Error("--size must be a positive multiple of 128 KiB");
-if (!(seconds > 0)) throw new Error("--seconds must be a positive number");
-if (!(Number.isInteger(nFiles) && nFiles > 0))
-  throw new Error("--files must be a positive integer");
+const seconds = positive("--seconds", opt.seconds);
+const nFiles = positive("--files", opt.files, true);
 
 const selected = (t: TargetName) => only.has(t);
 const needShadowfs = selected("shadowfs") || selected("snapshot");
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const say = (msg: string) => process.stderr.write(`bench-mount: ${msg}\n`);
-const notes: string[] = [];
-const children = new Set<ChildProcess>();
-const mounts: Mount[] = [];
-let work = "";
-let interrupted = false;
-let cleaning: Promise<void> | undefined;
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-interface RunOptions {
-  timeoutMs?: number;
-  /** Send stdout and stderr to this file and settle when the process exits, without waiting for
-   * descendants that keep its output open (a daemon started in the background). */
-  log?: string;
-}
-
-/** Runs a command to completion: its stdout and the wall-clock seconds it took. */
-function run(
-  cmd: string,
-  args: string[],
-  opts: RunOptions = {},
-): Promise<{ stdout: string; seconds: number }> {
-  return new Promise((resolveRun, rejectRun) => {
-    const logFd = opts.log === undefined ? undefined : openSync(opts.log, "a");
-    const t0 = performance.now();
-    const child = spawn(cmd, args, {
-      stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd],
-    });
-    children.add(child);
-    let stdout = "";
-    let stderr = "";
-    let settled = false;
-    child.stdout?.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer =
-      opts.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            stderr += `\n(killed after ${opts.timeoutMs! / 1000} s)`;
-            child.kill("SIGTERM");
-          }, opts.timeoutMs);
-    const finish = (error: Error | undefined) => {
-      if (settled) return;
-      settled = true;
-      const secs = (performance.now() - t0) / 1000;
-      clearTimeout(timer);
-      children.delete(child);
-      if (logFd !== undefined) closeSync(logFd);
-      if (!error) resolveRun({ stdout, seconds: secs });
-      else {
-        const log = opts.log === undefined ? stderr : readFileSync(opts.log, "utf8");
-        const tail = log.trim().split("\n").slice(-15).join("\n");
-        rejectRun(new Error(`${[cmd, ...args].join(" ")}: ${error.message}\n${tail}`));
-      }
-    };
-    child.on("error", (e) => finish(e));
-    child.on(logFd === undefined ? "close" : "exit", (code, signal) =>
-      finish(code === 0 ? undefined : new Error(signal ? `killed by ${signal}` : `exit ${code}`)),
-    );
-  });
-}
-
-/** Whether every TypeScript file under src/ has its built .js in dist/src/, at least as new. */
-function distIsFresh(dir = join(root, "src")): boolean {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (!distIsFresh(path)) return false;
-    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
-      const built = join(root, "dist", relative(root, path)).replace(/\.ts$/, ".js");
-      if (!existsSync(built) || statSync(built).mtimeMs < statSync(path).mtimeMs) return false;
-    }
-  }
-  return true;
-}
-
-let cli: [string, string[]] | undefined;
-
-/** How the shadowfs command is started: the build in dist/ when it is up to date, else the
- * source through tsx. */
-function shadowfsCommand(): [string, string[]] {
-  if (cli) return cli;
-  const built = join(root, "dist/src/cli/main.js");
-  const source = join(root, "src/cli/main.ts");
-  if (existsSync(built) && distIsFresh()) cli = [process.execPath, [built]];
-  else if (existsSync(source)) cli = [join(root, "node_modules/.bin/tsx"), [source]];
-  else throw new Error("no shadowfs command: neither dist/src/cli/main.js nor src/cli/main.ts");
-  return cli;
-}
-
-function shadowfs(args: string[], opts: RunOptions = {}) {
-  const [cmd, pre] = shadowfsCommand();
-  return run(cmd, [...pre, ...args], { timeoutMs: 300_000, ...opts });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Processes other than this one whose command line names the work directory: the shadowfs
  * daemon started for this run's store and mount point. */
@@ -198,29 +116,6 @@ function processesOfThisRun(): number[] {
 
 // ---------------------------------------------------------------------------------------------
 // Mounts
-
-/** Mount points from /proc/mounts, with their filesystem types. */
-function mountTable(): Map<string, string> {
-  const table = new Map<string, string>();
-  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
-    const [, point, type] = line.split(" ");
-    if (point && type)
-      table.set(
-        point.replace(/\\([0-7]{3})/g, (_, o: string) =>
-          String.fromCharCode(Number.parseInt(o, 8)),
-        ),
-        type,
-      );
-  }
-  return table;
-}
-
-const isMounted = (path: string) => mountTable().has(path);
-
-function assertFuse(path: string): void {
-  const type = mountTable().get(path);
-  if (!type?.startsWith("fuse")) throw new Error(`${path} is not a FUSE mount (${type ?? "none"})`);
-}
 
 async function mountBindfs(source: string, path: string): Promise<void> {
   // big_writes: writes of up to 128 KiB per request instead of 4 KiB (libfuse 2), as a FUSE
@@ -244,7 +139,7 @@ async function mountBindfs(source: string, path: string): Promise<void> {
       r();
     });
   });
-  mounts.push({ kind: "bindfs", path, child });
+  mounts.push({ path, unmount: () => unmountBindfs(path, child) });
   for (let i = 0; i < 200 && !isMounted(path); i++) {
     if (failed || child.exitCode !== null || child.signalCode !== null)
       throw new Error(`bindfs failed: ${stderr.trim()}`);
@@ -253,61 +148,34 @@ async function mountBindfs(source: string, path: string): Promise<void> {
   assertFuse(path);
 }
 
-async function unmountBindfs(m: Extract<Mount, { kind: "bindfs" }>): Promise<void> {
-  if (isMounted(m.path))
-    await run("fusermount", ["-uz", m.path]).catch(() => run("umount", ["-l", m.path]));
-  if (m.child.exitCode === null && m.child.signalCode === null) {
-    const exited = new Promise<boolean>((r) => m.child.once("exit", () => r(true)));
+async function unmountBindfs(path: string, child: ChildProcess): Promise<void> {
+  if (isMounted(path))
+    await run("fusermount", ["-uz", path]).catch(() => run("umount", ["-l", path]));
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<boolean>((r) => child.once("exit", () => r(true)));
     if (!(await Promise.race([exited, sleep(10_000).then(() => false)]))) {
-      say(`bindfs (pid ${m.child.pid}) still running after unmount: stopping it`);
-      m.child.kill("SIGTERM");
+      say(`bindfs (pid ${child.pid}) still running after unmount: stopping it`);
+      child.kill("SIGTERM");
       await Promise.race([exited, sleep(5000)]);
     }
   }
 }
 
-async function unmountShadowfs(path: string): Promise<void> {
-  if (isMounted(path)) {
-    await shadowfs(["unmount", path], { timeoutMs: 180_000 }).catch((e: unknown) =>
-      say(`shadowfs unmount failed: ${e instanceof Error ? e.message : String(e)}`),
-    );
-  }
-  if (isMounted(path)) {
-    say(`${path} still mounted: fusermount -uz`);
-    await run("fusermount", ["-uz", path]).catch(() => run("umount", ["-l", path]));
-  }
-}
-
 /** Unmounts everything mounted here, ends what is left of this run's processes, removes the work
- * directory (unless --keep). Runs once, however often it is called. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const child of children) child.kill("SIGTERM");
-    for (const m of mounts.reverse()) {
-      try {
-        if (m.kind === "bindfs") await unmountBindfs(m);
-        else await unmountShadowfs(m.path);
-      } catch (e) {
-        say(`unmounting ${m.path}: ${e instanceof Error ? e.message : String(e)}`);
-      }
+ * directory (unless --keep). */
+async function cleanup(): Promise<void> {
+  for (const child of children) child.kill("SIGTERM");
+  await unmountAll();
+  for (let i = 0; i < 100 && processesOfThisRun().length > 0; i++) await sleep(100);
+  for (const pid of processesOfThisRun()) {
+    say(`process ${pid} of this run still running after unmount: stopping it`);
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // already gone
     }
-    for (let i = 0; i < 100 && processesOfThisRun().length > 0; i++) await sleep(100);
-    for (const pid of processesOfThisRun()) {
-      say(`process ${pid} of this run still running after unmount: stopping it`);
-      try {
-        process.kill(pid, "SIGTERM");
-      } catch {
-        // already gone
-      }
-    }
-    const left = mounts.filter((m) => isMounted(m.path)).map((m) => m.path);
-    if (left.length > 0) say(`still mounted: ${left.join(", ")}`);
-    if (!work) return;
-    if (opt.keep) say(`kept ${work}`);
-    else if (left.length === 0) await rm(work, { recursive: true, force: true });
-    else say(`not removing ${work}: mounts remain under it`);
-  })();
-  return cleaning;
+  }
+  await removeWork(opt.keep);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,7 +336,7 @@ async function measureWritable(name: string, dir: string, treeSrc: string): Prom
 
   say(`${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) in and out`);
   await dropCaches();
-  r.rsyncInSec = (await run("rsync", ["-a", `${treeSrc}/`, join(dir, "tree")])).seconds;
+  r.rsyncInSec = (await run("rsync", ["-a", `${treeSrc}/`, join(dir, "tree")])).ms / 1000;
   r.rsyncOutSec = await rsyncOut(join(dir, "tree"));
   return r;
 }
@@ -478,9 +346,9 @@ async function rsyncOut(tree: string): Promise<number> {
   const out = join(work, "out");
   await rm(out, { recursive: true, force: true });
   await dropCaches();
-  const { seconds: secs } = await run("rsync", ["-a", `${tree}/`, out]);
+  const { ms } = await run("rsync", ["-a", `${tree}/`, out]);
   await rm(out, { recursive: true, force: true });
-  return secs;
+  return ms / 1000;
 }
 
 /** The read-side figures on a read-only copy of a volume filled by measureWritable (or fill). */
@@ -526,8 +394,7 @@ async function runShadowfs(results: Results, treeSrc: string): Promise<void> {
   say(`shadowfs: init (--size ${gib(volumeBytes)}, shadow storage limit ${gib(limit)}), mount`);
   await shadowfs(["init", store, "--size", gib(volumeBytes), "--shadow-storage-limit", gib(limit)]);
   sameDisk(store);
-  mounts.push({ kind: "shadowfs", path: mnt });
-  await shadowfs(["mount", store, mnt], { log: join(work, "shadowfs-mount.log") });
+  await mountShadowfs(store, mnt);
   assertFuse(mnt);
   if (selected("shadowfs")) results.shadowfs = await measureWritable("shadowfs", mnt, treeSrc);
   else await fill(mnt, treeSrc);
@@ -535,11 +402,11 @@ async function runShadowfs(results: Results, treeSrc: string): Promise<void> {
   say(`shadowfs: ${nFiles} files for the snapshot's stat figure (untimed)`);
   await mkdir(join(mnt, "statset"));
   await meta("create", join(mnt, "statset"));
-  cliStartMs = (await shadowfs(["--help"])).seconds * 1000;
+  cliStartMs = (await shadowfs(["--help"])).ms;
   await run("sync", []);
   say("shadowfs: snapshot create");
   const made = await shadowfs(["snapshot", "create", mnt]);
-  results.snapshotCreateMs = made.seconds * 1000;
+  results.snapshotCreateMs = made.ms;
   const name = made.stdout.trim().split("\n").at(-1)?.trim() ?? "";
   if (!SNAPSHOT_NAME.test(name))
     throw new Error(`shadowfs snapshot create printed "${made.stdout.trim()}", not a name`);
@@ -561,28 +428,19 @@ async function checkTools(): Promise<void> {
     ["rsync", ["--version"]],
   ];
   if (selected("bindfs")) tools.push(["bindfs", ["--version"]], ["fusermount", ["-V"]]);
-  for (const [tool, args] of tools)
-    await run(tool, args).catch(() => {
-      throw new Error(`${tool} is missing: run scripts/setup.sh (or apt-get install ${tool})`);
-    });
-  if (needShadowfs) {
-    const [cmd, pre] = shadowfsCommand();
-    say(`shadowfs command: ${[cmd, ...pre].join(" ")}`);
-  }
+  for (const [tool, args] of tools) await requireTool(tool, args);
+  if (needShadowfs) sayShadowfsCommand();
 }
 
 async function main(): Promise<Results> {
   await checkTools();
-  const fs = await statfs(opt.dir);
-  if (RAM_FS.includes(fs.type))
-    throw new Error(`${opt.dir} is tmpfs/ramfs: benchmark a real disk (--dir)`);
+  const free = await diskFree(opt.dir);
   const need = (needShadowfs ? volumeBytes : 2 * size) + 2 * size + 4 * TREE_BYTES;
-  if (fs.bavail * fs.bsize < need)
+  if (free < need)
     throw new Error(
       `${opt.dir}: ${(need / GiB).toFixed(1)} GiB free needed for --size ${opt.size}`,
     );
-  work = await mkdtemp(join(opt.dir, "bench-mount-"));
-  say(`working in ${work}`);
+  await makeWork(opt.dir);
   const results: Results = {
     host: null,
     bindfs: null,
@@ -610,8 +468,7 @@ async function main(): Promise<Results> {
     sameDisk(source);
     await mountBindfs(source, mnt);
     results.bindfs = await measureWritable("bindfs", mnt, treeSrc);
-    const m = mounts.find((x) => x.path === mnt);
-    if (m?.kind === "bindfs") await unmountBindfs(m);
+    await mounts.find((x) => x.path === mnt)?.unmount();
     await rm(source, { recursive: true });
   }
   if (needShadowfs) await runShadowfs(results, treeSrc);
@@ -634,7 +491,6 @@ const LABELS: Record<Field, string> = {
 };
 const isSeconds = (f: Field) => f === "rsyncInSec" || f === "rsyncOutSec";
 const DIGITS = (f: Field) => (f.endsWith("MBps") ? 1 : isSeconds(f) ? 3 : 0);
-const round = (x: number | null, digits: number) => (x === null ? null : Number(x.toFixed(digits)));
 
 /** Relative performance of `a` against `b` (above 1: `a` is faster), or null. */
 function faster(field: Field, a: number | null | undefined, b: number | null | undefined) {
@@ -667,12 +523,11 @@ function report(r: Results): void {
       "snapshot create: wall time of the shadowfs snapshot create command, after a sync; " +
         `the command's start-up alone (shadowfs --help) takes ${cliStartMs.toFixed(0)} ms`,
     );
-  if (opt.json) {
-    say(config);
-    for (const n of notes) say(`note: ${n}`);
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-    return;
-  }
+  printReport(opt.json, config, out, () => table(r));
+}
+
+/** The figures of every target that ran, then how they compare. */
+function table(r: Results): string[] {
   const ran = TARGETS.filter((t) => r[t]);
   const pairs = (
     [
@@ -683,8 +538,7 @@ function report(r: Results): void {
       ["snapshot", "host"],
     ] as [TargetName, TargetName][]
   ).filter(([a, b]) => r[a] && r[b]);
-  const fmt = (x: number | null, digits: number) => (x === null ? "-" : x.toFixed(digits));
-  const lines = [config, "", "metric".padEnd(24) + ran.map((t) => t.padStart(12)).join("")];
+  const lines = ["metric".padEnd(24) + ran.map((t) => t.padStart(12)).join("")];
   for (const f of FIELDS)
     lines.push(
       LABELS[f].padEnd(24) + ran.map((t) => fmt(r[t]![f], DIGITS(f)).padStart(12)).join(""),
@@ -699,27 +553,7 @@ function report(r: Results): void {
       lines.push(LABELS[f].padEnd(24) + ratios.join(""));
     }
   }
-  process.stdout.write(`${[...lines, "", ...notes.map((n) => `note: ${n}`)].join("\n")}\n`);
+  return lines;
 }
 
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    if (interrupted) return; // the same signal relayed by tsx, or a second Ctrl-C
-    interrupted = true;
-    say(`${sig}: stopping, unmounting and removing the work directory`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-let results: Results | undefined;
-try {
-  results = await main();
-} catch (e) {
-  if (!interrupted) {
-    say(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    process.exitCode = 1;
-  }
-} finally {
-  await cleanup();
-}
-if (results && !interrupted) report(results);
+await runBench(main, cleanup, report);

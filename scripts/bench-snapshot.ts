@@ -7,22 +7,47 @@
 // and removes that directory at exit, also on SIGINT and SIGTERM.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import {
+  assertFuse,
+  benchName,
+  COMMON_OPTIONS,
+  children,
+  diskFree,
+  fmt,
+  GiB,
+  MB,
+  makeWork,
+  mountShadowfs as mountAndLog,
+  notes,
+  positive,
+  printReport,
+  projectRuntime,
+  removeWork,
+  requireTool,
+  round,
+  run,
+  runBench,
+  say,
+  sayShadowfsCommand,
+  shadowfs,
+  sleep,
+  unmountAll,
+  unmountShadowfs,
+  work,
+} from "./bench-common.js";
 
-const MB = 1e6;
-const GiB = 2 ** 30;
 const VOLUME_SIZE = "4G";
 const SHADOW_LIMIT = "2G";
 const LOAD_FILE_SIZE = "512M";
 const LOAD_BLOCK = "128k";
 /** Snapshots kept at a time: older ones are deleted, untimed, so the store does not fill. */
 const KEEP = 2;
-const RAM_FS = [0x01021994, 0x858458f6]; // tmpfs, ramfs: statfs magic numbers
 const CASES = ["none", "exec3", "socket3", "underLoad"] as const;
 const TARGET_IDLE_HOLD_P99_MS = 200;
 const TARGET_WRITERS_CREATE_P50_MS = 500;
@@ -30,143 +55,24 @@ const TARGET_THROUGHPUT_RATIO = 0.8;
 
 type CaseName = (typeof CASES)[number];
 
+benchName("bench-snapshot");
 const { values: opt } = parseArgs({
   options: {
-    json: { type: "boolean", default: false },
+    ...COMMON_OPTIONS,
     count: { type: "string", default: "50" },
     seconds: { type: "string", default: "30" },
     interval: { type: "string", default: "10" },
-    keep: { type: "boolean", default: false },
-    dir: { type: "string", default: "/var/tmp" },
   },
 });
-const count = Number(opt.count);
-const seconds = Number(opt.seconds);
-const interval = Number(opt.interval);
-if (!(Number.isInteger(count) && count > 0)) throw new Error("--count must be a positive integer");
-if (!(seconds > 0)) throw new Error("--seconds must be a positive number");
-if (!(interval > 0)) throw new Error("--interval must be a positive number");
+const count = positive("--count", opt.count, true);
+const seconds = positive("--seconds", opt.seconds);
+const interval = positive("--interval", opt.interval);
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const say = (msg: string) => process.stderr.write(`bench-snapshot: ${msg}\n`);
-const notes: string[] = [];
-const children = new Set<ChildProcess>();
 /** PIDs of shadowfs daemons started here (as `shadowfs mount` reported them). */
 const daemons = new Set<number>();
-const mounts: string[] = [];
-let work = "";
-let interrupted = false;
-let cleaning: Promise<void> | undefined;
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-interface RunOptions {
-  timeoutMs?: number;
-  /** Send stdout and stderr to this file and settle when the process exits, without waiting for
-   * descendants that keep its output open (a daemon started in the background). */
-  log?: string;
-}
-
-/** Runs a command to completion: its stdout and the wall-clock milliseconds it took. */
-function run(
-  cmd: string,
-  args: string[],
-  opts: RunOptions = {},
-): Promise<{ stdout: string; ms: number }> {
-  return new Promise((resolveRun, rejectRun) => {
-    const logFd = opts.log === undefined ? undefined : openSync(opts.log, "a");
-    const t0 = performance.now();
-    const child = spawn(cmd, args, {
-      stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd],
-    });
-    children.add(child);
-    let stdout = "";
-    let stderr = "";
-    let settled = false;
-    child.stdout?.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer =
-      opts.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            stderr += `\n(killed after ${opts.timeoutMs! / 1000} s)`;
-            child.kill("SIGTERM");
-          }, opts.timeoutMs);
-    const finish = (error: Error | undefined) => {
-      if (settled) return;
-      settled = true;
-      const ms = performance.now() - t0;
-      clearTimeout(timer);
-      children.delete(child);
-      if (logFd !== undefined) closeSync(logFd);
-      if (!error) resolveRun({ stdout, ms });
-      else {
-        const log = opts.log === undefined ? stderr : readFileSync(opts.log, "utf8");
-        const tail = log.trim().split("\n").slice(-15).join("\n");
-        rejectRun(new Error(`${[cmd, ...args].join(" ")}: ${error.message}\n${tail}`));
-      }
-    };
-    child.on("error", (e) => finish(e));
-    child.on(logFd === undefined ? "close" : "exit", (code, signal) =>
-      finish(code === 0 ? undefined : new Error(signal ? `killed by ${signal}` : `exit ${code}`)),
-    );
-  });
-}
-
-/** Whether every TypeScript file under src/ has its built .js in dist/src/, at least as new. */
-function distIsFresh(dir = join(root, "src")): boolean {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (!distIsFresh(path)) return false;
-    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
-      const built = join(root, "dist", relative(root, path)).replace(/\.ts$/, ".js");
-      if (!existsSync(built) || statSync(built).mtimeMs < statSync(path).mtimeMs) return false;
-    }
-  }
-  return true;
-}
-
-interface Runtime {
-  /** How a script of this project is started: node on the build, or tsx on the source. */
-  cmd: [string, string[]];
-  cli: string;
-  client: string;
-}
-let runtime: Runtime | undefined;
-
-/** The build in dist/ when it is up to date, else the source through tsx. */
-function projectRuntime(): Runtime {
-  if (runtime) return runtime;
-  const built = join(root, "dist/src");
-  const source = join(root, "src");
-  if (existsSync(join(built, "cli/main.js")) && distIsFresh())
-    runtime = {
-      cmd: [process.execPath, []],
-      cli: join(built, "cli/main.js"),
-      client: join(built, "snapshot/client.js"),
-    };
-  else if (existsSync(join(source, "cli/main.ts")))
-    runtime = {
-      cmd: [join(root, "node_modules/.bin/tsx"), []],
-      cli: join(source, "cli/main.ts"),
-      client: join(source, "snapshot/client.ts"),
-    };
-  else throw new Error("no shadowfs command: neither dist/src/cli/main.js nor src/cli/main.ts");
-  return runtime;
-}
-
-function shadowfs(args: string[], opts: RunOptions = {}) {
-  const { cmd, cli } = projectRuntime();
-  return run(cmd[0], [...cmd[1], cli, ...args], { timeoutMs: 300_000, ...opts });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Stops a child started here, by its PID, and waits (a while) for it to exit. */
 async function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
@@ -194,45 +100,13 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"
 // ---------------------------------------------------------------------------------------------
 // Mounts
 
-/** Mount points from /proc/mounts, with their filesystem types. */
-function mountTable(): Map<string, string> {
-  const table = new Map<string, string>();
-  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
-    const [, point, type] = line.split(" ");
-    if (point && type)
-      table.set(
-        point.replace(/\\([0-7]{3})/g, (_, o: string) =>
-          String.fromCharCode(Number.parseInt(o, 8)),
-        ),
-        type,
-      );
-  }
-  return table;
-}
-
-const isMounted = (path: string) => mountTable().has(path);
-
+/** Mounts, and remembers the daemon's PID. */
 async function mountShadowfs(store: string, mnt: string): Promise<void> {
-  mounts.push(mnt);
-  const log = join(work, "shadowfs-mount.log");
-  await shadowfs(["mount", store, mnt], { log });
+  const log = await mountAndLog(store, mnt);
   const pid = /\(daemon (\d+)\)/.exec(readFileSync(log, "utf8"))?.[1];
   if (pid) daemons.add(Number(pid));
   else notes.push("shadowfs mount did not say its daemon's PID");
-  const type = mountTable().get(mnt);
-  if (!type?.startsWith("fuse")) throw new Error(`${mnt} is not a FUSE mount (${type ?? "none"})`);
-}
-
-async function unmountShadowfs(path: string): Promise<void> {
-  if (isMounted(path)) {
-    await shadowfs(["unmount", path], { timeoutMs: 180_000 }).catch((e: unknown) =>
-      say(`shadowfs unmount failed: ${e instanceof Error ? e.message : String(e)}`),
-    );
-  }
-  if (isMounted(path)) {
-    say(`${path} still mounted: fusermount -uz`);
-    await run("fusermount", ["-uz", path]).catch(() => run("umount", ["-l", path]));
-  }
+  assertFuse(mnt);
 }
 
 /** Whether `pid` is still a process of this run (its command line names the work directory). */
@@ -245,35 +119,21 @@ function ours(pid: number): boolean {
 }
 
 /** Stops what is left of the processes started here, unmounts everything mounted here, stops a
- * daemon that outlived its unmount, removes the work directory (unless --keep). Runs once. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await Promise.all([...children].map((c) => stopChild(c)));
-    for (const m of mounts.reverse()) {
-      try {
-        await unmountShadowfs(m);
-      } catch (e) {
-        say(`unmounting ${m}: ${e instanceof Error ? e.message : String(e)}`);
-      }
+ * daemon that outlived its unmount, removes the work directory (unless --keep). */
+async function cleanup(): Promise<void> {
+  await Promise.all([...children].map((c) => stopChild(c)));
+  await unmountAll();
+  for (let i = 0; i < 100 && [...daemons].some(ours); i++) await sleep(100);
+  for (const pid of daemons) {
+    if (!ours(pid)) continue;
+    say(`daemon ${pid} still running after unmount: stopping it`);
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // already gone
     }
-    for (let i = 0; i < 100 && [...daemons].some(ours); i++) await sleep(100);
-    for (const pid of daemons) {
-      if (!ours(pid)) continue;
-      say(`daemon ${pid} still running after unmount: stopping it`);
-      try {
-        process.kill(pid, "SIGTERM");
-      } catch {
-        // already gone
-      }
-    }
-    const left = mounts.filter(isMounted);
-    if (left.length > 0) say(`still mounted: ${left.join(", ")}`);
-    if (!work) return;
-    if (opt.keep) say(`kept ${work}`);
-    else if (left.length === 0) await rm(work, { recursive: true, force: true });
-    else say(`not removing ${work}: mounts remain under it`);
-  })();
-  return cleaning;
+  }
+  await removeWork(opt.keep);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,17 +435,10 @@ interface Results {
 
 async function main(): Promise<Results> {
   const loadAtStart = loadavg()[0]!;
-  await run("fio", ["--version"]).catch(() => {
-    throw new Error("fio is missing: run scripts/setup.sh (or apt-get install fio)");
-  });
-  const { cmd, cli } = projectRuntime();
-  say(`shadowfs command: ${[...cmd.flat(), cli].join(" ")}`);
-  const fs = await statfs(opt.dir);
-  if (RAM_FS.includes(fs.type))
-    throw new Error(`${opt.dir} is tmpfs/ramfs: benchmark a real disk (--dir)`);
-  if (fs.bavail * fs.bsize < 5 * GiB) throw new Error(`${opt.dir}: 5 GiB free needed`);
-  work = await mkdtemp(join(opt.dir, "bench-snapshot-"));
-  say(`working in ${work}`);
+  await requireTool("fio", ["--version"]);
+  sayShadowfsCommand();
+  if ((await diskFree(opt.dir)) < 5 * GiB) throw new Error(`${opt.dir}: 5 GiB free needed`);
+  await makeWork(opt.dir);
   const store = join(work, "store");
   const mnt = join(work, "mnt");
   await mkdir(mnt);
@@ -672,8 +525,6 @@ async function main(): Promise<Results> {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const round = (x: number | null, digits = 1) => (x === null ? null : Number(x.toFixed(digits)));
-
 function report(r: Results): void {
   const ratio = r.writeMBpsNoSnap > 0 ? r.writeMBpsSnapLoop / r.writeMBpsNoSnap : null;
   const idleHoldP99 = Math.max(
@@ -716,68 +567,39 @@ function report(r: Results): void {
     `machine load average (1 min) ${r.loadAvg[0].toFixed(2)} at the start, ${r.loadAvg[1].toFixed(2)} at the end`,
     "throughput: fio psync, queue depth 1, --direct=0, end_fsync; bandwidth as fio reports it",
   );
-  if (opt.json) {
-    say(config);
-    for (const n of notes) say(`note: ${n}`);
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-    return;
-  }
-  const fmt = (x: number | null, digits = 1) => (x === null ? "-" : x.toFixed(digits));
-  const ok = (pass: boolean) => (pass ? "ok" : "MISSED");
-  const rows: [string, (f: CaseFigures) => number | null, number, string][] = [
-    [
-      "create p50 (ms)",
-      (f) => f.createMsP50,
-      1,
-      `< ${TARGET_WRITERS_CREATE_P50_MS} with 3 writers`,
-    ],
-    ["create p99 (ms)", (f) => f.createMsP99, 1, ""],
-    ["protocol p50 (ms)", (f) => f.protocolMsP50, 1, ""],
-    ["protocol p99 (ms)", (f) => f.protocolMsP99, 1, ""],
-    ["hold p50 (ms)", (f) => f.holdMsP50, 1, ""],
-    ["hold p99 (ms)", (f) => f.holdMsP99, 1, `< ${TARGET_IDLE_HOLD_P99_MS} with idle writers`],
-    ["snapshots", (f) => f.snapshots, 0, ""],
-    ["failed creates", (f) => f.failed, 0, ""],
-  ];
-  const lines = [
-    config,
-    "",
-    `${"metric".padEnd(20)}${CASES.map((c) => c.padStart(12)).join("")}   target`,
-  ];
-  for (const [label, get, digits, target] of rows)
+  printReport(opt.json, config, out, () => {
+    const ok = (pass: boolean) => (pass ? "ok" : "MISSED");
+    const rows: [string, (f: CaseFigures) => number | null, number, string][] = [
+      [
+        "create p50 (ms)",
+        (f) => f.createMsP50,
+        1,
+        `< ${TARGET_WRITERS_CREATE_P50_MS} with 3 writers`,
+      ],
+      ["create p99 (ms)", (f) => f.createMsP99, 1, ""],
+      ["protocol p50 (ms)", (f) => f.protocolMsP50, 1, ""],
+      ["protocol p99 (ms)", (f) => f.protocolMsP99, 1, ""],
+      ["hold p50 (ms)", (f) => f.holdMsP50, 1, ""],
+      ["hold p99 (ms)", (f) => f.holdMsP99, 1, `< ${TARGET_IDLE_HOLD_P99_MS} with idle writers`],
+      ["snapshots", (f) => f.snapshots, 0, ""],
+      ["failed creates", (f) => f.failed, 0, ""],
+    ];
+    const lines = [`${"metric".padEnd(20)}${CASES.map((c) => c.padStart(12)).join("")}   target`];
+    for (const [label, get, digits, target] of rows)
+      lines.push(
+        `${label.padEnd(20)}${CASES.map((c) => fmt(get(r.cases[c]), digits).padStart(12)).join("")}   ${target}`.trimEnd(),
+      );
     lines.push(
-      `${label.padEnd(20)}${CASES.map((c) => fmt(get(r.cases[c]), digits).padStart(12)).join("")}   ${target}`.trimEnd(),
+      "",
+      `write MB/s without snapshots   ${fmt(r.writeMBpsNoSnap)}`,
+      `write MB/s with snapshot loop  ${fmt(r.writeMBpsSnapLoop)}  (${r.snapLoop.snapshots} snapshots, hold p50 ${fmt(r.snapLoop.holdMsP50)} ms, max ${fmt(r.snapLoop.holdMsMax)} ms)`,
+      `throughput ratio               ${fmt(ratio, 3)}  target >= ${TARGET_THROUGHPUT_RATIO.toFixed(2)}: ${ok(targets.throughputRatioAtLeast080)}`,
+      "",
+      `hold p99 with idle writers (none, exec3, socket3): ${fmt(idleHoldP99)} ms  target < ${TARGET_IDLE_HOLD_P99_MS} ms: ${ok(targets.idleHoldMsP99Below200)}`,
+      `create p50 with 3 writers (exec3, socket3):        ${fmt(writersCreateP50)} ms  target < ${TARGET_WRITERS_CREATE_P50_MS} ms: ${ok(targets.writersCreateMsP50Below500)}`,
     );
-  lines.push(
-    "",
-    `write MB/s without snapshots   ${fmt(r.writeMBpsNoSnap)}`,
-    `write MB/s with snapshot loop  ${fmt(r.writeMBpsSnapLoop)}  (${r.snapLoop.snapshots} snapshots, hold p50 ${fmt(r.snapLoop.holdMsP50)} ms, max ${fmt(r.snapLoop.holdMsMax)} ms)`,
-    `throughput ratio               ${fmt(ratio, 3)}  target >= ${TARGET_THROUGHPUT_RATIO.toFixed(2)}: ${ok(targets.throughputRatioAtLeast080)}`,
-    "",
-    `hold p99 with idle writers (none, exec3, socket3): ${fmt(idleHoldP99)} ms  target < ${TARGET_IDLE_HOLD_P99_MS} ms: ${ok(targets.idleHoldMsP99Below200)}`,
-    `create p50 with 3 writers (exec3, socket3):        ${fmt(writersCreateP50)} ms  target < ${TARGET_WRITERS_CREATE_P50_MS} ms: ${ok(targets.writersCreateMsP50Below500)}`,
-  );
-  process.stdout.write(`${[...lines, "", ...notes.map((n) => `note: ${n}`)].join("\n")}\n`);
-}
-
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    if (interrupted) return; // the same signal relayed by tsx, or a second Ctrl-C
-    interrupted = true;
-    say(`${sig}: stopping, unmounting and removing the work directory`);
-    void cleanup().finally(() => process.exit(130));
+    return lines;
   });
 }
 
-let results: Results | undefined;
-try {
-  results = await main();
-} catch (e) {
-  if (!interrupted) {
-    say(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    process.exitCode = 1;
-  }
-} finally {
-  await cleanup();
-}
-if (results && !interrupted) report(results);
+await runBench(main, cleanup, report);

@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, relative } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { crc } from "../../src/cow/format.js";
 import type {
   CheckReport,
@@ -24,15 +24,12 @@ import type {
 } from "../../src/daemon/index.js";
 import { gmtName } from "../../src/mount/names.js";
 import {
-  type Background,
   background,
   lockPid,
   mountsUnder,
   ok,
   type Run,
-  running,
-  type Scratch,
-  scratch,
+  scratchEachTest,
   shadowfs,
   until,
 } from "../helpers/mounted.js";
@@ -53,42 +50,7 @@ interface Reverted {
   discarded: SnapshotRow[];
 }
 
-let s: Scratch | undefined;
-const started: Background[] = [];
-const dirs: string[] = [];
-const daemons = new Set<number>();
-
-afterEach(async () => {
-  for (const b of started.splice(0)) await b.stop();
-  const done = s;
-  s = undefined;
-  await done?.cleanup();
-});
-
-afterAll(async () => {
-  for (const dir of dirs) expect(await mountsUnder(dir)).toEqual([]);
-  for (const pid of daemons) await until(`daemon ${pid} has exited`, () => !running(pid));
-});
-
-/** A fresh scratch directory, cleaned up after the test. */
-async function fresh(): Promise<Scratch> {
-  s = await scratch();
-  dirs.push(s.dir);
-  return s;
-}
-
-/** Mounts and remembers the daemon, so the end of the run can check it is gone. */
-async function mount(store: string, mnt: string, ...args: string[]): Promise<string> {
-  const out = await ok("mount", store, mnt, ...args);
-  const pid = lockPid(store);
-  if (pid !== undefined) daemons.add(pid);
-  return out;
-}
-
-function hold(b: Background): Background {
-  started.push(b);
-  return b;
-}
+const { fresh, mount, hold } = scratchEachTest({ checkAll: true });
 
 const parse = <T>(text: string): T => JSON.parse(text) as T;
 const list = async (target: string) =>

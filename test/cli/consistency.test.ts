@@ -12,33 +12,23 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   type Background,
   background,
-  mountsUnder,
   ok,
   run,
   type Scratch,
-  scratch,
+  scratchEachTest,
   until,
 } from "../helpers/mounted.js";
 
 const TOTAL = 1_000_000;
 
-let s: Scratch | undefined;
-const started: Background[] = [];
-
-afterEach(async () => {
-  for (const b of started.splice(0)) await b.stop();
-  const done = s;
-  s = undefined;
-  if (done) {
-    // A writer still holding the lock lets go once told to.
-    writeFileSync(join(done.dir, "state", "release"), "");
-    await done.cleanup();
-    expect(await mountsUnder(done.dir)).toEqual([]);
-  }
+const { fresh, hold } = scratchEachTest({
+  // A writer still holding the lock lets go once told to.
+  beforeCleanup: (done) => writeFileSync(join(done.dir, "state", "release"), ""),
+  checkEach: true,
 });
 
 /**
@@ -46,7 +36,7 @@ afterEach(async () => {
  * it) until thaw: the workload's updates, each made under the same lock, cannot straddle a commit.
  */
 async function volumeWithLockWriter(atFreeze = ""): Promise<Scratch & { lock: string }> {
-  s = await scratch();
+  const s = await fresh();
   await ok("init", s.store, "--size", "512M");
   await ok("mount", s.store, s.mnt);
   const state = join(s.dir, "state");
@@ -79,9 +69,7 @@ exit 0
 }
 
 function workload(script: string): Background {
-  const b = background(script);
-  started.push(b);
-  return b;
+  return hold(background(script));
 }
 
 /** Takes `n` snapshots one after another; returns their @GMT names. */

@@ -4,7 +4,7 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { CheckReport, SnapshotRow } from "../../src/daemon/index.js";
 import {
   type Background,
@@ -15,8 +15,7 @@ import {
   ok,
   run,
   running,
-  type Scratch,
-  scratch,
+  scratchEachTest,
   sh,
   shadowfs,
   until,
@@ -26,40 +25,7 @@ import { int, seeds, withSeed } from "../helpers/random.js";
 const SIZE = "256M";
 const KILLS = 3;
 
-let s: Scratch | undefined;
-const started: Background[] = [];
-const dirs: string[] = [];
-const daemons = new Set<number>();
-
-afterEach(async () => {
-  for (const b of started.splice(0)) await b.stop();
-  const done = s;
-  s = undefined;
-  await done?.cleanup();
-});
-
-afterAll(async () => {
-  for (const dir of dirs) expect(await mountsUnder(dir)).toEqual([]);
-  for (const pid of daemons) await until(`daemon ${pid} has exited`, () => !running(pid));
-});
-
-async function fresh(): Promise<Scratch> {
-  s = await scratch();
-  dirs.push(s.dir);
-  return s;
-}
-
-async function mount(store: string, mnt: string): Promise<string> {
-  const out = await ok("mount", store, mnt);
-  const pid = lockPid(store);
-  if (pid !== undefined) daemons.add(pid);
-  return out;
-}
-
-function hold(b: Background): Background {
-  started.push(b);
-  return b;
-}
+const { fresh, mount, hold } = scratchEachTest({ checkAll: true });
 
 const q = (path: string) => `'${path.replace(/'/g, "'\\''")}'`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

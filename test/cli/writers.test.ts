@@ -4,17 +4,16 @@
 
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { SnapshotRow, WriterListing } from "../../src/daemon/index.js";
 import type { History } from "../../src/snapshot/index.js";
 import {
-  type Background,
   background,
   lockPid,
   mountsUnder,
   ok,
   type Scratch,
-  scratch,
+  scratchEachTest,
   shadowfs,
   until,
 } from "../helpers/mounted.js";
@@ -22,19 +21,10 @@ import {
 const SIZE = "256M";
 const SOCKET_WRITER = join(import.meta.dirname, "..", "helpers", "socket-writer.mjs");
 
-let s: Scratch | undefined;
-const started: Background[] = [];
-
-afterEach(async () => {
-  for (const b of started.splice(0)) await b.stop();
-  const done = s;
-  s = undefined;
-  await done?.cleanup();
-  if (done) expect(await mountsUnder(done.dir)).toEqual([]);
-});
+const { fresh, hold } = scratchEachTest({ checkEach: true });
 
 async function volume(): Promise<Scratch> {
-  s = await scratch();
+  const s = await fresh();
   await ok("init", s.store, "--size", SIZE);
   await ok("mount", s.store, s.mnt);
   return s;
@@ -67,10 +57,11 @@ function execWriter(store: string, name: string, log: string, body = ""): void {
 
 /** A socket writer process registered with the daemon of `store`. */
 async function socketWriter(store: string, name: string, log: string, ...rules: string[]) {
-  const b = background(
-    `exec node ${SOCKET_WRITER} ${join(store, "control.sock")} ${name} ${log} ${rules.map((r) => JSON.stringify(r)).join(" ")}`,
+  const b = hold(
+    background(
+      `exec node ${SOCKET_WRITER} ${join(store, "control.sock")} ${name} ${log} ${rules.map((r) => JSON.stringify(r)).join(" ")}`,
+    ),
   );
-  started.push(b);
   await until(`writer ${name} registered`, () => b.stdout.includes("registered"));
   return b;
 }

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { afterAll, afterEach, expect } from "vitest";
 
 export const CLI = resolve("dist/src/cli/main.js");
 
@@ -188,6 +189,72 @@ export function background(command: string): Background {
     async stop(signal: NodeJS.Signals = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) process.kill(pid, signal);
       return exited;
+    },
+  };
+}
+
+export interface ScratchEachTestOptions {
+  /** Runs after a test's background processes are stopped, before its scratch is cleaned up. */
+  beforeCleanup?: (s: Scratch) => void | Promise<void>;
+  /** After each test, fail if a mount is left below its scratch directory. */
+  checkEach?: boolean;
+  /** After all tests, fail if a mount is left below any scratch directory, and wait until every
+   * daemon mounted through `mount` has exited. */
+  checkAll?: boolean;
+}
+
+/** One scratch directory per test, and what the test started in it. */
+export interface ScratchEachTest {
+  /** A fresh scratch directory for the running test, cleaned up after it. */
+  fresh(): Promise<Scratch>;
+  /** `shadowfs mount`, remembering the daemon, so the end of the run can check it is gone. */
+  mount(store: string, mnt: string, ...args: string[]): Promise<string>;
+  /** A background process of the running test, stopped after it. */
+  hold(b: Background): Background;
+}
+
+/**
+ * Registers (in the calling test file) an afterEach that stops the background processes the test
+ * held and cleans up its scratch directory, whether the test passed or not.
+ */
+export function scratchEachTest(options: ScratchEachTestOptions = {}): ScratchEachTest {
+  let current: Scratch | undefined;
+  const started: Background[] = [];
+  const dirs: string[] = [];
+  const daemons = new Set<number>();
+
+  afterEach(async () => {
+    for (const b of started.splice(0)) await b.stop();
+    const done = current;
+    current = undefined;
+    if (!done) return;
+    await options.beforeCleanup?.(done);
+    await done.cleanup();
+    if (options.checkEach) expect(await mountsUnder(done.dir)).toEqual([]);
+  });
+
+  if (options.checkAll)
+    afterAll(async () => {
+      for (const dir of dirs) expect(await mountsUnder(dir)).toEqual([]);
+      for (const pid of daemons) await until(`daemon ${pid} has exited`, () => !running(pid));
+    });
+
+  return {
+    async fresh() {
+      const s = await scratch();
+      current = s;
+      dirs.push(s.dir);
+      return s;
+    },
+    async mount(store, mnt, ...args) {
+      const out = await ok("mount", store, mnt, ...args);
+      const pid = lockPid(store);
+      if (pid !== undefined) daemons.add(pid);
+      return out;
+    },
+    hold(b) {
+      started.push(b);
+      return b;
     },
   };
 }

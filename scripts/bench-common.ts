@@ -1,0 +1,308 @@
+// What the benchmarks of mounted shadowfs volumes share: checked options, child processes
+// (timed, and stopped at exit), the shadowfs command (the build or the source), the mounts of a
+// run and its work directory, the run itself with its cleanup on exit and on SIGINT and SIGTERM,
+// and the report (a table, or one JSON line).
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rm, statfs } from "node:fs/promises";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const MB = 1e6;
+export const GiB = 2 ** 30;
+const RAM_FS = [0x01021994, 0x858458f6]; // tmpfs, ramfs: statfs magic numbers
+
+/** The options every benchmark takes: --json, --keep and --dir. */
+export const COMMON_OPTIONS = {
+  json: { type: "boolean", default: false },
+  keep: { type: "boolean", default: false },
+  dir: { type: "string", default: "/var/tmp" },
+} as const;
+
+/** The value of a numeric option; throws unless it is above 0 (and whole, with `integer`). */
+export function positive(option: string, text: string, integer = false): number {
+  const n = Number(text);
+  if (integer) {
+    if (!(Number.isInteger(n) && n > 0)) throw new Error(`${option} must be a positive integer`);
+  } else if (!(n > 0)) throw new Error(`${option} must be a positive number`);
+  return n;
+}
+
+let name = "bench";
+/** Names the benchmark: its messages, and its work directory. */
+export function benchName(n: string): void {
+  name = n;
+}
+
+export const say = (msg: string) => process.stderr.write(`${name}: ${msg}\n`);
+/** Notes printed under the figures. */
+export const notes: string[] = [];
+/** The run's own directory (empty until it is made). */
+export let work = "";
+/** Processes started here and running. */
+export const children = new Set<ChildProcess>();
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+export interface RunOptions {
+  timeoutMs?: number;
+  /** Send stdout and stderr to this file and settle when the process exits, without waiting for
+   * descendants that keep its output open (a daemon started in the background). */
+  log?: string;
+}
+
+/** Runs a command to completion: its stdout and the wall-clock milliseconds it took. */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: RunOptions = {},
+): Promise<{ stdout: string; ms: number }> {
+  return new Promise((resolveRun, rejectRun) => {
+    const logFd = opts.log === undefined ? undefined : openSync(opts.log, "a");
+    const t0 = performance.now();
+    const child = spawn(cmd, args, {
+      stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd],
+    });
+    children.add(child);
+    let stdout = "";
+    let stderr = "";
+    let settled = false;
+    child.stdout?.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            stderr += `\n(killed after ${opts.timeoutMs! / 1000} s)`;
+            child.kill("SIGTERM");
+          }, opts.timeoutMs);
+    const finish = (error: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      const ms = performance.now() - t0;
+      clearTimeout(timer);
+      children.delete(child);
+      if (logFd !== undefined) closeSync(logFd);
+      if (!error) resolveRun({ stdout, ms });
+      else {
+        const log = opts.log === undefined ? stderr : readFileSync(opts.log, "utf8");
+        const tail = log.trim().split("\n").slice(-15).join("\n");
+        rejectRun(new Error(`${[cmd, ...args].join(" ")}: ${error.message}\n${tail}`));
+      }
+    };
+    child.on("error", (e) => finish(e));
+    child.on(logFd === undefined ? "close" : "exit", (code, signal) =>
+      finish(code === 0 ? undefined : new Error(signal ? `killed by ${signal}` : `exit ${code}`)),
+    );
+  });
+}
+
+/** Throws unless `tool ARGS` runs. */
+export async function requireTool(tool: string, args: string[]): Promise<void> {
+  await run(tool, args).catch(() => {
+    throw new Error(`${tool} is missing: run scripts/setup.sh (or apt-get install ${tool})`);
+  });
+}
+
+/** Whether every TypeScript file under src/ has its built .js in dist/src/, at least as new. */
+function distIsFresh(dir = join(root, "src")): boolean {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (!distIsFresh(path)) return false;
+    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
+      const built = join(root, "dist", relative(root, path)).replace(/\.ts$/, ".js");
+      if (!existsSync(built) || statSync(built).mtimeMs < statSync(path).mtimeMs) return false;
+    }
+  }
+  return true;
+}
+
+export interface Runtime {
+  /** How a script of this project is started: node on the build, or tsx on the source. */
+  cmd: [string, string[]];
+  cli: string;
+  client: string;
+}
+let runtime: Runtime | undefined;
+
+/** The build in dist/ when it is up to date, else the source through tsx. */
+export function projectRuntime(): Runtime {
+  if (runtime) return runtime;
+  const built = join(root, "dist/src");
+  const source = join(root, "src");
+  if (existsSync(join(built, "cli/main.js")) && distIsFresh())
+    runtime = {
+      cmd: [process.execPath, []],
+      cli: join(built, "cli/main.js"),
+      client: join(built, "snapshot/client.js"),
+    };
+  else if (existsSync(join(source, "cli/main.ts")))
+    runtime = {
+      cmd: [join(root, "node_modules/.bin/tsx"), []],
+      cli: join(source, "cli/main.ts"),
+      client: join(source, "snapshot/client.ts"),
+    };
+  else throw new Error("no shadowfs command: neither dist/src/cli/main.js nor src/cli/main.ts");
+  return runtime;
+}
+
+/** Says how the shadowfs command is started. */
+export function sayShadowfsCommand(): void {
+  const { cmd, cli } = projectRuntime();
+  say(`shadowfs command: ${[...cmd.flat(), cli].join(" ")}`);
+}
+
+export function shadowfs(args: string[], opts: RunOptions = {}) {
+  const { cmd, cli } = projectRuntime();
+  return run(cmd[0], [...cmd[1], cli, ...args], { timeoutMs: 300_000, ...opts });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts and the work directory
+
+/** Mount points from /proc/mounts, with their filesystem types. */
+function mountTable(): Map<string, string> {
+  const table = new Map<string, string>();
+  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+    const [, point, type] = line.split(" ");
+    if (point && type)
+      table.set(
+        point.replace(/\\([0-7]{3})/g, (_, o: string) =>
+          String.fromCharCode(Number.parseInt(o, 8)),
+        ),
+        type,
+      );
+  }
+  return table;
+}
+
+export const isMounted = (path: string) => mountTable().has(path);
+
+export function assertFuse(path: string): void {
+  const type = mountTable().get(path);
+  if (!type?.startsWith("fuse")) throw new Error(`${path} is not a FUSE mount (${type ?? "none"})`);
+}
+
+/** What this run mounted, in order, with how to unmount it. */
+export const mounts: { path: string; unmount: () => Promise<void> }[] = [];
+
+/** `shadowfs mount STORE MNT`, its output in the work directory's shadowfs-mount.log; returns
+ * that log's path. The caller checks the mount. */
+export async function mountShadowfs(store: string, mnt: string): Promise<string> {
+  mounts.push({ path: mnt, unmount: () => unmountShadowfs(mnt) });
+  const log = join(work, "shadowfs-mount.log");
+  await shadowfs(["mount", store, mnt], { log });
+  return log;
+}
+
+export async function unmountShadowfs(path: string): Promise<void> {
+  if (isMounted(path)) {
+    await shadowfs(["unmount", path], { timeoutMs: 180_000 }).catch((e: unknown) =>
+      say(`shadowfs unmount failed: ${e instanceof Error ? e.message : String(e)}`),
+    );
+  }
+  if (isMounted(path)) {
+    say(`${path} still mounted: fusermount -uz`);
+    await run("fusermount", ["-uz", path]).catch(() => run("umount", ["-l", path]));
+  }
+}
+
+/** Unmounts everything mounted here, the last mounted first; says what fails. */
+export async function unmountAll(): Promise<void> {
+  for (const m of mounts.reverse()) {
+    try {
+      await m.unmount();
+    } catch (e) {
+      say(`unmounting ${m.path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
+/** Free bytes on the filesystem of `dir`; throws if it is in memory (tmpfs, ramfs). */
+export async function diskFree(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  if (RAM_FS.includes(fs.type))
+    throw new Error(`${dir} is tmpfs/ramfs: benchmark a real disk (--dir)`);
+  return fs.bavail * fs.bsize;
+}
+
+/** Makes the work directory under `dir`. */
+export async function makeWork(dir: string): Promise<string> {
+  work = await mkdtemp(join(dir, `${name}-`));
+  say(`working in ${work}`);
+  return work;
+}
+
+/** Removes the work directory, unless `keep` or something is still mounted. */
+export async function removeWork(keep: boolean): Promise<void> {
+  const left = mounts.map((m) => m.path).filter(isMounted);
+  if (left.length > 0) say(`still mounted: ${left.join(", ")}`);
+  if (!work) return;
+  if (keep) say(`kept ${work}`);
+  else if (left.length === 0) await rm(work, { recursive: true, force: true });
+  else say(`not removing ${work}: mounts remain under it`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run and the report
+
+/** Runs `main`, then `cleanup` (once, also on SIGINT and SIGTERM, which end the process), then
+ * reports the results unless the run failed or was interrupted. */
+export async function runBench<R>(
+  main: () => Promise<R>,
+  cleanup: () => Promise<void>,
+  report: (results: R) => void,
+): Promise<void> {
+  let interrupted = false;
+  let cleaning: Promise<void> | undefined;
+  const cleanupOnce = () => {
+    cleaning ??= cleanup();
+    return cleaning;
+  };
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (interrupted) return; // the same signal relayed by tsx, or a second Ctrl-C
+      interrupted = true;
+      say(`${sig}: stopping, unmounting and removing the work directory`);
+      void cleanupOnce().finally(() => process.exit(130));
+    });
+  }
+  let results: R | undefined;
+  try {
+    results = await main();
+  } catch (e) {
+    if (!interrupted) {
+      say(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await cleanupOnce();
+  }
+  if (results && !interrupted) report(results);
+}
+
+export const round = (x: number | null, digits = 1) =>
+  x === null ? null : Number(x.toFixed(digits));
+export const fmt = (x: number | null, digits = 1) => (x === null ? "-" : x.toFixed(digits));
+
+/** With `json`, the configuration and the notes on stderr and `out` as one line on stdout; else
+ * the configuration, the table's lines and the notes on stdout. */
+export function printReport(json: boolean, config: string, out: unknown, table: () => string[]) {
+  if (json) {
+    say(config);
+    for (const n of notes) say(`note: ${n}`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const lines = [config, "", ...table()];
+  process.stdout.write(`${[...lines, "", ...notes.map((n) => `note: ${n}`)].join("\n")}\n`);
+}
