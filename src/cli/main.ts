@@ -217,7 +217,8 @@ async function snapshotSet(
     const rows: Array<SnapshotRow & { volume: string }> = [];
     for (const [i, b] of backends.entries()) {
       const made = run.snapshots.find((x) => x.volume === stores[i]);
-      const row = (await b.call<SnapshotRow[]>("snapshot.list")).find((r) => r.id === made?.id);
+      const listed = await b.call<SnapshotRow[]>("snapshot.list", { settle: false });
+      const row = listed.find((r) => r.id === made?.id);
       if (row) rows.push({ volume: stores[i]!, ...row });
     }
     return { setId: run.setId, rows };

@@ -306,7 +306,8 @@ export class Service {
 export function serviceMethods(s: Service): Record<string, Method> {
   return {
     status: () => s.status(),
-    "snapshot.list": () => s.listSettled(),
+    // `settle: false` skips writing out staged copies first (diff-area sizes may lag behind).
+    "snapshot.list": async (p) => (p.settle === false ? s.list() : s.listSettled()),
     "snapshot.delete": (p) => s.delete(param(p, "snapshot")),
     "snapshot.revert": (p) =>
       s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true }),

@@ -117,8 +117,12 @@ export class VolumeParticipant implements Participant {
     run.writers = [...(await this.writers())].sort(byName);
     const infos: WriterInfo[] = [];
     const results: WriterResult[] = [];
-    for (const w of run.writers) {
-      const { result, answer } = await this.one(run, w, "identify", this.opts.callTimeoutMs);
+    // Identify changes nothing in a writer: all are asked at once, answers kept in name order.
+    const answers = await Promise.all(
+      run.writers.map((w) => this.one(run, w, "identify", this.opts.callTimeoutMs)),
+    );
+    for (const [i, { result, answer }] of answers.entries()) {
+      const w = run.writers[i]!;
       results.push(result);
       if (answer)
         infos.push({
