@@ -3,6 +3,7 @@
 import { chmod, unlink } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { FsError, isFsError } from "../errors.js";
+import { onLines } from "../snapshot/lines.js";
 
 /** Whoever called a method, as the method sees it. */
 export interface Peer {
@@ -89,19 +90,6 @@ export class Connection implements Peer {
   }
 }
 
-function lines(socket: Socket, onLine: (line: string) => void): void {
-  let buffered = "";
-  socket.setEncoding("utf8");
-  socket.on("data", (chunk: string) => {
-    buffered += chunk;
-    for (let i = buffered.indexOf("\n"); i >= 0; i = buffered.indexOf("\n")) {
-      const line = buffered.slice(0, i);
-      buffered = buffered.slice(i + 1);
-      if (line.trim() !== "") onLine(line);
-    }
-  });
-}
-
 const codeOf = (e: unknown) => (isFsError(e) ? e.code : e instanceof RpcError ? e.code : "EIO");
 
 /** Listens on `path` (mode 0600); a socket file left by a dead daemon is replaced. */
@@ -110,7 +98,7 @@ export async function serve(path: string, methods: Record<string, Method>): Prom
   const server = createServer((socket) => {
     const conn = new Connection(socket);
     socket.on("error", () => socket.destroy());
-    lines(socket, (line) => {
+    onLines(socket, (line) => {
       let msg: Request & { result?: unknown; error?: { message: string } };
       try {
         msg = JSON.parse(line);
@@ -170,7 +158,7 @@ export class RpcClient {
   >();
 
   private constructor(private readonly socket: Socket) {
-    lines(socket, (line) => this.receive(JSON.parse(line)));
+    onLines(socket, (line) => this.receive(JSON.parse(line)));
     socket.on("close", () => {
       for (const p of this.pending.values())
         p.fail(new FsError("ECONNRESET", "the daemon closed the connection"));

@@ -8,6 +8,7 @@
 //   });
 
 import { createConnection, type Socket } from "node:net";
+import { onLines } from "./lines.js";
 import type { EventContext, WriterEvent } from "./writer.js";
 
 export type WriterHandler = (ctx: EventContext) => Promise<void> | void;
@@ -45,16 +46,7 @@ export class WriterClient {
     private readonly socket: Socket,
     private readonly handlers: WriterClientOptions["handlers"],
   ) {
-    let buffered = "";
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      buffered += chunk;
-      for (let i = buffered.indexOf("\n"); i >= 0; i = buffered.indexOf("\n")) {
-        const line = buffered.slice(0, i);
-        buffered = buffered.slice(i + 1);
-        if (line.trim() !== "") this.receive(line);
-      }
-    });
+    onLines(socket, (line) => this.receive(line));
     socket.on("error", () => undefined);
     socket.on("close", () => {
       this.isClosed = true;
