@@ -37,7 +37,6 @@ const isChannel = (peer: Peer): peer is Peer & WriterChannel =>
 
 export class VolumeProtocol {
   private readonly registered = new Map<string, SocketWriter>();
-  private readonly lastResult = new Map<string, WriterResult>();
   readonly participant: VolumeParticipant;
   /** One run at a time: a second requester waits for the slot. */
   private slot: Promise<void> = Promise.resolve();
@@ -93,11 +92,6 @@ export class VolumeProtocol {
     free?.();
   }
 
-  private record(results: WriterResult[]): WriterResult[] {
-    for (const r of results) this.lastResult.set(`${r.kind}:${r.writer}`, r);
-    return results;
-  }
-
   private async list(): Promise<WriterListing> {
     const { writers, problems } = await scanWriters(storePaths(this.service.store).writers);
     const all: Writer[] = [...writers, ...this.registered.values()].sort((x, y) =>
@@ -110,10 +104,10 @@ export class VolumeProtocol {
       snapshotId: null,
       snapshotName: null,
     };
-    // What this daemon has not seen itself, the history of earlier runs says.
-    const earlier = new Map<string, WriterResult>();
+    // Each writer's last answer, as the history of runs keeps it.
+    const last = new Map<string, WriterResult>();
     for (const r of (await readHistory(this.history)).records)
-      for (const e of r.events) earlier.set(`${e.kind}:${e.writer}`, e);
+      for (const e of r.events) last.set(`${e.kind}:${e.writer}`, e);
     const out: WriterListing["writers"] = [];
     for (const w of all) {
       let info = { paths: [] as string[], restore: "files" };
@@ -129,8 +123,7 @@ export class VolumeProtocol {
         kind: w.kind,
         ...info,
         identified,
-        last:
-          this.lastResult.get(`${w.kind}:${w.name}`) ?? earlier.get(`${w.kind}:${w.name}`) ?? null,
+        last: last.get(`${w.kind}:${w.name}`) ?? null,
       });
     }
     return { writers: out, problems };
@@ -157,9 +150,7 @@ export class VolumeProtocol {
       "protocol.identify": async (params, peer) => {
         await this.beginRun(peer);
         try {
-          const r = await p.identify(setId(params));
-          this.record(r.results);
-          return r;
+          return await p.identify(setId(params));
         } catch (e) {
           await this.abort(e instanceof Error ? e.message : String(e));
           throw e;
@@ -170,11 +161,9 @@ export class VolumeProtocol {
         if (!isWriterEvent(event) || event === "identify")
           throw new FsError("EINVAL", `no protocol event ${String(event)}`);
         const deadline = typeof params.deadline === "number" ? params.deadline : undefined;
-        const results = this.record(
-          await p.event(event as LaterEvent, { setId: setId(params), deadline }),
-        );
+        const results = await p.event(event as LaterEvent, { setId: setId(params), deadline });
         // The writers are quiet: what they wrote goes out now, not during the hold.
-        if (event === "freeze" && results.every((r) => r.ok)) await this.service.flushAhead();
+        if (event === "freeze" && results.every((r) => r.ok)) await this.service.flush();
         return results;
       },
       "protocol.hold": () => p.hold(),
@@ -191,7 +180,6 @@ export class VolumeProtocol {
       },
       "protocol.abort": async (params) => {
         const report = await p.abort(param(params, "reason"));
-        this.record(report.thawed);
         this.endRun();
         return report;
       },

@@ -2,6 +2,7 @@
 // checks. The daemon serves these over its control socket; the command line calls them
 // directly when no daemon has the store.
 
+import { randomUUID } from "node:crypto";
 import {
   type CowVolume,
   checkStore,
@@ -107,10 +108,7 @@ export class Service {
   /** Writes out what is staged, so that diff-area sizes count every preserved chunk. */
   private async settle(): Promise<void> {
     if (this.volume.readOnly) return;
-    await this.gate.withExclusive(async () => {
-      await this.fs.flush();
-      await this.volume.flush();
-    });
+    await this.gate.withExclusive(() => this.flush());
   }
 
   async listSettled(): Promise<SnapshotRow[]> {
@@ -134,16 +132,15 @@ export class Service {
    * Takes a snapshot: changes to production wait while the filesystem is flushed (so the
    * snapshot reads cleanly with no journal replay) and the store commits it.
    */
-  create(opts: { name?: string } = {}): Promise<SnapshotRow> {
-    return this.creating.run(async () => {
-      this.checkName(opts.name);
-      await this.nextSecond();
-      const info = await this.gate.withExclusive(async () => {
-        await this.fs.flush();
-        return this.volume.createSnapshot({ name: opts.name, createdAt: Date.now() });
-      });
-      return row(info);
-    });
+  async create(opts: { name?: string } = {}): Promise<SnapshotRow> {
+    const provider = this.provider();
+    try {
+      await provider.hold();
+      const made = await provider.commit({ ...opts, setId: randomUUID() });
+      return row(this.volume.snapshots().find((s) => s.id === made.id)!);
+    } finally {
+      provider.release();
+    }
   }
 
   private checkName(name: string | undefined): void {
@@ -161,10 +158,10 @@ export class Service {
   }
 
   /**
-   * Writes out what changes have left dirty while they still flow, so that a hold that follows
-   * has only the rest to flush (and holds changes for less time).
+   * Writes out the filesystem (journal checkpointed) and the store's staged copies. Called with
+   * changes flowing, it shortens a hold that follows: that hold has only the rest to flush.
    */
-  async flushAhead(): Promise<void> {
+  async flush(): Promise<void> {
     if (this.volume.readOnly) return;
     await this.fs.flush();
     await this.volume.flush();
@@ -189,8 +186,7 @@ export class Service {
           return;
         }
         open = release;
-        await this.fs.flush();
-        await this.volume.flush();
+        await this.flush();
       },
       commit: ({ name, setId }) =>
         this.creating.run(async () => {
