@@ -9,9 +9,16 @@ import {
   ExecWriter,
   killRunningWriters,
   scanWriters,
-  WriterFailure,
 } from "../../src/snapshot/index.js";
-import { alive, execWriter, killWriters, type Scratch, scratch, until } from "./fixture.js";
+import {
+  alive,
+  execWriter,
+  failure,
+  killWriters,
+  type Scratch,
+  scratch,
+  until,
+} from "./fixture.js";
 
 let s: Scratch;
 beforeEach(() => {
@@ -28,15 +35,6 @@ const ctx: EventContext = {
   setId: "set-1",
   snapshotId: null,
   snapshotName: null,
-};
-
-const failure = async (p: Promise<unknown>): Promise<WriterFailure> => {
-  const e = await p.then(
-    () => null,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(WriterFailure);
-  return e as WriterFailure;
 };
 
 describe("scanWriters", () => {

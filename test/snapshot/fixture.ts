@@ -12,8 +12,14 @@ import {
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import tmp from "tmp";
+import { expect } from "vitest";
 import type { Provider, WriterChannel, WriterClientOptions } from "../../src/snapshot/index.js";
-import { parseRegistration, SocketWriter, WriterClient } from "../../src/snapshot/index.js";
+import {
+  parseRegistration,
+  SocketWriter,
+  WriterClient,
+  WriterFailure,
+} from "../../src/snapshot/index.js";
 
 export interface Scratch {
   dir: string;
@@ -100,12 +106,16 @@ export function killWriters(s: Scratch): void {
   }
 }
 
-export async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+export { until } from "../helpers/mounted.js";
+
+/** The WriterFailure `p` rejects with (failing the test if it resolves or rejects otherwise). */
+export async function failure(p: Promise<unknown>): Promise<WriterFailure> {
+  const e = await p.then(
+    () => null,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(WriterFailure);
+  return e as WriterFailure;
 }
 
 /** An in-memory provider that logs what it is asked to do. */

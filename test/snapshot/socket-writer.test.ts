@@ -11,9 +11,8 @@ import {
   SocketWriter,
   type WriterChannel,
   WriterClient,
-  WriterFailure,
 } from "../../src/snapshot/index.js";
-import { type Scratch, scratch, steps, until, WriterServer } from "./fixture.js";
+import { failure, type Scratch, scratch, steps, until, WriterServer } from "./fixture.js";
 
 let s: Scratch;
 let server: WriterServer;
@@ -32,15 +31,6 @@ const ctx: EventContext = {
   setId: "set-1",
   snapshotId: 3,
   snapshotName: "@GMT-2025.01.01-00.00.03",
-};
-
-const failure = async (p: Promise<unknown>): Promise<WriterFailure> => {
-  const e = await p.then(
-    () => null,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(WriterFailure);
-  return e as WriterFailure;
 };
 
 describe("SocketWriter and WriterClient", () => {
