@@ -1,14 +1,39 @@
 // A snapshot seen as a read-only BlockDevice: what the volume held when the snapshot was taken.
-// It owns nothing; every read goes through the volume, every change fails with EROFS.
+// Every read goes through the volume, every change fails with EROFS. A reader that goes through
+// the snapshot in order (a backup, rsync, the filesystem's own read-ahead) is read ahead for.
 
 import { erofs } from "../errors.js";
 import type { BlockDevice } from "./block-device.js";
 import type { CowVolume } from "./volume.js";
 
+/** Bytes one read-ahead window holds. */
+export const AHEAD_WINDOW = 1 << 20;
+
+interface Window {
+  start: number;
+  end: number;
+  buf: Buffer;
+  /** True once `buf` holds the window, false if its read failed (the reader then reads itself). */
+  filled: Promise<boolean>;
+  /** The fill in flight and the reads waiting to copy from `buf`. */
+  users: number;
+  retired: boolean;
+}
+
+/**
+ * Read-ahead: a read that starts where the previous one ended starts reading the next window, so
+ * that the device read and the checksums of preserved chunks overlap with the reader's own work.
+ * What a snapshot reads never changes, so a window never goes stale; it is served only while the
+ * snapshot still exists, and a window whose read failed serves nothing.
+ */
 export class SnapshotDevice implements BlockDevice {
   readonly readOnly = true;
   readonly size: number;
   readonly blockSize: number;
+  private lastEnd = -1;
+  /** At most two, in order: the one being read and the next. */
+  private windows: Window[] = [];
+  private readonly spare: Buffer[] = [];
 
   constructor(
     private readonly volume: CowVolume,
@@ -18,8 +43,60 @@ export class SnapshotDevice implements BlockDevice {
     this.blockSize = volume.blockSize;
   }
 
-  read(offset: number, target: Uint8Array): Promise<void> {
+  async read(offset: number, target: Uint8Array): Promise<void> {
+    const end = offset + target.length;
+    const inOrder = offset === this.lastEnd && target.length <= AHEAD_WINDOW;
+    this.lastEnd = end;
+    if (!inOrder) return this.volume.readSnapshot(this.snapshotId, offset, target);
+    this.retireOutside(offset, end);
+    const w = this.windows.find((x) => x.start <= offset && end <= x.end);
+    // Keep one window beyond the one being read.
+    this.readAhead(w ? w.end : end);
+    if (w) {
+      w.users++;
+      try {
+        if (await w.filled) {
+          this.volume.position(this.snapshotId); // ENOENT once the snapshot is deleted
+          target.set(w.buf.subarray(offset - w.start, end - w.start));
+          return;
+        }
+      } finally {
+        this.release(w);
+      }
+    }
     return this.volume.readSnapshot(this.snapshotId, offset, target);
+  }
+
+  private readAhead(start: number): void {
+    if (start >= this.size || this.windows.some((x) => x.start === start)) return;
+    if (this.windows.length >= 2) return;
+    const end = Math.min(this.size, start + AHEAD_WINDOW);
+    const buf = this.spare.pop() ?? Buffer.allocUnsafe(AHEAD_WINDOW);
+    const w: Window = { start, end, buf, filled: Promise.resolve(false), users: 1, retired: false };
+    w.filled = this.volume
+      .readSnapshot(this.snapshotId, start, buf.subarray(0, end - start))
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => this.release(w));
+    this.windows.push(w);
+  }
+
+  /** Drops the windows that are neither the one holding [offset, end) nor the next. */
+  private retireOutside(offset: number, end: number): void {
+    for (const w of this.windows) {
+      if (w.end > offset && w.start <= end + AHEAD_WINDOW) continue;
+      w.retired = true;
+      this.release(w, 0);
+    }
+    this.windows = this.windows.filter((w) => !w.retired);
+  }
+
+  /** A buffer is reused only when no read or copy may still touch it. */
+  private release(w: Window, done = 1): void {
+    w.users -= done;
+    if (w.retired && w.users === 0 && this.spare.length < 2) this.spare.push(w.buf);
   }
 
   async write(): Promise<void> {

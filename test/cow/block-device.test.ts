@@ -177,3 +177,88 @@ describe("snapshot reads racing live writes", () => {
     }),
   );
 });
+
+describe("read-ahead of in-order snapshot reads", () => {
+  const BIG = 4 << 20;
+
+  /** A 4 MiB volume of distinct bytes, its snapshot, and a count of the reads the volume served. */
+  async function streamed(seed: number) {
+    const v = await CowVolume.create(host, join(root, "big"), {
+      volumeSize: BIG,
+      chunkSize: 4096,
+      logger: quiet,
+      writeBackBytes: 4 * 4096,
+    });
+    cleanups.push(() => v.close());
+    const rand = seeded(seed);
+    const image = Buffer.from(Array.from({ length: BIG }, () => int(rand, 0, 255)));
+    await v.write(0, image);
+    const s = await v.createSnapshot();
+    const served = { reads: 0 };
+    const readSnapshot = v.readSnapshot.bind(v);
+    v.readSnapshot = (id, offset, target) => {
+      served.reads++;
+      return readSnapshot(id, offset, target);
+    };
+    return { v, s, image, rand, served };
+  }
+
+  it.each(seeds(3))(
+    "readers going in order see only the snapshot while it is overwritten: seed %i",
+    (seed) =>
+      withSeed(seed, async () => {
+        const { v, s, image, rand, served } = await streamed(seed);
+        const writers = [0, 1].map(async () => {
+          for (let i = 0; i < 200; i++) {
+            const len = int(rand, 1, 20000);
+            await v.write(int(rand, 0, BIG - len), Buffer.alloc(len, int(rand, 0, 255)));
+          }
+        });
+        let reads = 0;
+        let mismatches = 0;
+        const readers = [0, 1, 2].map(async () => {
+          const dev = v.snapshotDevice(s.id);
+          let off = int(rand, 0, BIG - 1);
+          for (let i = 0; i < 300; i++, reads++) {
+            const len = Math.min(int(rand, 1, 70000), BIG - off);
+            const b = Buffer.alloc(len);
+            await dev.read(off, b);
+            if (!b.equals(image.subarray(off, off + len))) mismatches++;
+            off = off + len === BIG ? 0 : off + len;
+          }
+        });
+        await Promise.all([...writers, ...readers]);
+        expect(mismatches).toBe(0);
+        // Most reads were copies from windows read ahead, not reads of the volume.
+        expect(served.reads).toBeLessThan(reads / 2);
+      }),
+  );
+
+  it("a window read before the snapshot was deleted is not served after", async () => {
+    const { v, s } = await streamed(1);
+    const dev = v.snapshotDevice(s.id);
+    const b = Buffer.alloc(4096);
+    await dev.read(0, b);
+    await dev.read(4096, b); // in order: the next window is being read
+    await v.deleteSnapshot(s.id);
+    await expect(dev.read(8192, b)).rejects.toThrow(/ENOENT/);
+  });
+
+  it("a window whose read failed serves nothing: the reader reads for itself", async () => {
+    const { v, s, image } = await streamed(2);
+    const dev = v.snapshotDevice(s.id);
+    const readSnapshot = v.readSnapshot.bind(v);
+    let failed = 0;
+    v.readSnapshot = (id, offset, target) => {
+      if (target.length > 65536 && failed++ === 0)
+        return Promise.reject(new Error("EIO: injected"));
+      return readSnapshot(id, offset, target);
+    };
+    const b = Buffer.alloc(65536);
+    for (let off = 0; off < BIG; off += b.length) {
+      await dev.read(off, b);
+      expect(b.equals(image.subarray(off, off + b.length))).toBe(true);
+    }
+    expect(failed).toBeGreaterThan(1);
+  });
+});
