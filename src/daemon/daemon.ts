@@ -32,6 +32,8 @@ export interface Started {
 }
 
 const PRODUCTION_OPTIONS = ["auto_cache", "entry_timeout=1", "attr_timeout=0"];
+/** Seconds production attributes that only change through the kernel stay cached (FuseOps). */
+const PRODUCTION_ATTR_TIMEOUT = 1;
 const SNAPSHOT_OPTIONS = ["ro", "kernel_cache", "entry_timeout=60", "attr_timeout=60"];
 
 export class Daemon {
@@ -76,6 +78,7 @@ export class Daemon {
         gate: service.gate,
         log,
         owner: () => ({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
+        attrTimeout: PRODUCTION_ATTR_TIMEOUT,
         snapdirTime: () => {
           const ms = volume.snapshots().at(-1)?.createdAt ?? 0;
           return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };

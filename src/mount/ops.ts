@@ -6,7 +6,7 @@ import { constants } from "node:fs";
 import type { Gate } from "../cow/index.js";
 import { erofs, FsError } from "../errors.js";
 import { type Attr, isDir } from "../fs/attr.js";
-import type { FileSystem, Owner, SetAttr } from "../fs/filesystem.js";
+import { type FileSystem, type Owner, ROOT, type SetAttr } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
 import { type ErrorLog, toErrno } from "./errno.js";
 import type { SnapshotViews } from "./snapshots.js";
@@ -34,6 +34,8 @@ export interface FuseStat {
   atime: bigint;
   mtime: bigint;
   ctime: bigint;
+  /** Seconds the kernel may keep these attributes; absent: the mount's attr_timeout. */
+  attrTimeout?: number;
 }
 
 type Done<T> = (err: number, value?: T) => void;
@@ -95,6 +97,11 @@ export interface OpsOptions {
   owner: () => Owner;
   /** The time `.snapshots` shows (the newest snapshot's creation, say). */
   snapdirTime?: () => Time;
+  /**
+   * Seconds the kernel may keep attributes that cannot change behind its back (see
+   * `View.cacheable`); the others keep the mount's attr_timeout. Absent: all keep that.
+   */
+  attrTimeout?: number;
 }
 
 const UNCHANGED_ID = 0xffffffff;
@@ -208,6 +215,15 @@ export class FuseOps {
     });
   }
 
+  /**
+   * True when the kernel may keep `a` (see `View.cacheable`). Never the root of the mount: were
+   * it cached, a `stat` of the mount point would not show at once that the daemon is gone
+   * (ENOTCONN), which is how a dead mount is told.
+   */
+  private cacheable(view: View, a: Attr): boolean {
+    return !(view === this.o.root && a.ino === ROOT) && view.cacheable(a);
+  }
+
   // ------------------------------------------------------------------ the operations
 
   /** The object handed to fuse-native. */
@@ -227,7 +243,12 @@ export class FuseOps {
   op_getattr(path: string, cb: Done<FuseStat>): void {
     this.call("getattr", path, cb, async () => {
       const p = await this.locate(path);
-      return p.view ? toStat(await p.view.fs.getattr(p.ino)) : this.snapdirStat();
+      if (!p.view) return this.snapdirStat();
+      const a = await p.view.fs.getattr(p.ino);
+      const stat = toStat(a);
+      if (this.o.attrTimeout !== undefined && this.cacheable(p.view, a))
+        stat.attrTimeout = this.o.attrTimeout;
+      return stat;
     });
   }
 
@@ -426,6 +447,7 @@ export class FuseOps {
       const from = await this.node(src);
       const to = await this.parentOf(dest);
       if (from.view !== to.view) throw new FsError("EXDEV", `${src} and ${dest}`);
+      to.view.linking(from.ino);
       await this.change(() => to.view.fs.link(from.ino, to.dir, to.name));
     });
   }

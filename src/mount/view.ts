@@ -2,12 +2,19 @@
 // directory entries. The production volume is one view; every open snapshot is another.
 
 import { LRUCache } from "lru-cache";
+import { type Attr, isDir } from "../fs/attr.js";
 import { type FileSystem, ROOT } from "../fs/filesystem.js";
 
 const key = (parent: number, name: string) => `${parent}/${name}`;
 
 export class View {
   private readonly dentries = new LRUCache<string, number>({ max: 1 << 16 });
+  /**
+   * Inodes that have had more than one name while mounted. libfuse 2 keeps one node per name,
+   * so the kernel holds one inode per name of a hard-linked file; a change through one name
+   * leaves what the others cached stale, so their attributes are never cached.
+   */
+  private readonly linked = new Set<number>();
 
   constructor(
     public fs: FileSystem,
@@ -33,6 +40,24 @@ export class View {
     let ino = ROOT;
     for (const p of parts) ino = await this.lookup(ino, p);
     return ino;
+  }
+
+  /**
+   * True when the kernel may keep the attributes `a` for a while: every change to them then
+   * comes through the one kernel inode that caches them, and the kernel drops them itself on
+   * each change it sends (a write, setattr, link, or a name made or removed in a directory).
+   * That holds for everything in a snapshot (nothing there changes), for directories (one name
+   * each), and for other files that have had only one name while mounted.
+   */
+  cacheable(a: Attr): boolean {
+    if (this.readOnly || isDir(a.mode)) return true;
+    if (a.nlink !== 1) this.linked.add(a.ino);
+    return a.nlink === 1 && !this.linked.has(a.ino);
+  }
+
+  /** Inode `ino` is getting another name (see `cacheable`). */
+  linking(ino: number): void {
+    this.linked.add(ino);
   }
 
   /** A name changed: it may no longer point where the cache says. */

@@ -1,6 +1,7 @@
 // A tiny in-memory filesystem served with fuse-native, run as a child process by the binding
-// tests: it mounts at argv[2], keeps every utimens call and write size, and reports them over IPC.
-// Nanosecond times are bigints; over IPC they travel as decimal strings.
+// tests: it mounts at argv[2] (attr_timeout=0), keeps every utimens call, write size and getattr
+// per path, and reports them over IPC. Nanosecond times are bigints; over IPC they travel as
+// decimal strings. Files named `keep*` ask the kernel to keep their attributes for a minute.
 
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -8,6 +9,7 @@ import { pathToFileURL } from "node:url";
 type Reply = (code: number, ...result: unknown[]) => void;
 type UtimensTime = bigint | "now" | "omit";
 interface FuseInstance {
+  _fuseOptions(): string;
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
 }
@@ -20,7 +22,13 @@ interface FuseClass {
 export type TinyFuseMessage =
   | { type: "ready" }
   | { type: "failed"; message: string }
-  | { type: "calls"; utimens: UtimensCall[]; writes: number[] };
+  | {
+      type: "calls";
+      utimens: UtimensCall[];
+      writes: number[];
+      /** getattr calls per path. */
+      getattrs: Record<string, number>;
+    };
 /** One utimens call: each time is nanoseconds since the epoch (decimal), "now" or "omit". */
 export interface UtimensCall {
   path: string;
@@ -49,16 +57,20 @@ function serve(mnt: string): void {
   let nextFd = 10;
   const utimens: UtimensCall[] = [];
   const writes: number[] = [];
+  const getattrs: Record<string, number> = {};
 
   const ops = {
     getattr(path: string, cb: Reply) {
+      getattrs[path] = (getattrs[path] ?? 0) + 1;
       const n = nodes.get(path);
       if (!n) return cb(Fuse.ENOENT);
       const size = n.data.length;
       const nlink = n.mode & 0o40000 ? 2 : 1;
       const blocks = Math.ceil(size / 512);
       const { mode, ino, atime, mtime, ctime } = n;
-      cb(0, { mode, uid: 0, gid: 0, size, nlink, ino, blksize: 4096, blocks, atime, mtime, ctime });
+      const attrTimeout = path.startsWith("/keep") ? 60 : undefined;
+      const stat = { mode, uid: 0, gid: 0, size, nlink, ino, blksize: 4096, blocks, attrTimeout };
+      cb(0, { ...stat, atime, mtime, ctime });
     },
     readdir(path: string, cb: Reply) {
       if (path !== "/") return cb(Fuse.ENOENT);
@@ -119,10 +131,16 @@ function serve(mnt: string): void {
   };
 
   const send = (m: TinyFuseMessage) => process.send?.(m);
-  const fuse = new Fuse(mnt, ops, { useIno: true, bigWrites: true, maxWrite: 131072 });
+  // Attributes are cached only where getattr says so (libfuse's default keeps them a second).
+  class TinyFuse extends Fuse {
+    override _fuseOptions(): string {
+      return `${super._fuseOptions()},attr_timeout=0`;
+    }
+  }
+  const fuse = new TinyFuse(mnt, ops, { useIno: true, bigWrites: true, maxWrite: 131072 });
   fuse.mount((err) => send(err ? { type: "failed", message: err.message } : { type: "ready" }));
   process.on("message", (m: { type?: string }) => {
-    if (m.type === "calls") send({ type: "calls", utimens, writes });
+    if (m.type === "calls") send({ type: "calls", utimens, writes, getattrs });
   });
   // Without the test on the other end, unmount and leave.
   process.on("disconnect", () => fuse.unmount(() => process.exit(0)));

@@ -46,7 +46,11 @@ function next(c: ChildProcess, type: TinyFuseMessage["type"]): Promise<TinyFuseM
   });
 }
 
-async function calls(): Promise<{ utimens: UtimensCall[]; writes: number[] }> {
+async function calls(): Promise<{
+  utimens: UtimensCall[];
+  writes: number[];
+  getattrs: Record<string, number>;
+}> {
   const reply = next(child!, "calls");
   child!.send({ type: "calls" });
   const m = await reply;
@@ -147,6 +151,20 @@ describe("fuse-native binding through a real mount", () => {
     await sh("touch", f);
     expect(await sh("stat", "-c", "%i", f)).toBe(String(FIRST_INO));
     expect(await sh("stat", "-c", "%i", mnt)).toBe("1");
+  });
+
+  it("the kernel keeps attributes as long as getattr's attrTimeout says, else asks each time", async () => {
+    const keep = join(mnt, "keep");
+    const plain = join(mnt, "plain");
+    await sh("touch", keep, plain);
+    const before = (await calls()).getattrs;
+    for (let i = 0; i < 3; i++) await sh("stat", keep, plain);
+    const after = (await calls()).getattrs;
+    expect((after["/plain"] ?? 0) - (before["/plain"] ?? 0)).toBeGreaterThanOrEqual(3);
+    expect(after["/keep"]).toBe(before["/keep"]);
+    // A change through the kernel still shows at once: it drops what it kept.
+    await sh("touch", "-d", "2001-02-03 04:05:06.123456789 UTC", keep);
+    expect(await sh("stat", "-c", "%y", keep)).toBe(T2001_TEXT);
   });
 
   it("a 1 MiB write arrives in requests larger than 4 KiB (big_writes, max_write)", async () => {

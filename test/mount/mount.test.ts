@@ -199,6 +199,18 @@ describe("mounted volume", () => {
     run("mkdir -p p/q && mv p/q r && rmdir p", mnt);
     expect(run("stat -c %h . r", mnt).trim().split("\n")).toEqual(["4", "2"]);
 
+    // Every name of a hard-linked file shows changes made through another at once, also while
+    // one is removed but still open.
+    run("echo x > f && stat f > /dev/null && ln f g && stat f g > /dev/null", mnt);
+    run("echo yy >> g && chmod 600 g", mnt);
+    expect(run("stat -c '%s %a %h' f", mnt).trim()).toBe("5 600 2");
+    const stats = run(
+      "exec 3>>g && rm g && stat -c '%s' f && echo zzz >&3 && stat -c '%s' f && exec 3>&-",
+      mnt,
+    );
+    expect(stats.trim().split("\n")).toEqual(["5", "9"]);
+    expect(run("stat -c '%s %h' f", mnt).trim()).toBe("9 1");
+
     run("head -c 20000000 /dev/urandom > big", mnt);
     const sum = run("md5sum < big", mnt);
     run("dd if=big of=big2 bs=1M status=none && sync big2", mnt);
