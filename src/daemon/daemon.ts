@@ -85,9 +85,12 @@ export class Daemon {
         },
       });
       const daemon = new Daemon(opts, service, unlock, root, views, ops, undefined);
-      service.onRevert((next) => {
+      service.onRevert(async (next) => {
         root.replace(next);
         views.refresh();
+        // Attributes the kernel keeps may be those of production before the revert (a file
+        // it no longer has, an old size): the revert ends when the last of them has expired.
+        await new Promise((done) => setTimeout(done, PRODUCTION_ATTR_TIMEOUT * 1000));
       });
       daemon.protocol = new VolumeProtocol(service, mountpoint);
       try {

@@ -88,7 +88,7 @@ export class Service {
   readonly gate = new Gate();
   /** Snapshot creations, one at a time: each gets its own @GMT name, a user-given name is taken once. */
   private readonly creating = new Mutex();
-  private readonly reverted: Array<(fs: FileSystem) => void> = [];
+  private readonly reverted: Array<(fs: FileSystem) => void | Promise<void>> = [];
 
   constructor(
     readonly store: string,
@@ -96,8 +96,11 @@ export class Service {
     public fs: FileSystem,
   ) {}
 
-  /** Calls `fn` with the new filesystem after every revert. */
-  onRevert(fn: (fs: FileSystem) => void): void {
+  /**
+   * Calls `fn` with the new filesystem after every revert, before changes to production are let
+   * in again; the revert ends when it settles.
+   */
+  onRevert(fn: (fs: FileSystem) => void | Promise<void>): void {
     this.reverted.push(fn);
   }
 
@@ -230,8 +233,8 @@ export class Service {
       await this.fs.flush();
       await this.volume.revert(target.id, { discardNewer: opts.discardNewer });
       this.fs = await FileSystem.open(this.volume);
+      for (const fn of this.reverted) await fn(this.fs);
     });
-    for (const fn of this.reverted) fn(this.fs);
     return { reverted: row(target), saved, discarded };
   }
 
