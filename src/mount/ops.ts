@@ -39,6 +39,8 @@ export interface FuseStat {
 }
 
 type Done<T> = (err: number, value?: T) => void;
+/** The file handle of a new file, and its attributes (so that libfuse need not ask for them). */
+type Created = (err: number, fd?: number, stat?: FuseStat) => void;
 type Count = (result: number) => void;
 
 const NS = 1_000_000_000n;
@@ -195,24 +197,12 @@ export class FuseOps {
     };
   }
 
-  private setattr(path: string, cb: Done<void>, set: SetAttr, fd?: number): void {
-    this.call("setattr", path, cb, async () => {
-      const p = fd === undefined ? await this.node(path) : this.handle(fd);
-      await this.change(() => p.view.fs.setattr(p.ino, set));
-    });
-  }
-
-  /** Makes a new name in the directory of `path`. */
-  private make(
-    op: string,
-    path: string,
-    cb: Done<void>,
-    make: (fs: FileSystem, dir: number, name: string) => Promise<Attr>,
-  ): void {
-    this.call(op, path, cb, async () => {
-      const { view, dir, name } = await this.parentOf(path);
-      await this.change(() => make(view.fs, dir, name));
-    });
+  /** `a` for the binding, with how long the kernel may keep it (see `View.cacheable`). */
+  private stat(view: View, a: Attr): FuseStat {
+    const stat = toStat(a);
+    if (this.o.attrTimeout !== undefined && this.cacheable(view, a))
+      stat.attrTimeout = this.o.attrTimeout;
+    return stat;
   }
 
   /**
@@ -222,6 +212,28 @@ export class FuseOps {
    */
   private cacheable(view: View, a: Attr): boolean {
     return !(view === this.o.root && a.ino === ROOT) && view.cacheable(a);
+  }
+
+  // Changes answer with the attributes they leave: libfuse asks for them right after.
+
+  private setattr(path: string, cb: Done<FuseStat>, set: SetAttr, fd?: number): void {
+    this.call("setattr", path, cb, async () => {
+      const p = fd === undefined ? await this.node(path) : this.handle(fd);
+      return this.stat(p.view, await this.change(() => p.view.fs.setattr(p.ino, set)));
+    });
+  }
+
+  /** Makes a new name in the directory of `path`. */
+  private make(
+    op: string,
+    path: string,
+    cb: Done<FuseStat>,
+    make: (fs: FileSystem, dir: number, name: string) => Promise<Attr>,
+  ): void {
+    this.call(op, path, cb, async () => {
+      const { view, dir, name } = await this.parentOf(path);
+      return this.stat(view, await this.change(() => make(view.fs, dir, name)));
+    });
   }
 
   // ------------------------------------------------------------------ the operations
@@ -243,12 +255,7 @@ export class FuseOps {
   op_getattr(path: string, cb: Done<FuseStat>): void {
     this.call("getattr", path, cb, async () => {
       const p = await this.locate(path);
-      if (!p.view) return this.snapdirStat();
-      const a = await p.view.fs.getattr(p.ino);
-      const stat = toStat(a);
-      if (this.o.attrTimeout !== undefined && this.cacheable(p.view, a))
-        stat.attrTimeout = this.o.attrTimeout;
-      return stat;
+      return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();
     });
   }
 
@@ -341,8 +348,8 @@ export class FuseOps {
     });
   }
 
-  op_create(path: string, mode: number, cb: Done<number>): void {
-    this.call("create", path, cb, async () => {
+  op_create(path: string, mode: number, cb: Created): void {
+    const create = async (): Promise<[number, FuseStat]> => {
       const { view, dir, name } = await this.parentOf(path);
       const a = await this.change(async () => {
         const made = await view.fs.create(dir, name, mode, this.o.owner());
@@ -351,8 +358,12 @@ export class FuseOps {
       });
       const fd = this.nextHandle++;
       this.handles.set(fd, { view, ino: a.ino });
-      return fd;
-    });
+      return [fd, this.stat(view, a)];
+    };
+    create().then(
+      ([fd, stat]) => cb(0, fd, stat),
+      (e) => cb(toErrno(e, "create", path, this.o.log)),
+    );
   }
 
   op_release(path: string, fd: number, cb: Done<void>): void {
@@ -382,9 +393,8 @@ export class FuseOps {
     });
   }
 
-  op_flush(_path: string, _fd: number, cb: Done<void>): void {
-    cb(0);
-  }
+  // No flush: closing needs nothing here, and without one the kernel, told ENOSYS once by
+  // libfuse, stops sending a FLUSH request on every close.
 
   op_fsync(path: string, _datasync: number, fd: number, cb: Done<void>): void {
     this.call("fsync", path, cb, async () => {
@@ -400,24 +410,24 @@ export class FuseOps {
     });
   }
 
-  op_truncate(path: string, size: number, cb: Done<void>): void {
+  op_truncate(path: string, size: number, cb: Done<FuseStat>): void {
     this.setattr(path, cb, { size });
   }
 
-  op_ftruncate(path: string, fd: number, size: number, cb: Done<void>): void {
+  op_ftruncate(path: string, fd: number, size: number, cb: Done<FuseStat>): void {
     this.setattr(path, cb, { size }, fd);
   }
 
-  op_chmod(path: string, mode: number, cb: Done<void>): void {
+  op_chmod(path: string, mode: number, cb: Done<FuseStat>): void {
     this.setattr(path, cb, { mode });
   }
 
-  op_chown(path: string, uid: number, gid: number, cb: Done<void>): void {
+  op_chown(path: string, uid: number, gid: number, cb: Done<FuseStat>): void {
     const id = (n: number) => (n === UNCHANGED_ID || n === -1 ? undefined : n);
     this.setattr(path, cb, { uid: id(uid), gid: id(gid) });
   }
 
-  op_utimens(path: string, atime: FuseTime, mtime: FuseTime, cb: Done<void>): void {
+  op_utimens(path: string, atime: FuseTime, mtime: FuseTime, cb: Done<FuseStat>): void {
     this.setattr(path, cb, { atime: fromFuseTime(atime), mtime: fromFuseTime(mtime) });
   }
 
@@ -428,27 +438,30 @@ export class FuseOps {
     });
   }
 
-  op_mknod(path: string, mode: number, dev: number, cb: Done<void>): void {
+  op_mknod(path: string, mode: number, dev: number, cb: Done<FuseStat>): void {
     this.make("mknod", path, cb, (fs, dir, name) => fs.mknod(dir, name, mode, dev, this.o.owner()));
   }
 
-  op_mkdir(path: string, mode: number, cb: Done<void>): void {
+  op_mkdir(path: string, mode: number, cb: Done<FuseStat>): void {
     this.make("mkdir", path, cb, (fs, dir, name) => fs.mkdir(dir, name, mode, this.o.owner()));
   }
 
-  op_symlink(target: string, path: string, cb: Done<void>): void {
+  op_symlink(target: string, path: string, cb: Done<FuseStat>): void {
     this.make("symlink", path, cb, (fs, dir, name) =>
       fs.symlink(dir, name, target, this.o.owner()),
     );
   }
 
-  op_link(src: string, dest: string, cb: Done<void>): void {
+  op_link(src: string, dest: string, cb: Done<FuseStat>): void {
     this.call("link", dest, cb, async () => {
       const from = await this.node(src);
       const to = await this.parentOf(dest);
       if (from.view !== to.view) throw new FsError("EXDEV", `${src} and ${dest}`);
       to.view.linking(from.ino);
-      await this.change(() => to.view.fs.link(from.ino, to.dir, to.name));
+      return this.stat(
+        to.view,
+        await this.change(() => to.view.fs.link(from.ino, to.dir, to.name)),
+      );
     });
   }
 

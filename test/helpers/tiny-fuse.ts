@@ -1,7 +1,8 @@
 // A tiny in-memory filesystem served with fuse-native, run as a child process by the binding
 // tests: it mounts at argv[2] (attr_timeout=0), keeps every utimens call, write size and getattr
 // per path, and reports them over IPC. Nanosecond times are bigints; over IPC they travel as
-// decimal strings. Files named `keep*` ask the kernel to keep their attributes for a minute.
+// decimal strings. Files named `keep*` ask the kernel to keep their attributes for a minute;
+// creates of files named `given*` give their attributes with the file handle.
 
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -58,19 +59,22 @@ function serve(mnt: string): void {
   const utimens: UtimensCall[] = [];
   const writes: number[] = [];
   const getattrs: Record<string, number> = {};
+  const statOf = (path: string, n: Node) => {
+    const size = n.data.length;
+    const nlink = n.mode & 0o40000 ? 2 : 1;
+    const blocks = Math.ceil(size / 512);
+    const { mode, ino, atime, mtime, ctime } = n;
+    const attrTimeout = path.startsWith("/keep") ? 60 : undefined;
+    const stat = { mode, uid: 0, gid: 0, size, nlink, ino, blksize: 4096, blocks, attrTimeout };
+    return { ...stat, atime, mtime, ctime };
+  };
 
   const ops = {
     getattr(path: string, cb: Reply) {
       getattrs[path] = (getattrs[path] ?? 0) + 1;
       const n = nodes.get(path);
       if (!n) return cb(Fuse.ENOENT);
-      const size = n.data.length;
-      const nlink = n.mode & 0o40000 ? 2 : 1;
-      const blocks = Math.ceil(size / 512);
-      const { mode, ino, atime, mtime, ctime } = n;
-      const attrTimeout = path.startsWith("/keep") ? 60 : undefined;
-      const stat = { mode, uid: 0, gid: 0, size, nlink, ino, blksize: 4096, blocks, attrTimeout };
-      cb(0, { ...stat, atime, mtime, ctime });
+      cb(0, statOf(path, n));
     },
     readdir(path: string, cb: Reply) {
       if (path !== "/") return cb(Fuse.ENOENT);
@@ -80,8 +84,10 @@ function serve(mnt: string): void {
     create(path: string, mode: number, cb: Reply) {
       const t = now();
       const data = Buffer.alloc(0);
-      nodes.set(path, { ino: nextIno++, mode, data, atime: t, mtime: t, ctime: t });
-      cb(0, nextFd++);
+      const n = { ino: nextIno++, mode, data, atime: t, mtime: t, ctime: t };
+      nodes.set(path, n);
+      // A file named `given*` comes with its attributes: libfuse asks for none after the create.
+      cb(0, nextFd++, path.startsWith("/given") ? statOf(path, n) : undefined);
     },
     open(path: string, _flags: number, cb: Reply) {
       if (!nodes.has(path)) return cb(Fuse.ENOENT);

@@ -167,6 +167,17 @@ describe("fuse-native binding through a real mount", () => {
     expect(await sh("stat", "-c", "%y", keep)).toBe(T2001_TEXT);
   });
 
+  it("a create that gives the new file's attributes spares libfuse's getattr after it", async () => {
+    const given = join(mnt, "given");
+    const plain = join(mnt, "plain");
+    await sh("bash", "-c", `: > ${given} && : > ${plain}`);
+    const { getattrs } = await calls();
+    // Each name: one getattr for the lookup that found nothing; plain: one more after the create.
+    expect(getattrs["/given"]).toBe(1);
+    expect(getattrs["/plain"]).toBe(2);
+    expect(await sh("stat", "-c", "%i %s %a", given)).toBe(`${FIRST_INO} 0 644`);
+  });
+
   it("a 1 MiB write arrives in requests larger than 4 KiB (big_writes, max_write)", async () => {
     const f = join(mnt, "big");
     await sh("dd", "if=/dev/zero", `of=${f}`, "bs=1M", "count=1", "status=none");
