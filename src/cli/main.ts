@@ -60,6 +60,11 @@ async function requireFuse(): Promise<void> {
   }
 }
 
+/** Detaches the FUSE mount on `mnt` (lazily, as `fusermount -uz` does). */
+async function detach(mnt: string): Promise<void> {
+  await new Promise((done) => spawn("fusermount", ["-uz", mnt]).on("exit", done));
+}
+
 async function checkMountpoint(mnt: string): Promise<void> {
   const st = await import("node:fs/promises").then((f) => f.stat(mnt)).catch(() => undefined);
   if (!st) throw new FsError("ENOENT", `mount point ${mnt} does not exist`);
@@ -195,8 +200,14 @@ async function snapshotSet(
   targets: string[],
   opts: SnapshotOptions,
 ): Promise<{ setId: string; rows: Array<SnapshotRow & { volume: string }> }> {
-  const { BackendParticipant } = await import("./participant.js");
-  const { historyRecord, ProtocolError, takeSnapshot } = await import("../snapshot/index.js");
+  // The requester's modules only, not the snapshot layer's index: that also loads the socket
+  // writers' message schemas (zod), which take longer to load than the whole run takes.
+  const [{ BackendParticipant }, { ProtocolError, takeSnapshot }, { historyRecord }] =
+    await Promise.all([
+      import("./participant.js"),
+      import("../snapshot/coordinator.js"),
+      import("../snapshot/history.js"),
+    ]);
   const stores = await Promise.all(targets.map(async (t) => (await resolveTarget(t)).store));
   const twice = stores.find((s, i) => stores.indexOf(s) !== i);
   if (twice) throw new FsError("EINVAL", `${twice} is named twice`);
@@ -213,13 +224,18 @@ async function snapshotSet(
       await record(run);
       throw e;
     }
-    await record(run);
+    // The history line and the new snapshots' rows are asked for together.
+    const [, listed] = await Promise.all([
+      record(run),
+      Promise.all(
+        backends.map((b) => b.call<SnapshotRow[]>("snapshot.list", { settle: false })),
+      ),
+    ]);
     const rows: Array<SnapshotRow & { volume: string }> = [];
-    for (const [i, b] of backends.entries()) {
-      const made = run.snapshots.find((x) => x.volume === stores[i]);
-      const listed = await b.call<SnapshotRow[]>("snapshot.list", { settle: false });
-      const row = listed.find((r) => r.id === made?.id);
-      if (row) rows.push({ volume: stores[i]!, ...row });
+    for (const [i, volume] of stores.entries()) {
+      const made = run.snapshots.find((x) => x.volume === volume);
+      const row = listed[i]?.find((r) => r.id === made?.id);
+      if (row) rows.push({ volume, ...row });
     }
     return { setId: run.setId, rows };
   } finally {
@@ -227,13 +243,15 @@ async function snapshotSet(
   }
 
   async function record(run: SnapshotRun): Promise<void> {
-    for (const [i, b] of backends.entries()) {
-      await b
-        .call("history.append", { record: historyRecord(run, stores[i]!) })
-        .catch((e: unknown) =>
-          process.stderr.write(`shadowfs: ${stores[i]}: history not written: ${message(e)}\n`),
-        );
-    }
+    await Promise.all(
+      backends.map((b, i) =>
+        b
+          .call("history.append", { record: historyRecord(run, stores[i]!) })
+          .catch((e: unknown) =>
+            process.stderr.write(`shadowfs: ${stores[i]}: history not written: ${message(e)}\n`),
+          ),
+      ),
+    );
   }
 }
 
@@ -299,7 +317,7 @@ export function program(): Command {
       // A mount left behind by a daemon that was killed: detach it first.
       const stale = (await shadowfsMounts()).find((m) => m.mountpoint === mnt && m.store === dir);
       if (stale) {
-        await new Promise((done) => spawn("fusermount", ["-uz", mnt]).on("exit", done));
+        await detach(mnt);
         print(`detached the stale mount of ${dir} on ${mnt}`);
       }
       await checkMountpoint(mnt);
@@ -322,9 +340,7 @@ export function program(): Command {
         );
       const pid = await lockHolder(store);
       if (pid === undefined) {
-        await new Promise((done) =>
-          spawn("fusermount", ["-uz", mount.mountpoint]).on("exit", done),
-        );
+        await detach(mount.mountpoint);
         print(`detached ${mount.mountpoint} (its daemon was not running)`);
         return;
       }
