@@ -227,9 +227,7 @@ async function snapshotSet(
     // The history line and the new snapshots' rows are asked for together.
     const [, listed] = await Promise.all([
       record(run),
-      Promise.all(
-        backends.map((b) => b.call<SnapshotRow[]>("snapshot.list", { settle: false })),
-      ),
+      Promise.all(backends.map((b) => b.call<SnapshotRow[]>("snapshot.list", { settle: false }))),
     ]);
     const rows: Array<SnapshotRow & { volume: string }> = [];
     for (const [i, volume] of stores.entries()) {
