@@ -26,6 +26,12 @@ export interface AreaEntry {
   dataCrc: number;
 }
 
+/** Chunks written to an area's data file, to be published in its index. */
+export interface Batch {
+  made: Array<[number, AreaEntry]>;
+  slots: number;
+}
+
 export const dataPath = (dir: string, id: number) => join(dir, "diff", `${id}.data`);
 export const indexPath = (dir: string, id: number) => join(dir, "diff", `${id}.index`);
 
@@ -93,6 +99,8 @@ export class DiffArea {
   private pins = 0;
   private deleted = false;
   private onUnpinned: (() => void) | undefined;
+  /** Next data slot for a batch to write: past the slots of batches written, not yet published. */
+  private nextFreeSlot: number;
 
   private constructor(
     readonly id: number,
@@ -103,10 +111,11 @@ export class DiffArea {
     /** Records in the index file, all durable. */
     public records: number,
     private batches: number,
-    /** Next free data slot. */
+    /** Data slots of published batches. */
     private nextSlot: number,
   ) {
     this.entries = entries;
+    this.nextFreeSlot = nextSlot;
   }
 
   static async create(host: HostFs, dir: string, id: number, chunkSize: number): Promise<DiffArea> {
@@ -204,37 +213,54 @@ export class DiffArea {
   }
 
   /**
-   * Preserves chunks: data is written and synced, then the index batch is written and synced,
-   * and only then are the entries visible in `entries`. `data` null or all zeros stores no data.
-   * Costs two syncs whatever the number of chunks. The caller serialises appends to one area.
+   * Preserves chunks: `write` then `publish`. Costs two syncs whatever the number of chunks.
+   * The caller serialises appends to one area.
    */
   async append(chunks: ReadonlyArray<{ chunk: number; data: Buffer | null }>): Promise<void> {
-    if (chunks.length === 0) return;
-    const batch = this.batches + 1;
-    const recs = Buffer.alloc((chunks.length + 1) * RECORD_SIZE);
-    encodeRecord({ kind: KIND_BATCH, batch, count: chunks.length }, recs, 0);
+    await this.publish(await this.write(chunks));
+  }
+
+  /**
+   * Writes the chunks' data to slots of their own, neither durable nor visible: a batch to
+   * `publish`. `data` null or all zeros stores no data. Batches are published in the order they
+   * were written, each after the one before; the next may be written while one is published.
+   */
+  async write(chunks: ReadonlyArray<{ chunk: number; data: Buffer | null }>): Promise<Batch> {
     const payload: Buffer[] = [];
-    const firstSlot = this.nextSlot;
+    const firstSlot = this.nextFreeSlot;
     const made: Array<[number, AreaEntry]> = [];
-    chunks.forEach(({ chunk, data }, i) => {
+    for (const { chunk, data } of chunks) {
       let entry: AreaEntry = { slot: ZERO_SLOT, dataCrc: 0 };
       if (data && !isZero(data)) {
         entry = { slot: firstSlot + payload.length, dataCrc: crc(data) };
         payload.push(data);
       }
-      encodeRecord({ kind: KIND_ENTRY, batch, chunk, ...entry }, recs, (i + 1) * RECORD_SIZE);
       made.push([chunk, entry]);
-    });
-    if (payload.length > 0) {
-      await this.data.writev(payload, DATA_HEADER_SIZE + firstSlot * this.chunkSize);
-      await this.data.sync();
     }
+    this.nextFreeSlot += payload.length;
+    if (payload.length > 0)
+      await this.data.writev(payload, DATA_HEADER_SIZE + firstSlot * this.chunkSize);
+    return { made, slots: payload.length };
+  }
+
+  /**
+   * Makes a written batch durable, then visible in `entries`: its data is synced, then its index
+   * records are written and synced.
+   */
+  async publish(b: Batch): Promise<void> {
+    if (b.made.length === 0) return;
+    const batch = this.batches + 1;
+    const recs = Buffer.alloc((b.made.length + 1) * RECORD_SIZE);
+    encodeRecord({ kind: KIND_BATCH, batch, count: b.made.length }, recs, 0);
+    for (const [i, [chunk, e]] of b.made.entries())
+      encodeRecord({ kind: KIND_ENTRY, batch, chunk, ...e }, recs, (i + 1) * RECORD_SIZE);
+    if (b.slots > 0) await this.data.sync();
     await this.index.write(recs, INDEX_HEADER_SIZE + this.records * RECORD_SIZE);
     await this.index.sync();
-    this.nextSlot += payload.length;
-    this.records += chunks.length + 1;
+    this.nextSlot += b.slots;
+    this.records += b.made.length + 1;
     this.batches = batch;
-    for (const [chunk, e] of made) this.entries.set(chunk, e);
+    for (const [chunk, e] of b.made) this.entries.set(chunk, e);
   }
 
   /** Reads the preserved chunk into `target` (chunkSize bytes), verifying its checksum. */

@@ -2,9 +2,14 @@
 // staged until its original is preserved in a batch. It never lets a base chunk be overwritten
 // before the original a snapshot reads is durable in a diff area.
 
-import type { DiffArea } from "./diff-area.js";
+import type { Batch, DiffArea } from "./diff-area.js";
 import { RECORD_SIZE, ZERO_SLOT } from "./format.js";
 import type { CowVolume } from "./volume.js";
+
+interface Landing {
+  batch: Map<number, Staged>;
+  run: Promise<void>;
+}
 
 /** A chunk whose original must be preserved before its new contents reach the base image. */
 interface Staged {
@@ -31,8 +36,10 @@ interface Staged {
  */
 export class WriteBack {
   private staged = new Map<number, Staged>();
-  private committing = new Map<number, Staged>();
-  private commitRun: Promise<void> | undefined;
+  /** Batches landing, oldest first: at most two, the newer writing while the older publishes. */
+  private landing: Landing[] = [];
+  /** Settles when the newest batch has written its originals (see `land`). */
+  private written: Promise<void> = Promise.resolve();
   /** Chunks a write found room for and has yet to stage. */
   private planned = 0;
   private readonly baseReads = new Set<Promise<void>>();
@@ -59,9 +66,9 @@ export class WriteBack {
     const { cs } = this;
     const first = Math.floor(offset / cs);
     const last = Math.floor((offset + data.length - 1) / cs);
-    // A chunk in a running batch gets its new contents only after the batch lands.
-    while (this.commitRun && this.anyIn(this.committing, first, last))
-      await this.commitRun.catch(() => {});
+    // A chunk in a landing batch gets its new contents only after the batch lands.
+    for (let l = this.landingOf(first, last); l; l = this.landingOf(first, last))
+      await l.run.catch(() => {});
     // Room for every chunk to preserve is found before any byte is applied, so a write that
     // does not fit under the shadow storage limit fails whole (ENOSPC), never half-done.
     const fresh = new Set<number>();
@@ -82,7 +89,7 @@ export class WriteBack {
     for (let c = first; c <= last; c++) {
       const lo = Math.max(offset, c * cs);
       const hi = Math.min(offset + data.length, (c + 1) * cs);
-      if (this.staged.has(c) || fresh.has(c) || this.committing.has(c)) {
+      if (this.staged.has(c) || fresh.has(c) || this.landingOf(c, c)) {
         await direct();
         runStart = runEnd = hi;
         if (await this.stage(c, fresh.has(c), lo - c * cs, data.subarray(lo - offset, hi - offset)))
@@ -94,11 +101,15 @@ export class WriteBack {
     await direct();
     // A batch lands on the I/O threads: a caller whose writes are all staged in memory, one
     // after another, never waits for I/O and would keep the batch's completions from running.
-    if (this.commitRun && !waited) await new Promise(setImmediate);
-    if (this.stagedBytes >= this.batchBytes && !this.commitRun) {
-      this.commit().catch((e: Error) => this.vol.stop(e)); // later calls then fail with EIO
+    if (this.landing.length > 0 && !waited) await new Promise(setImmediate);
+    while (this.stagedBytes >= this.batchBytes) {
+      if (this.landing.length < 2) {
+        this.land().catch((e: Error) => this.vol.stop(e)); // later calls then fail with EIO
+        break;
+      }
+      if (this.stagedBytes < 2 * this.batchBytes) break;
+      await this.landing[0]!.run;
     }
-    if (this.stagedBytes >= 2 * this.batchBytes) await this.commit();
   }
 
   /**
@@ -107,7 +118,8 @@ export class WriteBack {
    */
   get reservedBytes(): number {
     let n = this.planned + this.staged.size;
-    for (const s of this.committing.values()) if (!s.area.entries.has(s.chunk)) n++;
+    for (const l of this.landing)
+      for (const s of l.batch.values()) if (!s.area.entries.has(s.chunk)) n++;
     return n * this.unit;
   }
 
@@ -130,7 +142,8 @@ export class WriteBack {
     at: number,
     bytes: Uint8Array,
   ): Promise<boolean> {
-    while (this.commitRun && this.committing.has(chunk)) await this.commitRun.catch(() => {});
+    for (let l = this.landingOf(chunk, chunk); l; l = this.landingOf(chunk, chunk))
+      await l.run.catch(() => {});
     if (reserved) this.planned--; // from here the staged entry itself holds the room
     let s = this.staged.get(chunk);
     if (!s) {
@@ -160,27 +173,47 @@ export class WriteBack {
     return true;
   }
 
-  /** Lands every staged chunk: originals preserved (two syncs per area), then new contents written. */
+  /** Lands every staged chunk, and waits for every batch landing. */
   async commit(): Promise<void> {
-    while (this.commitRun) await this.commitRun;
-    if (this.staged.size === 0) return;
+    if (this.staged.size > 0) void this.land().catch(() => {}); // its failure is thrown below
+    while (this.landing.length > 0) await this.landing.at(-1)!.run;
+  }
+
+  /**
+   * Lands the staged chunks as one batch: their originals are read and written to the diff
+   * areas, then published there (two syncs per area), then their new contents written to the
+   * base. Batches write their originals one at a time (they share one buffer) and publish in
+   * the same order, so the next batch writes while this one waits for its syncs.
+   */
+  private land(): Promise<void> {
     const batch = this.staged;
     this.staged = new Map();
-    this.committing = batch;
-    this.commitRun = this.land(batch).finally(() => {
-      this.committing = new Map();
-      this.commitRun = undefined;
-      // No new read can reach these buffers: they are in neither map.
+    const before = this.landing.at(-1)?.run;
+    const writtenBefore = this.written;
+    let written = () => {};
+    this.written = new Promise<void>((resolve) => (written = resolve));
+    const l: Landing = { batch, run: Promise.resolve() };
+    l.run = this.landBatch(batch, writtenBefore, before, () => written()).finally(() => {
+      written();
+      this.landing.splice(this.landing.indexOf(l), 1);
+      // No new read can reach these buffers: the batch is in neither the staged nor the landing.
       for (const s of batch.values())
         if (s.readers === 0 && this.spare.length < (2 * this.batchBytes) / this.cs)
           this.spare.push(s.data);
     });
-    await this.commitRun;
+    this.landing.push(l);
+    return l.run;
   }
 
-  private async land(batch: Map<number, Staged>): Promise<void> {
+  private async landBatch(
+    batch: Map<number, Staged>,
+    writtenBefore: Promise<void>,
+    before: Promise<void> | undefined,
+    written: () => void,
+  ): Promise<void> {
     const { cs } = this;
     const list = [...batch.values()].sort((a, b) => a.chunk - b.chunk);
+    await writtenBefore;
     await Promise.all(list.map((s) => s.ready));
     const byArea = new Map<DiffArea, Staged[]>();
     for (const s of list) {
@@ -190,12 +223,19 @@ export class WriteBack {
       group.push(s);
       byArea.set(s.area, group);
     }
-    await this.readOriginals([...byArea.values()].flat().filter((s) => !s.original));
     for (const area of byArea.keys()) area.pin();
     try {
+      await this.readOriginals([...byArea.values()].flat().filter((s) => !s.original));
+      const batches: Array<[DiffArea, Batch]> = [];
       for (const [area, group] of byArea) {
-        await area.append(group.map((s) => ({ chunk: s.chunk, data: original(s) })));
+        batches.push([
+          area,
+          await area.write(group.map((s) => ({ chunk: s.chunk, data: original(s) }))),
+        ]);
       }
+      written();
+      await before; // a failed batch stops the volume: none after it publishes
+      for (const [area, b] of batches) await area.publish(b);
     } finally {
       for (const area of byArea.keys()) area.unpin();
     }
@@ -212,8 +252,8 @@ export class WriteBack {
   /**
    * Reads the originals of whole-chunk writes from the base, one read per run of chunks, into
    * one buffer kept from batch to batch: memory fresh from the system costs a page fault per
-   * page, which made these reads several times slower than the disk. Batches land one at a
-   * time, and an area has its originals written before the next batch starts.
+   * page, which made these reads several times slower than the disk. A batch uses its originals
+   * only until it has written them, and batches write one at a time.
    */
   private async readOriginals(list: Staged[]): Promise<void> {
     const { cs } = this;
@@ -247,7 +287,7 @@ export class WriteBack {
         );
     };
     for (let c = first; c <= last; c++) {
-      const s = this.staged.get(c) ?? this.committing.get(c);
+      const s = this.staged.get(c) ?? this.landingOf(c, c)?.batch.get(c);
       if (!s) continue;
       const lo = Math.max(offset, c * cs);
       const hi = Math.min(end, (c + 1) * cs);
@@ -331,10 +371,10 @@ export class WriteBack {
     if (!whole) t.set(buf.subarray(lo - c * cs, hi - c * cs), lo - offset);
   }
 
-  private anyIn(m: Map<number, Staged>, first: number, last: number): boolean {
-    if (m.size === 0) return false;
-    for (let c = first; c <= last; c++) if (m.has(c)) return true;
-    return false;
+  /** The landing batch holding a chunk in [first, last], if any. */
+  private landingOf(first: number, last: number): Landing | undefined {
+    for (const l of this.landing) for (let c = first; c <= last; c++) if (l.batch.has(c)) return l;
+    return undefined;
   }
 }
 
