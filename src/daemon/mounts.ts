@@ -1,27 +1,6 @@
-// The kernel's mount table, read from /proc/self/mountinfo.
+// Which paths are mounts, and which of them shadowfs serves.
 
-import { readFile } from "node:fs/promises";
-
-export interface MountEntry {
-  mountpoint: string;
-  fstype: string;
-  source: string;
-}
-
-const unescapeOctal = (s: string) =>
-  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-
-export async function mountTable(): Promise<MountEntry[]> {
-  const out: MountEntry[] = [];
-  for (const line of (await readFile("/proc/self/mountinfo", "utf8")).split("\n")) {
-    const [left, right] = line.split(" - ");
-    const [fstype, source] = right?.split(" ") ?? [];
-    const mountpoint = left?.split(" ")[4];
-    if (mountpoint && fstype && source !== undefined)
-      out.push({ mountpoint: unescapeOctal(mountpoint), fstype, source: unescapeOctal(source) });
-  }
-  return out;
-}
+import { mountTable } from "../mount/index.js";
 
 export async function isMountpoint(path: string): Promise<boolean> {
   return (await mountTable()).some((m) => m.mountpoint === path);

@@ -1,7 +1,9 @@
 // A FUSE mount through fuse-native: mount options checked before libfuse sees them (an option
 // it rejects would leave a dead mount), and the ones the binding has no name for appended.
 
+import { writeFile } from "node:fs/promises";
 import Fuse from "fuse-native";
+import { mountTable } from "./mount-table.js";
 
 /** Options always set: the filesystem's own inode numbers, 128 KiB writes, kernel checks. */
 const ALWAYS = ["use_ino", "big_writes", "max_write=131072", "default_permissions"];
@@ -21,6 +23,20 @@ class OptionedFuse extends Fuse {
     const extra = this.extra.join(",");
     return base ? `${base},${extra}` : `-o${extra}`;
   }
+}
+
+/**
+ * Read-ahead of a mount, in KiB. The kernel's default for FUSE, 128 KiB, keeps one 128 KiB read
+ * request in flight; 1 MiB keeps several, and a sequential `dd` of a file read 1.1 GB/s instead
+ * of 0.65-0.8 (4 MiB read no faster).
+ */
+export const READ_AHEAD_KB = 1024;
+
+/** Sets the mount's read-ahead; without the right to (not root), it keeps the kernel's. */
+async function setReadAhead(mnt: string): Promise<void> {
+  const dev = (await mountTable()).filter((m) => m.mountpoint === mnt).at(-1)?.device;
+  if (dev)
+    await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, `${READ_AHEAD_KB}\n`).catch(() => {});
 }
 
 export interface MountSpec {
@@ -47,6 +63,7 @@ export class FuseMount {
     await new Promise<void>((resolve, reject) =>
       fuse.mount((err) => (err ? reject(err) : resolve())),
     );
+    await setReadAhead(fuse.mnt);
     return new FuseMount(fuse, fuse.mnt);
   }
 

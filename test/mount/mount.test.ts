@@ -1,9 +1,10 @@
 // The mounted volume through real tools: production read/write, snapshots under the hidden
 // `.snapshots` directory and exposed on their own mount point, all read-only.
 
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { mountTable, READ_AHEAD_KB } from "../../src/mount/index.js";
 import { mounted, ok, run, type Scratch, sh } from "../helpers/mounted.js";
 
 let s: Scratch | undefined;
@@ -54,6 +55,12 @@ const listing = (dir: string, linkTimes = true) =>
     });
 
 /** `diff -r` of two trees; fifos are compared by `listing`, diff only names them. */
+/** The kernel's read-ahead for the mount on `mnt`, in KiB. */
+async function readAhead(mnt: string): Promise<number> {
+  const dev = (await mountTable()).find((m) => m.mountpoint === mnt)?.device;
+  return Number(await readFile(`/sys/class/bdi/${dev}/read_ahead_kb`, "utf8"));
+}
+
 const diff = (a: string, b: string) =>
   sh(`diff -r --no-dereference ${a} ${b}`)
     .stdout.split("\n")
@@ -148,6 +155,7 @@ describe("mounted volume", () => {
 
     // Exposed on its own mount point: the same tree, read-only.
     await ok("snapshot", "expose", mnt, gmt, exp);
+    expect(await readAhead(exp)).toBe(READ_AHEAD_KB);
     expect(diff(ref, exp)).toEqual([]);
     expect(listing(exp)).toEqual(listing(ref));
     expect(sh(`touch ${exp}/a/hello.txt`).stderr).toMatch(/Read-only file system/);
@@ -211,6 +219,8 @@ describe("mounted volume", () => {
     expect(stats.trim().split("\n")).toEqual(["5", "9"]);
     expect(run("stat -c '%s %h' f", mnt).trim()).toBe("9 1");
 
+    // Sequential reads keep several requests in flight.
+    expect(await readAhead(mnt)).toBe(READ_AHEAD_KB);
     run("head -c 20000000 /dev/urandom > big", mnt);
     const sum = run("md5sum < big", mnt);
     run("dd if=big of=big2 bs=1M status=none && sync big2", mnt);
