@@ -6,7 +6,7 @@ import { constants } from "node:fs";
 import type { Gate } from "../cow/index.js";
 import { erofs, FsError } from "../errors.js";
 import { type Attr, isDir } from "../fs/attr.js";
-import { type FileSystem, type Owner, ROOT, type SetAttr } from "../fs/filesystem.js";
+import type { FileSystem, Owner, SetAttr } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
 import { type ErrorLog, toErrno } from "./errno.js";
 import type { SnapshotViews } from "./snapshots.js";
@@ -197,21 +197,18 @@ export class FuseOps {
     };
   }
 
-  /** `a` for the binding, with how long the kernel may keep it (see `View.cacheable`). */
+  /**
+   * `a` for the binding, with how long the kernel may keep it (see `View.cacheable`). The root
+   * is kept too: with default_permissions the kernel checks it on every path it walks, so an
+   * uncached root cost one more round trip per system call (stat and create at queue depth 1 ran
+   * a quarter slower). Once the daemon is gone, a `stat` of the mount point alone may still
+   * answer from the cache until the timeout; everything else fails with ENOTCONN at once.
+   */
   private stat(view: View, a: Attr): FuseStat {
     const stat = toStat(a);
-    if (this.o.attrTimeout !== undefined && this.cacheable(view, a))
+    if (this.o.attrTimeout !== undefined && view.cacheable(a))
       stat.attrTimeout = this.o.attrTimeout;
     return stat;
-  }
-
-  /**
-   * True when the kernel may keep `a` (see `View.cacheable`). Never the root of the mount: were
-   * it cached, a `stat` of the mount point would not show at once that the daemon is gone
-   * (ENOTCONN), which is how a dead mount is told.
-   */
-  private cacheable(view: View, a: Attr): boolean {
-    return !(view === this.o.root && a.ino === ROOT) && view.cacheable(a);
   }
 
   // Changes answer with the attributes they leave: libfuse asks for them right after.
