@@ -1,6 +1,7 @@
 // Which paths are mounts, and which of them shadowfs serves.
 
-import { mountTable } from "../mount/index.js";
+// Not from the mount layer's index: that loads the FUSE binding, which commands do not need.
+import { mountTable } from "../mount/mount-table.js";
 
 export async function isMountpoint(path: string): Promise<boolean> {
   return (await mountTable()).some((m) => m.mountpoint === path);
