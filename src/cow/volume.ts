@@ -76,8 +76,8 @@ export interface Link {
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 /**
  * Bytes staged before a write-back batch starts. First copy-on-write writes (bench:cow, 1 GiB)
- * ran at 0.25-0.27 of a raw file's speed with 4, 8 or 16 MiB, 0.24 with 32, 0.20 with 64 and 0.16
- * with 128: the larger of the equal ones, for the fewest syncs.
+ * ran at 0.26 of a raw file's speed with 4 or 8 MiB, 0.25-0.32 with 16, 0.24-0.25 with 32,
+ * 0.19-0.21 with 64 and 0.16 with 128: the largest of the fastest, for the fewest syncs.
  */
 const DEFAULT_WRITE_BACK = 16 * 1024 * 1024;
 

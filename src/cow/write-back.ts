@@ -36,7 +36,10 @@ interface Staged {
  */
 export class WriteBack {
   private staged = new Map<number, Staged>();
-  /** Batches landing, oldest first: at most two, the newer writing while the older publishes. */
+  /**
+   * Batches landing, oldest first: writes start a new one while fewer than two are (a commit
+   * may add a third); each writes its originals while the one before it publishes.
+   */
   private landing: Landing[] = [];
   /** Settles when the newest batch has written its originals (see `land`). */
   private written: Promise<void> = Promise.resolve();
@@ -193,7 +196,7 @@ export class WriteBack {
     let written = () => {};
     this.written = new Promise<void>((resolve) => (written = resolve));
     const l: Landing = { batch, run: Promise.resolve() };
-    l.run = this.landBatch(batch, writtenBefore, before, () => written()).finally(() => {
+    l.run = this.landBatch(batch, writtenBefore, before, written).finally(() => {
       written();
       this.landing.splice(this.landing.indexOf(l), 1);
       // No new read can reach these buffers: the batch is in neither the staged nor the landing.

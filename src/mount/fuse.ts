@@ -28,7 +28,7 @@ class OptionedFuse extends Fuse {
 /**
  * Read-ahead of a mount, in KiB. The kernel's default for FUSE, 128 KiB, keeps one 128 KiB read
  * request in flight; 1 MiB keeps several, and a sequential `dd` of a file read 1.1 GB/s instead
- * of 0.65-0.8 (4 MiB read no faster).
+ * of 0.64-0.78 (4 MiB read no faster).
  */
 export const READ_AHEAD_KB = 1024;
 

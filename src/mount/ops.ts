@@ -200,9 +200,10 @@ export class FuseOps {
   /**
    * `a` for the binding, with how long the kernel may keep it (see `View.cacheable`). The root
    * is kept too: with default_permissions the kernel checks it on every path it walks, so an
-   * uncached root cost one more round trip per system call (stat and create at queue depth 1 ran
-   * a quarter slower). Once the daemon is gone, a `stat` of the mount point alone may still
-   * answer from the cache until the timeout; everything else fails with ENOTCONN at once.
+   * uncached root cost one more round trip per system call (at queue depth 1, stat of 5,000
+   * files took 0.88-1.06 s instead of 0.65-0.77). Once the daemon is gone, a `stat` of the mount
+   * point alone may still answer from the cache until the timeout; everything else fails with
+   * ENOTCONN at once.
    */
   private stat(view: View, a: Attr): FuseStat {
     const stat = toStat(a);
