@@ -121,7 +121,7 @@ export class DiffArea {
   static async create(host: HostFs, dir: string, id: number, chunkSize: number): Promise<DiffArea> {
     const header = (kind: AreaHeader["kind"]) =>
       encodeAreaHeader({ kind, version: FORMAT_VERSION, chunkSize, areaId: id });
-    const data = await host.open(dataPath(dir, id), { create: true });
+    const data = await host.open(dataPath(dir, id), { create: true, direct: true });
     const index = await host.open(indexPath(dir, id), { create: true });
     await data.truncate(0);
     await data.write(header("data"), 0);
@@ -156,7 +156,7 @@ export class DiffArea {
         throw new CorruptStoreError(`diff/${basename(path)}`, `missing (snapshot ${id})`);
       }
     }
-    const data = await host.open(dataPath(dir, id), { readOnly });
+    const data = await host.open(dataPath(dir, id), { readOnly, direct: true });
     const index = await host.open(indexPath(dir, id), { readOnly });
     try {
       const idxName = `diff/${id}.index`;

@@ -4,6 +4,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { DirectIo } from "./direct-file.js";
 
 /** An open host file. Reads see every completed write; only `sync` makes writes durable. */
 export interface HostFile {
@@ -21,10 +22,14 @@ export interface HostFile {
 }
 
 export interface HostFs {
-  /** Opens an existing file; `create` makes it (empty) when missing, `exclusive` fails if it exists. */
+  /**
+   * Opens an existing file; `create` makes it (empty) when missing, `exclusive` fails if it
+   * exists. `direct` asks that its data bypass the host's page cache where the host allows (it
+   * changes no result; for files synced as soon as written and seldom read).
+   */
   open(
     path: string,
-    opts?: { create?: boolean; exclusive?: boolean; readOnly?: boolean },
+    opts?: { create?: boolean; exclusive?: boolean; readOnly?: boolean; direct?: boolean },
   ): Promise<HostFile>;
   exists(path: string): Promise<boolean>;
   readdir(dir: string): Promise<string[]>;
@@ -37,9 +42,26 @@ export interface HostFs {
 }
 
 class NodeHostFile implements HostFile {
-  constructor(private readonly fh: FileHandle) {}
+  /** Present when the file was opened `direct`. */
+  private readonly io: DirectIo | undefined;
 
-  async read(buf: Uint8Array, position: number): Promise<number> {
+  constructor(
+    private readonly fh: FileHandle,
+    direct?: FileHandle,
+  ) {
+    if (direct) {
+      this.io = new DirectIo(direct, {
+        read: (buf, position) => this.readBuffered(buf, position),
+        writev: (chunks, position) => this.writevBuffered(chunks, position),
+      });
+    }
+  }
+
+  read(buf: Uint8Array, position: number): Promise<number> {
+    return this.io ? this.io.read(buf, position) : this.readBuffered(buf, position);
+  }
+
+  private async readBuffered(buf: Uint8Array, position: number): Promise<number> {
     let done = 0;
     while (done < buf.length) {
       const { bytesRead } = await this.fh.read(buf, done, buf.length - done, position + done);
@@ -50,7 +72,11 @@ class NodeHostFile implements HostFile {
     return done;
   }
 
-  async write(data: Uint8Array, position: number): Promise<void> {
+  write(data: Uint8Array, position: number): Promise<void> {
+    return this.io ? this.io.writev([data], position) : this.writeBuffered(data, position);
+  }
+
+  private async writeBuffered(data: Uint8Array, position: number): Promise<void> {
     let done = 0;
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
@@ -58,11 +84,18 @@ class NodeHostFile implements HostFile {
     }
   }
 
-  async writev(chunks: readonly Uint8Array[], position: number): Promise<void> {
+  writev(chunks: readonly Uint8Array[], position: number): Promise<void> {
+    return this.io ? this.io.writev(chunks, position) : this.writevBuffered(chunks, position);
+  }
+
+  private async writevBuffered(chunks: readonly Uint8Array[], position: number): Promise<void> {
     const total = chunks.reduce((n, c) => n + c.length, 0);
     const { bytesWritten } = await this.fh.writev(chunks as Uint8Array[], position);
     if (bytesWritten < total) {
-      await this.write(Buffer.concat(chunks).subarray(bytesWritten), position + bytesWritten);
+      await this.writeBuffered(
+        Buffer.concat(chunks).subarray(bytesWritten),
+        position + bytesWritten,
+      );
     }
   }
 
@@ -78,7 +111,8 @@ class NodeHostFile implements HostFile {
     return (await this.fh.stat()).size;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.io?.close();
     return this.fh.close();
   }
 }
@@ -87,12 +121,18 @@ class NodeHostFile implements HostFile {
 export class NodeHostFs implements HostFs {
   async open(
     path: string,
-    opts: { create?: boolean; exclusive?: boolean; readOnly?: boolean } = {},
+    opts: { create?: boolean; exclusive?: boolean; readOnly?: boolean; direct?: boolean } = {},
   ): Promise<HostFile> {
-    let flags = opts.readOnly ? constants.O_RDONLY : constants.O_RDWR;
+    const access = opts.readOnly ? constants.O_RDONLY : constants.O_RDWR;
+    let flags = access;
     if (opts.create) flags |= constants.O_CREAT;
     if (opts.exclusive) flags |= constants.O_EXCL;
-    return new NodeHostFile(await open(path, flags, 0o600));
+    const fh = await open(path, flags, 0o600);
+    // A host filesystem without O_DIRECT (tmpfs) refuses the open: the file is then only buffered.
+    const direct = opts.direct
+      ? await open(path, access | constants.O_DIRECT).catch(() => undefined)
+      : undefined;
+    return new NodeHostFile(fh, direct);
   }
 
   async exists(path: string): Promise<boolean> {

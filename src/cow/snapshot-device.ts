@@ -8,6 +8,11 @@ import type { CowVolume } from "./volume.js";
 
 /** Bytes one read-ahead window holds. */
 export const AHEAD_WINDOW = 1 << 20;
+/**
+ * Windows read beyond the one being read. A 1 GiB snapshot read in 128 KiB requests from its
+ * diff area (on the disk, not in the page cache): 1.4 GB/s with one, 1.9–2.2 GB/s with three.
+ */
+const AHEAD = 3;
 
 interface Window {
   start: number;
@@ -31,7 +36,7 @@ export class SnapshotDevice implements BlockDevice {
   readonly size: number;
   readonly blockSize: number;
   private lastEnd = -1;
-  /** At most two, in order: the one being read and the next. */
+  /** At most AHEAD + 1, in order: the one being read and the next ones. */
   private windows: Window[] = [];
   private readonly spare: Buffer[] = [];
 
@@ -50,8 +55,7 @@ export class SnapshotDevice implements BlockDevice {
     if (!inOrder) return this.volume.readSnapshot(this.snapshotId, offset, target);
     this.retireOutside(offset, end);
     const w = this.windows.find((x) => x.start <= offset && end <= x.end);
-    // Keep one window beyond the one being read.
-    this.readAhead(w ? w.end : end);
+    for (let i = 0, at = w ? w.end : end; i < AHEAD; i++, at += AHEAD_WINDOW) this.readAhead(at);
     if (w) {
       w.users++;
       try {
@@ -69,7 +73,7 @@ export class SnapshotDevice implements BlockDevice {
 
   private readAhead(start: number): void {
     if (start >= this.size || this.windows.some((x) => x.start === start)) return;
-    if (this.windows.length >= 2) return;
+    if (this.windows.length >= AHEAD + 1) return;
     const end = Math.min(this.size, start + AHEAD_WINDOW);
     const buf = this.spare.pop() ?? Buffer.allocUnsafe(AHEAD_WINDOW);
     const w: Window = { start, end, buf, filled: Promise.resolve(false), users: 1, retired: false };
@@ -83,10 +87,10 @@ export class SnapshotDevice implements BlockDevice {
     this.windows.push(w);
   }
 
-  /** Drops the windows that are neither the one holding [offset, end) nor the next. */
+  /** Drops the windows that are neither the one holding [offset, end) nor the next ones. */
   private retireOutside(offset: number, end: number): void {
     for (const w of this.windows) {
-      if (w.end > offset && w.start <= end + AHEAD_WINDOW) continue;
+      if (w.end > offset && w.start <= end + AHEAD * AHEAD_WINDOW) continue;
       w.retired = true;
       this.release(w, 0);
     }
@@ -96,7 +100,7 @@ export class SnapshotDevice implements BlockDevice {
   /** A buffer is reused only when no read or copy may still touch it. */
   private release(w: Window, done = 1): void {
     w.users -= done;
-    if (w.retired && w.users === 0 && this.spare.length < 2) this.spare.push(w.buf);
+    if (w.retired && w.users === 0 && this.spare.length < AHEAD + 1) this.spare.push(w.buf);
   }
 
   async write(): Promise<void> {
