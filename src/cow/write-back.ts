@@ -16,6 +16,11 @@ interface Staged {
   chunk: number;
   /** The diff area that takes the original (the newest when the chunk was staged). */
   area: DiffArea;
+  /**
+   * Staged while the chunk was landing: its original is preserved by that earlier batch, so
+   * this one only writes the new contents to the base image, after that batch's.
+   */
+  follows: boolean;
   /** The chunk as the snapshot holds it; null until the batch lands when the first write covered all of it. */
   original: Buffer | null;
   data: Buffer;
@@ -69,13 +74,11 @@ export class WriteBack {
     const { cs } = this;
     const first = Math.floor(offset / cs);
     const last = Math.floor((offset + data.length - 1) / cs);
-    // A chunk in a landing batch gets its new contents only after the batch lands.
-    for (let l = this.landingOf(first, last); l; l = this.landingOf(first, last))
-      await l.run.catch(() => {});
     // Room for every chunk to preserve is found before any byte is applied, so a write that
     // does not fit under the shadow storage limit fails whole (ENOSPC), never half-done.
     const fresh = new Set<number>();
-    for (let c = first; c <= last; c++) if (!this.staged.has(c) && this.needsCopy(c)) fresh.add(c);
+    for (let c = first; c <= last; c++)
+      if (!this.staged.has(c) && !this.landed(c) && this.needsCopy(c)) fresh.add(c);
     if (fresh.size > 0) {
       if (await this.vol.makeRoom(fresh.size * this.unit, "write")) {
         this.planned += fresh.size;
@@ -92,7 +95,7 @@ export class WriteBack {
     for (let c = first; c <= last; c++) {
       const lo = Math.max(offset, c * cs);
       const hi = Math.min(offset + data.length, (c + 1) * cs);
-      if (this.staged.has(c) || fresh.has(c) || this.landingOf(c, c)) {
+      if (this.staged.has(c) || fresh.has(c) || this.landed(c)) {
         await direct();
         runStart = runEnd = hi;
         if (await this.stage(c, fresh.has(c), lo - c * cs, data.subarray(lo - offset, hi - offset)))
@@ -117,12 +120,13 @@ export class WriteBack {
 
   /**
    * Shadow storage promised and not yet used: chunks planned or staged, and chunks of the running
-   * batch not yet in their diff area (an area's size grows in the same step as its entries).
+   * batches not yet in their diff area (an area's size grows in the same step as its entries).
    */
   get reservedBytes(): number {
-    let n = this.planned + this.staged.size;
+    let n = this.planned;
+    for (const s of this.staged.values()) if (!s.follows) n++;
     for (const l of this.landing)
-      for (const s of l.batch.values()) if (!s.area.entries.has(s.chunk)) n++;
+      for (const s of l.batch.values()) if (!s.follows && !s.area.entries.has(s.chunk)) n++;
     return n * this.unit;
   }
 
@@ -138,6 +142,7 @@ export class WriteBack {
   /**
    * Applies a write to the staged copy of a chunk, staging it first (with the room `reserved`
    * for it). False when the chunk no longer needs a copy: the caller writes it to the base.
+   * A chunk still landing is staged again, on top of its landing contents, without waiting.
    */
   private async stage(
     chunk: number,
@@ -145,30 +150,39 @@ export class WriteBack {
     at: number,
     bytes: Uint8Array,
   ): Promise<boolean> {
-    for (let l = this.landingOf(chunk, chunk); l; l = this.landingOf(chunk, chunk))
-      await l.run.catch(() => {});
     if (reserved) this.planned--; // from here the staged entry itself holds the room
     let s = this.staged.get(chunk);
     if (!s) {
-      if (!this.needsCopy(chunk)) return false;
+      const prior = this.landed(chunk);
+      if (!prior && !this.needsCopy(chunk)) return false;
       const data = this.spare.pop() ?? Buffer.allocUnsafe(this.cs);
       const made: Staged = {
         chunk,
-        area: this.vol.chain.at(-1)!.area,
+        area: prior?.area ?? this.vol.chain.at(-1)!.area,
+        follows: prior !== undefined,
         original: null,
         data,
         ready: Promise.resolve(),
         readers: 0,
       };
       this.staged.set(chunk, made);
-      // A write of the whole chunk needs no original now: the batch reads those in long runs.
+      // A write of the whole chunk needs neither its original (the batch reads those in long
+      // runs) nor its landing contents.
       if (bytes.length === this.cs) {
         data.set(bytes);
         return true;
       }
-      made.ready = this.vol.base.read(data, chunk * this.cs).then(() => {
-        made.original = Buffer.from(data);
-      });
+      if (prior) {
+        prior.readers++; // its buffer is not reused before it is copied
+        made.ready = prior.ready.then(() => {
+          data.set(prior.data);
+          prior.readers--;
+        });
+      } else {
+        made.ready = this.vol.base.read(data, chunk * this.cs).then(() => {
+          made.original = Buffer.from(data);
+        });
+      }
       s = made;
     }
     await s.ready;
@@ -221,7 +235,7 @@ export class WriteBack {
     const byArea = new Map<DiffArea, Staged[]>();
     for (const s of list) {
       // An area deleted since (evicted) protects no snapshot any more: nothing to preserve.
-      if (!this.vol.chain.some((l) => l.area === s.area)) continue;
+      if (s.follows || !this.vol.chain.some((l) => l.area === s.area)) continue;
       const group = byArea.get(s.area) ?? [];
       group.push(s);
       byArea.set(s.area, group);
@@ -290,7 +304,7 @@ export class WriteBack {
         );
     };
     for (let c = first; c <= last; c++) {
-      const s = this.staged.get(c) ?? this.landingOf(c, c)?.batch.get(c);
+      const s = this.staged.get(c) ?? this.landed(c);
       if (!s) continue;
       const lo = Math.max(offset, c * cs);
       const hi = Math.min(end, (c + 1) * cs);
@@ -374,9 +388,12 @@ export class WriteBack {
     if (!whole) t.set(buf.subarray(lo - c * cs, hi - c * cs), lo - offset);
   }
 
-  /** The landing batch holding a chunk in [first, last], if any. */
-  private landingOf(first: number, last: number): Landing | undefined {
-    for (const l of this.landing) for (let c = first; c <= last; c++) if (l.batch.has(c)) return l;
+  /** The chunk's entry in the newest landing batch that holds it, if any. */
+  private landed(chunk: number): Staged | undefined {
+    for (let i = this.landing.length - 1; i >= 0; i--) {
+      const s = this.landing[i]!.batch.get(chunk);
+      if (s) return s;
+    }
     return undefined;
   }
 }
