@@ -385,9 +385,10 @@ export class FuseOps {
   op_write(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Count): void {
     this.count("write", path, cb, async () => {
       const h = this.handle(fd);
-      // The binding's buffer lives only until the reply: the filesystem gets its own copy.
-      const data = Buffer.from(buf.subarray(0, len));
-      return this.change(() => h.view.fs.write(h.ino, pos, data));
+      // The binding's buffer lives until the reply, which waits for the write: the filesystem
+      // and the store below keep no reference to what they were given once a write resolves.
+      // Not copying it spares the garbage collector 128 KiB per request.
+      return this.change(() => h.view.fs.write(h.ino, pos, buf.subarray(0, len)));
     });
   }
 
