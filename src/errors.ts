@@ -9,8 +9,16 @@ export class FsError extends Error {
   readonly code: ErrnoCode;
   readonly errno: number;
 
+  /**
+   * Carries no stack: it is an answer (ENOENT to a lookup, ENODATA to the getxattr the kernel
+   * sends before every write), made often on busy paths, and capturing a stack cost a few % of
+   * the daemon's time. Errors that are not FsError keep theirs, and are logged with it.
+   */
   constructor(code: ErrnoCode, message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`${code}: ${message}`);
+    Error.stackTraceLimit = limit;
     this.name = "FsError";
     this.code = code;
     this.errno = constants.errno[code];
