@@ -231,8 +231,10 @@ export class DiffArea {
     const made: Array<[number, AreaEntry]> = [];
     for (const { chunk, data } of chunks) {
       let entry: AreaEntry = { slot: ZERO_SLOT, dataCrc: 0 };
-      if (data && !isZero(data)) {
-        entry = { slot: firstSlot + payload.length, dataCrc: crc(data) };
+      const dataCrc = data ? crc(data) : 0;
+      // Only a chunk with the checksum of zeros is compared with zeros: one pass over the rest.
+      if (data && !(dataCrc === zeros(data.length).crc && isZero(data))) {
+        entry = { slot: firstSlot + payload.length, dataCrc };
         payload.push(data);
       }
       made.push([chunk, entry]);
@@ -319,12 +321,18 @@ function checkHeader(file: string, h: AreaHeader | string, id: number, chunkSize
     throw new CorruptStoreError(file, `chunk size ${h.chunkSize}, the volume's is ${chunkSize}`);
 }
 
-const zeroChunk = new Map<number, Buffer>();
-export function isZero(buf: Buffer): boolean {
-  let z = zeroChunk.get(buf.length);
+const zeroChunks = new Map<number, { bytes: Buffer; crc: number }>();
+/** A chunk of zeros of `length` bytes, and its checksum. */
+function zeros(length: number): { bytes: Buffer; crc: number } {
+  let z = zeroChunks.get(length);
   if (!z) {
-    z = Buffer.alloc(buf.length);
-    zeroChunk.set(buf.length, z);
+    const bytes = Buffer.alloc(length);
+    z = { bytes, crc: crc(bytes) };
+    zeroChunks.set(length, z);
   }
-  return buf.equals(z);
+  return z;
+}
+
+function isZero(buf: Buffer): boolean {
+  return buf.equals(zeros(buf.length).bytes);
 }
