@@ -23,6 +23,12 @@ export class CheckpointNeeded extends FsError {
   }
 }
 
+/**
+ * Blocks that a cold read on a read-only device brings in together: the aligned run of 64 KiB
+ * around the block asked for (see `readCluster`).
+ */
+const CLUSTER_BLOCKS = 16;
+
 export interface MetaStoreOptions {
   /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
   cacheBytes?: number;
@@ -44,6 +50,8 @@ export class MetaStore {
   private busy = 0;
   /** File data reads in flight outside the lock (see `reading`). */
   private readonly reads = new Set<Promise<unknown>>();
+  /** Cluster reads in flight, by first block: blocks of one cluster wait for the same read. */
+  private readonly clusters = new Map<number, Promise<Buffer>>();
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
   private readonly commitListeners: Array<() => void> = [];
 
@@ -91,6 +99,7 @@ export class MetaStore {
     const known =
       this.running.get(block) ?? this.clean.get(block) ?? this.journal.overlay.get(block);
     if (known) return known;
+    if (this.dev.readOnly) return this.readCluster(block);
     const b = Buffer.alloc(this.dev.blockSize);
     await this.dev.read(block * this.dev.blockSize, b);
     // A block changed while this read was in flight keeps its newer image.
@@ -98,6 +107,39 @@ export class MetaStore {
     if (now) return now;
     this.clean.set(block, b);
     return b;
+  }
+
+  /**
+   * A read-only device (a snapshot) never changes under the cache, so a cold read takes the
+   * blocks around the one asked for as well, as ext4 reads ahead its inode tables: a walk of a
+   * snapshot's inodes and directories then costs one device read per cluster, not per block.
+   * Blocks the journal's overlay holds keep their replayed image.
+   */
+  private async readCluster(block: number): Promise<Buffer> {
+    const bs = this.dev.blockSize;
+    const first = block - (block % CLUSTER_BLOCKS);
+    let read = this.clusters.get(first);
+    if (!read) {
+      const count = Math.min(CLUSTER_BLOCKS, Math.floor(this.dev.size / bs) - first);
+      const buf = Buffer.alloc(count * bs);
+      read = this.dev.read(first * bs, buf).then(() => buf);
+      this.clusters.set(first, read);
+      read.then(
+        () => this.clusters.delete(first),
+        () => this.clusters.delete(first),
+      );
+    }
+    const buf = await read;
+    for (let i = 0; i * bs < buf.length; i++) {
+      const b = first + i;
+      if (!this.clean.has(b) && !this.journal.overlay.has(b))
+        this.clean.set(b, Buffer.from(buf.subarray(i * bs, (i + 1) * bs)));
+    }
+    return (
+      this.journal.overlay.get(block) ??
+      this.clean.get(block) ??
+      Buffer.from(buf.subarray((block - first) * bs, (block - first + 1) * bs))
+    );
   }
 
   /** Calls `fn` with the blocks a failed operation put back (all then in memory: see `peek`). */

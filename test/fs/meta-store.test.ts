@@ -186,3 +186,35 @@ async function crashRun(rand: Rand): Promise<void> {
   expect(equal.lastIndexOf(true), "a committed operation was lost").toBeGreaterThanOrEqual(durable);
   expect(back.alloc.freeBlocks).toBe(back.sb.totalBlocks - back.sb.dataStart - seen.size);
 }
+
+describe("metadata reads on a read-only device (a snapshot)", () => {
+  it("bring in the blocks around a cold one in one device read, with the same images", async () => {
+    const dev = new MemoryBlockDevice(2048 * BS);
+    await format(dev);
+    const rw = await mount(dev);
+    const first = Math.ceil((rw.sb.dataStart + 16) / 16) * 16; // the start of a run of 16
+    await rw.meta.run(async () => {
+      for (let b = first; b < first + 40; b++) (await rw.meta.write(b)).fill(b % 251);
+    });
+    await rw.meta.checkpoint();
+    let reads = 0;
+    const view: BlockDevice = {
+      size: dev.size,
+      blockSize: dev.blockSize,
+      readOnly: true,
+      read: (offset, target) => {
+        reads++;
+        return dev.read(offset, target);
+      },
+      write: () => Promise.reject(new Error("EROFS")),
+      flush: async () => {},
+      close: async () => {},
+    };
+    const ro = await mount(view);
+    reads = 0;
+    for (let b = first; b < first + 40; b++)
+      expect((await ro.meta.read(b)).equals(Buffer.alloc(BS, b % 251))).toBe(true);
+    // 40 blocks from an aligned start span three runs of 16.
+    expect(reads).toBe(3);
+  });
+});
