@@ -1,5 +1,5 @@
-// Direct I/O (O_DIRECT) beside a buffered handle of the same host file, for the originals in diff
-// areas: written once, synced at once, read rarely. It never changes what a read or write does.
+// Direct I/O (O_DIRECT) beside a buffered handle of a host file (part of the host seam), for
+// the originals in diff areas: written once, synced at once, read rarely. It changes no result.
 
 import type { FileHandle } from "node:fs/promises";
 
@@ -126,7 +126,7 @@ export class DirectIo {
   /** True when `e` says the host refuses O_DIRECT here (EINVAL): from then on all is buffered. */
   private refused(e: unknown): boolean {
     if ((e as NodeJS.ErrnoException).code !== "EINVAL") return false;
-    void this.close();
+    this.close().catch(() => {}); // the buffered handle goes on either way
     return true;
   }
 }

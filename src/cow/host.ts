@@ -128,7 +128,7 @@ export class NodeHostFs implements HostFs {
     if (opts.create) flags |= constants.O_CREAT;
     if (opts.exclusive) flags |= constants.O_EXCL;
     const fh = await open(path, flags, 0o600);
-    // A host filesystem without O_DIRECT (tmpfs) refuses the open: the file is then only buffered.
+    // A host filesystem without O_DIRECT (tmpfs before Linux 6.6) refuses the open: buffered only.
     const direct = opts.direct
       ? await open(path, access | constants.O_DIRECT).catch(() => undefined)
       : undefined;
