@@ -2,9 +2,15 @@
 // tests: it mounts at argv[2] (attr_timeout=0), keeps every utimens call, write size and getattr
 // per path, and reports them over IPC. Nanosecond times are bigints; over IPC they travel as
 // decimal strings. Files named `keep*` ask the kernel to keep their attributes for a minute;
-// creates of files named `given*` give their attributes with the file handle.
+// creates of files named `given*` give their attributes with the file handle. File `/lent`
+// holds LENT_BYTES of `lentByte` then LENT_TAIL zeros; a read of it answers its first half from
+// memory and lends the rest (the binding reads it from a host file, `lent.host` beside the
+// mountpoint, which holds the pattern only); a read of `/lentbad` lends a descriptor that is
+// not open.
 
+import { openSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 
 type Reply = (code: number, ...result: unknown[]) => void;
@@ -29,6 +35,9 @@ export type TinyFuseMessage =
       writes: number[];
       /** getattr calls per path. */
       getattrs: Record<string, number>;
+      /** Reads that lent a part, and those whose part the binding said it had read. */
+      lent: number;
+      lentDone: number;
     };
 /** One utimens call: each time is nanoseconds since the epoch (decimal), "now" or "omit". */
 export interface UtimensCall {
@@ -38,6 +47,9 @@ export interface UtimensCall {
 }
 /** The inode number of the first file created; the root is 1. */
 export const FIRST_INO = 4242;
+export const LENT_BYTES = (1 << 20) + 4321;
+export const LENT_TAIL = 1000;
+export const lentByte = (i: number) => (i * 7 + (i >> 12)) & 255;
 
 interface Node {
   ino: number;
@@ -59,6 +71,23 @@ function serve(mnt: string): void {
   const utimens: UtimensCall[] = [];
   const writes: number[] = [];
   const getattrs: Record<string, number> = {};
+  const pattern = Buffer.alloc(LENT_BYTES);
+  for (let i = 0; i < LENT_BYTES; i++) pattern[i] = lentByte(i);
+  const hostPath = join(dirname(mnt), "lent.host");
+  writeFileSync(hostPath, pattern);
+  const hostFd = openSync(hostPath, "r");
+  const lentData = Buffer.concat([pattern, Buffer.alloc(LENT_TAIL)]);
+  for (const [ino, path] of ["/lent", "/lentbad"].entries())
+    nodes.set(path, {
+      ino: 100 + ino,
+      mode: 0o100644,
+      data: lentData,
+      atime: 0n,
+      mtime: 0n,
+      ctime: 0n,
+    });
+  let lent = 0;
+  let lentDone = 0;
   const statOf = (path: string, n: Node) => {
     const size = n.data.length;
     const nlink = n.mode & 0o40000 ? 2 : 1;
@@ -99,7 +128,14 @@ function serve(mnt: string): void {
     read(path: string, _fd: number, buf: Buffer, len: number, pos: number, cb: Reply) {
       const n = nodes.get(path);
       if (!n) return cb(Fuse.ENOENT);
-      cb(n.data.copy(buf, 0, pos, Math.min(pos + len, n.data.length)));
+      const end = Math.min(pos + len, n.data.length);
+      if (!path.startsWith("/lent") || end <= pos + 1) return cb(n.data.copy(buf, 0, pos, end));
+      const half = Math.floor((end - pos) / 2);
+      n.data.copy(buf, 0, pos, pos + half);
+      lent++;
+      const fd = path === "/lentbad" ? -1 : hostFd;
+      const done = () => lentDone++;
+      cb(end - pos, { fd, position: pos + half, at: half, length: end - pos - half, done });
     },
     write(path: string, _fd: number, buf: Buffer, len: number, pos: number, cb: Reply) {
       const n = nodes.get(path);
@@ -146,7 +182,7 @@ function serve(mnt: string): void {
   const fuse = new TinyFuse(mnt, ops, { useIno: true, bigWrites: true, maxWrite: 131072 });
   fuse.mount((err) => send(err ? { type: "failed", message: err.message } : { type: "ready" }));
   process.on("message", (m: { type?: string }) => {
-    if (m.type === "calls") send({ type: "calls", utimens, writes, getattrs });
+    if (m.type === "calls") send({ type: "calls", utimens, writes, getattrs, lent, lentDone });
   });
   // Without the test on the other end, unmount and leave.
   process.on("disconnect", () => fuse.unmount(() => process.exit(0)));

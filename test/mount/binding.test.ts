@@ -9,7 +9,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FIRST_INO, type TinyFuseMessage, type UtimensCall } from "../helpers/tiny-fuse.js";
+import {
+  FIRST_INO,
+  LENT_BYTES,
+  LENT_TAIL,
+  lentByte,
+  type TinyFuseMessage,
+  type UtimensCall,
+} from "../helpers/tiny-fuse.js";
 
 const HELPER = fileURLToPath(new URL("../helpers/tiny-fuse.ts", import.meta.url));
 const READY_WITHIN_MS = 30_000;
@@ -50,12 +57,23 @@ async function calls(): Promise<{
   utimens: UtimensCall[];
   writes: number[];
   getattrs: Record<string, number>;
+  lent: number;
+  lentDone: number;
 }> {
   const reply = next(child!, "calls");
   child!.send({ type: "calls" });
   const m = await reply;
   if (m.type !== "calls") throw new Error(`unexpected ${m.type}`);
   return m;
+}
+
+/** The lent-read counts once the binding has reported every lent read done (it reports soon). */
+async function lentCounts(): Promise<{ lent: number; lentDone: number }> {
+  for (let i = 0; ; i++) {
+    const { lent, lentDone } = await calls();
+    if (lent === lentDone || i === 200) return { lent, lentDone };
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 async function lastUtimens(): Promise<UtimensCall> {
@@ -186,5 +204,32 @@ describe("fuse-native binding through a real mount", () => {
     expect(Math.max(...writes)).toBeGreaterThan(4096);
     expect(Math.max(...writes)).toBeLessThanOrEqual(131072);
     expect(await sh("stat", "-c", "%s", f)).toBe(String(2 ** 20));
+  });
+
+  it("a read may leave part of its reply to the binding, read from a host file", async () => {
+    const expected = Buffer.alloc(LENT_BYTES + LENT_TAIL);
+    for (let i = 0; i < LENT_BYTES; i++) expected[i] = lentByte(i);
+    // Read by another process: whole, and 4 KiB here and there (past the host file's end too).
+    const { stdout } = await run("cat", [join(mnt, "lent")], {
+      encoding: "buffer",
+      maxBuffer: 1 << 22,
+    });
+    expect(Buffer.compare(stdout, expected)).toBe(0);
+    for (const at of [0, 12_345, 500_000, LENT_BYTES - 100, LENT_BYTES + LENT_TAIL - 10]) {
+      const args = [`if=${join(mnt, "lent")}`, `skip=${at}`, "bs=4096", "count=1", "status=none"];
+      const piece = await run("dd", [...args, "iflag=skip_bytes"], { encoding: "buffer" });
+      expect(Buffer.compare(piece.stdout, expected.subarray(at, at + 4096))).toBe(0);
+    }
+    const { lent, lentDone } = await lentCounts();
+    expect(lent).toBeGreaterThan(0);
+    expect(lentDone).toBe(lent);
+  });
+
+  it("a lent read the host refuses fails with the host's error", async () => {
+    const r = await run("cat", [join(mnt, "lentbad")]).catch((e: { stderr: string }) => e);
+    expect(String((r as { stderr: string }).stderr)).toMatch(/Bad file descriptor/);
+    const { lent, lentDone } = await lentCounts();
+    expect(lent).toBeGreaterThan(0);
+    expect(lentDone).toBe(lent);
   });
 });
