@@ -20,9 +20,22 @@ export interface BlockDevice {
   read(offset: number, target: Uint8Array): Promise<void>;
   /** Writes `data` at `offset`. Range must lie inside the device. */
   write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * For a reader that can read a host file on its own thread: where the bytes of the range
+   * [offset, offset + length) lie, when one read of one host file gives them all as they are
+   * now; else undefined (use `read`). They stay there, unchanged, until `until` settles, which
+   * the reader makes happen once it has read them.
+   */
+  lend?(offset: number, length: number, until: Promise<void>): HostRange | undefined;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Bytes of a device range in a host file: `fd`, a descriptor of the host file, at `position`. */
+export interface HostRange {
+  fd: number;
+  position: number;
 }
 
 export async function readBlock(dev: BlockDevice, block: number): Promise<Buffer> {

@@ -25,6 +25,21 @@ export class Gate {
     }
   }
 
+  /**
+   * Enters shared at once, if nothing holds or waits for the gate exclusive, and leaves when
+   * `until` settles; returns false (and enters not) otherwise.
+   */
+  tryShared(until: Promise<unknown>): boolean {
+    if (this.exclusive || this.waiting.length > 0) return false;
+    this.shared++;
+    const leave = () => {
+      this.shared--;
+      this.wake();
+    };
+    until.then(leave, leave);
+    return true;
+  }
+
   async withExclusive<T>(fn: () => Promise<T>): Promise<T> {
     const release = await this.close();
     try {

@@ -8,6 +8,11 @@ import { DirectIo } from "./direct-file.js";
 
 /** An open host file. Reads see every completed write; only `sync` makes writes durable. */
 export interface HostFile {
+  /**
+   * A descriptor of the file that another thread may read it through, seeing what `read` sees;
+   * absent when the file has none (a file of a test host).
+   */
+  readonly fd?: number;
   /** Reads up to `buf.length` bytes at `position`; bytes past the end read as zeros. Returns bytes read from the file. */
   read(buf: Uint8Array, position: number): Promise<number>;
   /** Writes all of `data` at `position`, extending the file (holes read as zeros). */
@@ -55,6 +60,10 @@ class NodeHostFile implements HostFile {
         writev: (chunks, position) => this.writevBuffered(chunks, position),
       });
     }
+  }
+
+  get fd(): number {
+    return this.fh.fd;
   }
 
   read(buf: Uint8Array, position: number): Promise<number> {

@@ -1,7 +1,7 @@
 // The copy-on-write store's public surface; layers above import from here only.
 // It re-exports; it defines nothing.
 
-export { type BlockDevice, readBlock, writeBlock } from "./block-device.js";
+export { type BlockDevice, type HostRange, readBlock, writeBlock } from "./block-device.js";
 export { checkStore, type StoreProblem, type StoreReport } from "./check.js";
 export { FileBlockDevice, MemoryBlockDevice } from "./file-device.js";
 export type { Eviction } from "./format.js";

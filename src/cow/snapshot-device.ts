@@ -3,7 +3,7 @@
 // the snapshot in order (a backup, rsync, the filesystem's own read-ahead) is read ahead for.
 
 import { erofs } from "../errors.js";
-import type { BlockDevice } from "./block-device.js";
+import type { BlockDevice, HostRange } from "./block-device.js";
 import type { CowVolume } from "./volume.js";
 
 /** Bytes one read-ahead window holds. */
@@ -69,6 +69,14 @@ export class SnapshotDevice implements BlockDevice {
       }
     }
     return this.volume.readSnapshot(this.snapshotId, offset, target);
+  }
+
+  /** A read in order is left to the read-ahead: `lend` answers only the others. */
+  lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
+    if (offset === this.lastEnd) return undefined;
+    const r = this.volume.lendSnapshot(this.snapshotId, offset, length, until);
+    if (r) this.lastEnd = offset + length;
+    return r;
   }
 
   private readAhead(start: number): void {

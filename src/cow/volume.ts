@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import pino from "pino";
 import { CorruptStoreError, einval, eio, enoent, enospc, erofs, FsError } from "../errors.js";
-import { type BlockDevice, checkRange } from "./block-device.js";
+import { type BlockDevice, checkRange, type HostRange } from "./block-device.js";
 import { basePath, catalogPath, readCatalog, writeCatalog } from "./catalog.js";
 import { DiffArea, dataPath, indexPath } from "./diff-area.js";
 import {
@@ -254,6 +254,14 @@ export class CowVolume implements BlockDevice {
     });
   }
 
+  lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
+    checkRange(this.size, offset, length);
+    const fd = this.base.fd;
+    if (fd === undefined || this.closed || this.failure) return undefined;
+    if (!this.writeBack.inBase(offset, length) || !this.gate.tryShared(until)) return undefined;
+    return { fd, position: offset };
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.readOnly) throw erofs("volume");
     checkRange(this.size, offset, data.length);
@@ -367,6 +375,23 @@ export class CowVolume implements BlockDevice {
       this.check();
       await this.writeBack.readSnapshot(this.position(id), offset, target);
     });
+  }
+
+  /** `lend` of snapshot `id`; used by SnapshotDevice. */
+  lendSnapshot(
+    id: number,
+    offset: number,
+    length: number,
+    until: Promise<void>,
+  ): HostRange | undefined {
+    checkRange(this.size, offset, length);
+    const fd = this.base.fd;
+    const pos = this.chain.findIndex((l) => l.entry.id === id);
+    if (fd === undefined || pos < 0 || this.closed || this.failure) return undefined;
+    if (!this.writeBack.snapshotInBase(pos, offset, length) || !this.gate.tryShared(until))
+      return undefined;
+    this.writeBack.holdBase(until);
+    return { fd, position: offset };
   }
 
   /**

@@ -322,6 +322,29 @@ export class WriteBack {
     await Promise.all(reads);
   }
 
+  /** True when no chunk of the live range is staged or landing: the base image holds it all. */
+  inBase(offset: number, length: number): boolean {
+    const { cs } = this;
+    for (let c = Math.floor(offset / cs); c * cs < offset + length; c++)
+      if (this.staged.has(c) || this.landed(c)) return false;
+    return true;
+  }
+
+  /** True when the snapshot at chain position `pos` reads the whole range from the base image. */
+  snapshotInBase(pos: number, offset: number, length: number): boolean {
+    const { cs } = this;
+    const chain = this.vol.chain.slice(pos);
+    for (let c = Math.floor(offset / cs); c * cs < offset + length; c++)
+      if (chain.some((l) => l.area.entries.has(c))) return false;
+    return true;
+  }
+
+  /** Batches overwrite nothing in the base image before `until` settles (a snapshot read of it). */
+  holdBase(until: Promise<void>): void {
+    this.baseReads.add(until);
+    void until.then(() => this.baseReads.delete(until));
+  }
+
   /** Reads the snapshot at chain position `pos`: each chunk from the first diff area at or after it that holds it, else the base. */
   async readSnapshot(pos: number, offset: number, target: Uint8Array): Promise<void> {
     const { cs } = this;

@@ -1,7 +1,7 @@
 // Behaviour of the copy-on-write volume a user relies on: what a snapshot costs, what is copied
 // and when, deleting and reverting, the shadow storage limit, read-only access, recovery.
 
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -282,5 +282,81 @@ describe("access and recovery", () => {
     const x = await CowVolume.open(mem, "/s", { logger: quiet });
     expect(x.recovery.uncleanShutdown).toBe(false);
     await x.close();
+  });
+});
+
+describe("ranges lent to a reader with its own thread", () => {
+  const pread = (fd: number, position: number, n: number) => {
+    const b = Buffer.alloc(n);
+    readSync(fd, b, 0, n, position);
+    return b;
+  };
+  /** Every `until` made is settled after the test, so that the volume can close. */
+  const settle: Array<() => void> = [];
+  const until = () => {
+    let done = () => {};
+    const p = new Promise<void>((resolve) => (done = resolve));
+    settle.push(done);
+    return { p, done };
+  };
+  const later = () => new Promise((resolve) => setTimeout(resolve, 50));
+  afterEach(() => {
+    for (const done of settle.splice(0)) done();
+  });
+
+  it("the live volume lends what the base image holds, never what is still in memory", async () => {
+    const v = await make();
+    await v.write(0, fill(1, 4 * CS));
+    await v.flush();
+    const u = until();
+    const r = v.lend(CS + 100, 5000, u.p)!;
+    expect(pread(r.fd, r.position, 5000)).toEqual(fill(1, 5000));
+    u.done(); // else the snapshot would wait for it
+    await v.createSnapshot();
+    await v.write(2 * CS + 10, fill(2, 10)); // staged with its chunk's original
+    expect(v.lend(2 * CS, 100, until().p)).toBeUndefined();
+    expect(v.lend(CS, 100, until().p)).toBeDefined();
+  });
+
+  it("a snapshot's range in the base image stays there until the reader is done", async () => {
+    const v = await make();
+    await v.write(0, fill(1, 4 * CS));
+    const s = await v.createSnapshot();
+    const dev = v.snapshotDevice(s.id);
+    const u = until();
+    const r = dev.lend!(CS, CS, u.p)!;
+    await v.write(CS, fill(9, CS));
+    let flushed = false;
+    const flush = v.flush().then(() => (flushed = true));
+    await later();
+    expect(flushed).toBe(false);
+    expect(pread(r.fd, r.position, CS)).toEqual(fill(1, CS));
+    u.done();
+    await flush;
+    expect(pread(r.fd, r.position, CS)).toEqual(fill(9, CS));
+    expect(await readAt(dev, CS, CS)).toEqual(fill(1, CS)); // from its diff area now
+    expect(dev.lend!(CS + 1, CS, until().p)).toBeUndefined();
+  });
+
+  it("snapshot administration waits for lent ranges, and none is lent while it waits", async () => {
+    const v = await make();
+    await v.write(0, fill(1, 4 * CS));
+    const s = await v.createSnapshot();
+    const dev = v.snapshotDevice(s.id);
+    const u = until();
+    expect(dev.lend!(0, CS, u.p)).toBeDefined();
+    let deleted = false;
+    const del = v.deleteSnapshot(s.id).then(() => (deleted = true));
+    await later();
+    expect(deleted).toBe(false);
+    expect(v.lend(0, CS, until().p)).toBeUndefined();
+    u.done();
+    await del;
+    expect(dev.lend!(2 * CS, CS, until().p)).toBeUndefined();
+    const last = until();
+    expect(v.lend(0, CS, last.p)).toBeDefined();
+    last.done();
+    await v.close();
+    expect(v.lend(0, CS, until().p)).toBeUndefined();
   });
 });
