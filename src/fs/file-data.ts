@@ -1,7 +1,7 @@
 // File contents: reads and writes of byte ranges through the block map, holes as zeros, and
 // truncation. Data blocks go straight to the device, before the transaction that points to them.
 
-import type { BlockDevice } from "../cow/index.js";
+import type { BlockDevice, HostRange } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
 import {
@@ -26,6 +26,16 @@ export const MAX_FILE_SIZE = MAX_FILE_BLOCKS * BS;
 export interface ReadPlan {
   length: number;
   runs: Array<{ dev: number; at: number; len: number }>;
+}
+
+/**
+ * A reader that can read host files on a thread of its own (see `BlockDevice.lend`): a read may
+ * leave it one part, `lent`, to read there. `until` settles once it has; the device keeps the
+ * bytes in place until then.
+ */
+export interface Lender {
+  until: Promise<void>;
+  lent?: HostRange & { at: number; length: number };
 }
 
 export class FileData {
@@ -57,9 +67,10 @@ export class FileData {
 
   /**
    * Reads what `plan` says, one device read per run, into `into` (which must hold
-   * `plan.length` bytes) or a new buffer; returns the bytes read.
+   * `plan.length` bytes) or a new buffer; returns the bytes read. A plan of one run that the
+   * device can lend is left to `lender`, if given.
    */
-  async fetch(plan: ReadPlan, into?: Uint8Array): Promise<Buffer> {
+  async fetch(plan: ReadPlan, into?: Uint8Array, lender?: Lender): Promise<Buffer> {
     const out = into
       ? Buffer.from(into.buffer, into.byteOffset, plan.length)
       : Buffer.allocUnsafe(plan.length);
@@ -69,6 +80,12 @@ export class FileData {
       zeroFrom = r.at + r.len;
     }
     out.fill(0, zeroFrom, plan.length);
+    const only = plan.runs.length === 1 ? plan.runs[0]! : undefined;
+    const range = only && lender && this.dev.lend?.(only.dev, only.len, lender.until);
+    if (range) {
+      lender!.lent = { ...range, at: only!.at, length: only!.len };
+      return out;
+    }
     await Promise.all(plan.runs.map((r) => this.dev.read(r.dev, out.subarray(r.at, r.at + r.len))));
     return out;
   }

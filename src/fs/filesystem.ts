@@ -22,7 +22,7 @@ import {
 } from "./attr.js";
 import { ensureBlock, mapBlock, mapBlockNow } from "./block-map.js";
 import { Directory, type DirectoryBlocks } from "./directory.js";
-import { FileData, type ReadPlan } from "./file-data.js";
+import { FileData, type Lender, type ReadPlan } from "./file-data.js";
 import { FLAG_ORPHAN, INLINE_BYTES, type Inode, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
@@ -35,6 +35,8 @@ import {
   type Superblock,
 } from "./superblock.js";
 import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
+
+export type { Lender } from "./file-data.js";
 
 const BS = 4096;
 export const ROOT = 1;
@@ -569,23 +571,36 @@ export class FileSystem {
    * Reads up to `length` bytes at `offset`, stopping at the end of the file: into `into` when
    * given (it must hold `length` bytes; the result is its start), else into a new buffer. The
    * blocks are found under the metadata lock, or without it when no operation is running and
-   * all the metadata needed is in memory; the data is read outside it.
+   * all the metadata needed is in memory; the data is read outside it. With `lender`, part of
+   * the result may be left to it (see `Lender`).
    */
-  read(ino: number, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
+  read(
+    ino: number,
+    offset: number,
+    length: number,
+    into?: Uint8Array,
+    lender?: Lender,
+  ): Promise<Buffer> {
     if (into && into.length < length)
       return Promise.reject(einval(`a read of ${length} bytes into ${into.length}`));
     const hit = this.data.ahead.serve(ino, offset, length, into);
-    if (hit) return hit.then((b) => b ?? this.readBlocks(ino, offset, length, into));
-    return this.readBlocks(ino, offset, length, into);
+    if (hit) return hit.then((b) => b ?? this.readBlocks(ino, offset, length, into, lender));
+    return this.readBlocks(ino, offset, length, into, lender);
   }
 
-  private readBlocks(ino: number, offset: number, length: number, into?: Uint8Array) {
+  private readBlocks(
+    ino: number,
+    offset: number,
+    length: number,
+    into?: Uint8Array,
+    lender?: Lender,
+  ) {
     // An in-order read plans a whole window, and the next requests are copies from it.
     const want = this.data.ahead.wants(ino, offset, length) ? WINDOW : length;
     if (this.meta.idle) {
       const inode = this.table.peek(ino);
       const plan = inode && isReg(inode.mode) && this.data.planNow(inode, offset, want);
-      if (plan) return this.begin(ino, offset, length, plan, into);
+      if (plan) return this.begin(ino, offset, length, plan, into, lender);
     }
     return this.meta
       .view(async () => {
@@ -593,7 +608,7 @@ export class FileSystem {
         if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
         const plan = await this.data.plan(inode, offset, isReg(inode.mode) ? want : length);
         // Started before the lock is let go, so that a commit waits for it (see `reading`).
-        return { done: this.begin(ino, offset, length, plan, into) };
+        return { done: this.begin(ino, offset, length, plan, into, lender) };
       })
       .then((r) => r.done);
   }
@@ -605,6 +620,7 @@ export class FileSystem {
     length: number,
     plan: ReadPlan,
     into?: Uint8Array,
+    lender?: Lender,
   ): Promise<Buffer> {
     const { ahead } = this.data;
     if (plan.length > length) {
@@ -612,7 +628,10 @@ export class FileSystem {
       const eof = plan.length < WINDOW;
       return this.meta.reading(ahead.start(ino, offset, plan.length, eof, fill, length, into));
     }
-    return this.meta.reading(this.data.fetch(plan, into)).then((b) => {
+    const read = this.data.fetch(plan, into, lender);
+    // A part left to the lender is being read until it says so.
+    this.meta.reading(read.then(() => lender?.lent && lender.until));
+    return read.then((b) => {
       ahead.note(ino, offset + b.length);
       return b;
     });

@@ -6,7 +6,7 @@ import { constants } from "node:fs";
 import type { Gate } from "../cow/index.js";
 import { erofs, FsError } from "../errors.js";
 import { type Attr, isDir } from "../fs/attr.js";
-import type { FileSystem, Owner, SetAttr } from "../fs/filesystem.js";
+import type { FileSystem, Lender, Owner, SetAttr } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
 import { type ErrorLog, toErrno } from "./errno.js";
 import type { SnapshotViews } from "./snapshots.js";
@@ -42,6 +42,11 @@ type Done<T> = (err: number, value?: T) => void;
 /** The file handle of a new file, and its attributes (so that libfuse need not ask for them). */
 type Created = (err: number, fd?: number, stat?: FuseStat) => void;
 type Count = (result: number) => void;
+/** A read's answer: bytes read, and maybe the part of them the binding reads from a host file. */
+type ReadDone = (
+  result: number,
+  lent?: { fd: number; position: number; at: number; length: number; done: () => void },
+) => void;
 
 const NS = 1_000_000_000n;
 const toNs = (t: Time) => BigInt(t.sec) * NS + BigInt(t.nsec);
@@ -374,11 +379,22 @@ export class FuseOps {
     });
   }
 
-  op_read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Count): void {
-    this.count("read", path, cb, async () => {
+  op_read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: ReadDone): void {
+    // Straight into the binding's buffer: no allocation, no copy. A part that lies as it is in
+    // a host file is read by the binding's thread that replies (`_op_read` in the binding's
+    // patch): for a small read, that saves a trip through the thread pool and back.
+    let done = () => {};
+    const lender: Lender = { until: new Promise<void>((resolve) => (done = resolve)) };
+    const reply = (n: number) => {
+      const lent = lender.lent;
+      if (n < 0 || !lent) {
+        done();
+        cb(n);
+      } else cb(n, { ...lent, done });
+    };
+    this.count("read", path, reply, async () => {
       const h = this.handle(fd);
-      // Straight into the binding's buffer: no allocation, no copy.
-      return (await h.view.fs.read(h.ino, pos, len, buf.subarray(0, len))).length;
+      return (await h.view.fs.read(h.ino, pos, len, buf.subarray(0, len), lender)).length;
     });
   }
 

@@ -1,13 +1,13 @@
 // Conformance of the filesystem API on every device it runs on: memory, a copy-on-write volume,
 // and (read side) a snapshot of it, which must read the tree as it was and refuse every change.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BlockDevice, CowVolume, MemoryBlockDevice, NodeHostFs } from "../../src/cow/index.js";
 import { S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from "../../src/fs/attr.js";
-import { FileSystem, ROOT } from "../../src/fs/filesystem.js";
+import { FileSystem, type Lender, ROOT } from "../../src/fs/filesystem.js";
 import { fsck } from "../../src/fs/fsck.js";
 import { quiet } from "../helpers/cow-workload.js";
 
@@ -304,5 +304,43 @@ describe("filesystem on a snapshot (read side)", () => {
     await expect(old.setattr(r.ino, { mode: 0o600 })).rejects.toThrow(/EROFS/);
     await expect(old.rename(d.ino, "report", ROOT, "r")).rejects.toThrow(/EROFS/);
     await expect(old.mkdir(ROOT, "m", 0o755, me)).rejects.toThrow(/EROFS/);
+  });
+});
+
+describe("reads lent to a reader with its own thread", () => {
+  it("lend a single run, and its blocks go to no other file until the reader is done", async () => {
+    const vol = await cowVolume();
+    await FileSystem.mkfs(vol);
+    const fs = await FileSystem.open(vol);
+    const f = await fs.create(ROOT, "f", 0o600, me);
+    await fs.write(f.ino, 0, Buffer.alloc(64 << 10, 7));
+    await fs.write(f.ino, 1 << 20, Buffer.alloc(4096, 8)); // a hole before it
+    await fs.fsync();
+    let done = () => {};
+    const lender: Lender = { until: new Promise<void>((resolve) => (done = resolve)) };
+    cleanups.push(() => done()); // before the volume closes, which waits for it
+    const into = Buffer.alloc(10_000, 0xaa);
+    expect((await fs.read(f.ino, 5000, 10_000, into, lender)).length).toBe(10_000);
+    const lent = lender.lent!;
+    expect(lent).toMatchObject({ at: 0, length: 10_000 });
+    const host = Buffer.alloc(10_000);
+    readSync(lent.fd, host, 0, 10_000, lent.position);
+    expect(host.equals(Buffer.alloc(10_000, 7))).toBe(true);
+
+    // Data, hole, data: more than one run, read here.
+    const across: Lender = { until: Promise.resolve() };
+    const want = Buffer.alloc((1 << 20) + 4096 - 60_000);
+    want.fill(7, 0, 65536 - 60_000).fill(8, (1 << 20) - 60_000);
+    expect((await fs.read(f.ino, 60_000, want.length, undefined, across)).equals(want)).toBe(true);
+    expect(across.lent).toBeUndefined();
+
+    // The file's blocks are freed; the commit that frees them waits for the lent read.
+    await fs.unlink(ROOT, "f");
+    let committed = false;
+    const commit = fs.fsync().then(() => (committed = true));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(committed).toBe(false);
+    done();
+    await commit;
   });
 });
