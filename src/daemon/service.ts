@@ -12,7 +12,7 @@ import {
   type SnapshotInfo,
 } from "../cow/index.js";
 import { einval, enoent, FsError } from "../errors.js";
-import { FileSystem } from "../fs/filesystem.js";
+import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
 import { check, type FsckReport, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
 import type { Provider } from "../snapshot/index.js";
@@ -89,6 +89,7 @@ export class Service {
   /** Snapshot creations, one at a time: each gets its own @GMT name, a user-given name is taken once. */
   private readonly creating = new Mutex();
   private readonly reverted: Array<(fs: FileSystem) => void | Promise<void>> = [];
+  private readonly taken: Array<(id: number, seed: MetaSeed | undefined) => void> = [];
 
   constructor(
     readonly store: string,
@@ -102,6 +103,14 @@ export class Service {
    */
   onRevert(fn: (fs: FileSystem) => void | Promise<void>): void {
     this.reverted.push(fn);
+  }
+
+  /**
+   * Calls `fn` after every snapshot taken through the provider, with the metadata the
+   * filesystem had in memory, which the snapshot holds too (see `FileSystem.snapshotWith`).
+   */
+  onSnapshot(fn: (id: number, seed: MetaSeed | undefined) => void): void {
+    this.taken.push(fn);
   }
 
   list(): SnapshotRow[] {
@@ -195,7 +204,10 @@ export class Service {
         this.creating.run(async () => {
           this.checkName(name);
           await this.nextSecond();
-          const info = await this.volume.createSnapshot({ name, setId, createdAt: Date.now() });
+          const { taken: info, seed } = await this.fs.snapshotWith(() =>
+            this.volume.createSnapshot({ name, setId, createdAt: Date.now() }),
+          );
+          for (const fn of this.taken) fn(info.id, seed);
           return { id: info.id, gmt: gmtName(info.createdAt) };
         }),
       release: () => {

@@ -26,7 +26,7 @@ import { FileData, type Lender, type ReadPlan } from "./file-data.js";
 import { FLAG_ORPHAN, INLINE_BYTES, type Inode, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
-import { MetaStore, type Step } from "./meta-store.js";
+import { type MetaSeed, MetaStore, type Step } from "./meta-store.js";
 import { WINDOW } from "./read-ahead.js";
 import {
   decodeSuperblock,
@@ -37,6 +37,7 @@ import {
 import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
 
 export type { Lender } from "./file-data.js";
+export type { MetaSeed } from "./meta-store.js";
 
 const BS = 4096;
 export const ROOT = 1;
@@ -93,6 +94,11 @@ export interface OpenOptions {
    * orphan, as after a crash; "keep" leaves it for inspection (fsck). Read-only opens keep it.
    */
   orphans?: "free" | "keep";
+  /**
+   * Metadata to start with instead of reading it: for a snapshot's view, what the filesystem
+   * snapshotted had in memory when the snapshot was taken (`FileSystem.snapshotWith`).
+   */
+  seed?: MetaSeed;
 }
 
 /** What an open found and finished. */
@@ -661,6 +667,18 @@ export class FileSystem {
   /** Commits and checkpoints: the device then reads cleanly with no replay (for a snapshot). */
   async flush(): Promise<void> {
     if (!this.readOnly) await this.meta.checkpoint();
+  }
+
+  /**
+   * Takes a snapshot of the device with `take` and returns, with its result, the metadata in
+   * memory for the snapshot's view (`seed` of `open`): only if the device held exactly that
+   * metadata all along, as after `flush` with changes held.
+   */
+  async snapshotWith<T>(take: () => Promise<T>): Promise<{ taken: T; seed?: MetaSeed }> {
+    const before = this.meta.changes;
+    const seed = this.readOnly ? undefined : this.meta.images();
+    const taken = await take();
+    return this.meta.changes === before ? { taken, seed } : { taken };
   }
 
   async close(): Promise<void> {

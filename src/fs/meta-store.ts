@@ -32,7 +32,12 @@ const CLUSTER_BLOCKS = 16;
 export interface MetaStoreOptions {
   /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
   cacheBytes?: number;
+  /** Images to start with, known to be what the device holds (see `MetaStore.images`). */
+  seed?: MetaSeed;
 }
+
+/** Block images a device holds, taken from the metadata cache of a filesystem. */
+export type MetaSeed = ReadonlyArray<readonly [number, Buffer]>;
 
 /**
  * Operations run one at a time (`run`); each is atomic: all its block changes are committed
@@ -41,6 +46,8 @@ export interface MetaStoreOptions {
  */
 export class MetaStore {
   private readonly clean: LRUCache<number, Buffer>;
+  /** See `changes`. */
+  private changed = 0;
   /** Images changed since the last commit. */
   private running = new Map<number, Buffer>();
   /** Images as they were before the operation in progress first changed them (its undo log). */
@@ -64,6 +71,25 @@ export class MetaStore {
       maxSize: Math.max(opts.cacheBytes ?? 64 << 20, dev.blockSize),
       sizeCalculation: (b) => b.length,
     });
+    // Oldest first, so that the most recently used stay if they do not all fit.
+    for (const [block, image] of opts.seed ?? [])
+      if (!journal.overlay.has(block)) this.clean.set(block, image);
+  }
+
+  /**
+   * The cached images, when each is what the device holds: nothing changed since the journal
+   * was last checkpointed, and no operation is changing blocks. Least recently used first. A snapshot
+   * of the device taken now reads exactly these: a view of it may start with them (`seed`).
+   * Images in the cache are never changed in place, so they are shared, not copied.
+   */
+  images(): MetaSeed | undefined {
+    if (this.undo || this.running.size > 0 || !this.journal.empty) return undefined;
+    return [...this.clean.rentries()].map(([block, image]) => [block as number, image as Buffer]);
+  }
+
+  /** Counts the blocks operations set out to change; unchanged while nothing changes. */
+  get changes(): number {
+    return this.changed;
   }
 
   get readOnly(): boolean {
@@ -162,6 +188,7 @@ export class MetaStore {
     if (this.dev.readOnly) throw erofs("filesystem");
     const undo = this.undo;
     if (!undo) throw new Error("MetaStore.write outside an operation");
+    this.changed++;
     const dirty = this.running.get(block);
     if (dirty) {
       if (!undo.has(block)) undo.set(block, { image: Buffer.from(dirty), wasDirty: true });
@@ -180,6 +207,7 @@ export class MetaStore {
     if (this.dev.readOnly) throw erofs("filesystem");
     const undo = this.undo;
     if (!undo) throw new Error("MetaStore.create outside an operation");
+    this.changed++;
     const dirty = this.running.get(block);
     if (!undo.has(block))
       undo.set(block, { image: dirty && Buffer.from(dirty), wasDirty: !!dirty });

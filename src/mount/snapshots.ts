@@ -5,7 +5,7 @@
 import { LRUCache } from "lru-cache";
 import type { BlockDevice, SnapshotInfo } from "../cow/index.js";
 import { enoent } from "../errors.js";
-import { FileSystem } from "../fs/filesystem.js";
+import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
 import { gmtName, isGmtName } from "./names.js";
 import { View } from "./view.js";
 
@@ -17,6 +17,8 @@ export interface SnapshotSource {
 
 export class SnapshotViews {
   private readonly open = new LRUCache<number, Promise<View>>({ max: 16 });
+  /** The metadata the newest snapshot's view starts with, until that view opens. */
+  private seed: { id: number; seed: MetaSeed } | undefined;
 
   constructor(
     private readonly source: SnapshotSource,
@@ -42,11 +44,23 @@ export class SnapshotViews {
     return info ? this.viewOf(info) : Promise.reject(enoent(`no snapshot ${name}`));
   }
 
+  /**
+   * Snapshot `id` was just taken of a filesystem that had `seed` in memory (`snapshotWith`):
+   * its view will start with it, sparing a backup that reads the snapshot at once the metadata
+   * reads production has already made. Only the newest snapshot's is kept.
+   */
+  taken(id: number, seed: MetaSeed | undefined): void {
+    this.seed = seed && { id, seed };
+  }
+
   viewOf(info: SnapshotInfo): Promise<View> {
     let view = this.open.get(info.id);
     if (!view) {
+      const seed = this.seed?.id === info.id ? this.seed.seed : undefined;
+      if (seed) this.seed = undefined;
       view = FileSystem.open(this.source.snapshotDevice(info.id), {
         cacheBytes: this.cacheBytes,
+        seed,
       }).then((fs) => new View(fs, gmtName(info.createdAt)));
       view.catch(() => this.open.delete(info.id));
       this.open.set(info.id, view);
@@ -58,5 +72,6 @@ export class SnapshotViews {
   refresh(): void {
     const live = new Set(this.source.snapshots().map((s) => s.id));
     for (const id of [...this.open.keys()]) if (!live.has(id)) this.open.delete(id);
+    if (this.seed && !live.has(this.seed.id)) this.seed = undefined;
   }
 }

@@ -305,6 +305,65 @@ describe("filesystem on a snapshot (read side)", () => {
     await expect(old.rename(d.ino, "report", ROOT, "r")).rejects.toThrow(/EROFS/);
     await expect(old.mkdir(ROOT, "m", 0o755, me)).rejects.toThrow(/EROFS/);
   });
+
+  it("starts with production's metadata when taken with nothing changed, and reads the same", async () => {
+    const vol = await cowVolume();
+    await FileSystem.mkfs(vol);
+    const fs = await FileSystem.open(vol);
+    const d = await fs.mkdir(ROOT, "docs", 0o755, me);
+    for (let i = 0; i < 300; i++) {
+      const f = await fs.create(d.ino, `f${i}`, 0o644, me);
+      await fs.write(f.ino, 0, Buffer.from(`file ${i}`.repeat(i)));
+    }
+    // Not flushed, or changed while the snapshot is taken: no metadata to start with.
+    expect((await fs.snapshotWith(() => vol.createSnapshot())).seed).toBeUndefined();
+    await fs.flush();
+    const late = fs.snapshotWith(async () => {
+      const taken = await vol.createSnapshot();
+      await fs.create(ROOT, "late", 0o644, me);
+      return taken;
+    });
+    expect((await late).seed).toBeUndefined();
+    await fs.flush();
+    const { taken: snap, seed } = await fs.snapshotWith(() => vol.createSnapshot());
+    expect(seed?.length).toBeGreaterThan(0);
+    // Production moves on.
+    await fs.unlink(d.ino, "f0");
+    await fs.write((await fs.lookup(d.ino, "f1")).ino, 0, Buffer.from("changed"));
+    await fs.create(d.ino, "after", 0o644, me);
+    await fs.flush();
+
+    const opened = async (seeded: boolean) => {
+      const dev = vol.snapshotDevice(snap.id);
+      let reads = 0;
+      const counted: BlockDevice = {
+        size: dev.size,
+        blockSize: dev.blockSize,
+        readOnly: true,
+        read: (offset, target) => {
+          reads++;
+          return dev.read(offset, target);
+        },
+        write: (offset, data) => dev.write(offset, data),
+        flush: () => dev.flush(),
+        close: () => dev.close(),
+      };
+      const view = await FileSystem.open(counted, seeded ? { seed } : {});
+      const files: string[] = [];
+      for (const name of await names(view, d.ino)) {
+        if (name.startsWith(".")) continue;
+        const ino = (await view.lookup(d.ino, name)).ino;
+        files.push(`${name}=${(await view.read(ino, 0, 10_000)).toString()}`);
+      }
+      return { files, reads };
+    };
+    const seeded = await opened(true);
+    const plain = await opened(false);
+    expect(seeded.files).toEqual(plain.files);
+    expect(seeded.files).toHaveLength(300);
+    expect(seeded.files).toContain("f1=file 1");
+    expect(seeded.reads).toBeLessThan(plain.reads);
+  });
 });
 
 describe("reads lent to a reader with its own thread", () => {
