@@ -183,9 +183,16 @@ export class FuseOps {
     fn().then(cb, (e) => cb(toErrno(e, op, path, this.o.log)));
   }
 
+  /**
+   * `.snapshots`, kept by the kernel as long as any directory: with default_permissions the
+   * kernel checks it on every path it walks below, and an uncached one cost a round trip per
+   * system call in a snapshot (two getattrs for each `stat` there instead of one). Its times
+   * (the newest snapshot's) may then lag a new snapshot by that long.
+   */
   private snapdirStat(): FuseStat {
     const t = toNs(this.o.snapdirTime?.() ?? { sec: 0, nsec: 0 });
     return {
+      attrTimeout: this.o.attrTimeout,
       ino: SNAPDIR_INO,
       mode: constants.S_IFDIR | 0o555,
       nlink: 2,
