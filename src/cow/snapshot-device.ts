@@ -71,9 +71,8 @@ export class SnapshotDevice implements BlockDevice {
     return this.volume.readSnapshot(this.snapshotId, offset, target);
   }
 
-  /** A read in order is left to the read-ahead: `lend` answers only the others. */
+  /** A range in the base image needs no read-ahead: its reader reads it in place. */
   lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
-    if (offset === this.lastEnd) return undefined;
     const r = this.volume.lendSnapshot(this.snapshotId, offset, length, until);
     if (r) this.lastEnd = offset + length;
     return r;

@@ -67,27 +67,28 @@ export class FileData {
 
   /**
    * Reads what `plan` says, one device read per run, into `into` (which must hold
-   * `plan.length` bytes) or a new buffer; returns the bytes read. A plan of one run that the
-   * device can lend is left to `lender`, if given.
+   * `plan.length` bytes) or a new buffer; returns the bytes read.
    */
-  async fetch(plan: ReadPlan, into?: Uint8Array, lender?: Lender): Promise<Buffer> {
-    const out = into
-      ? Buffer.from(into.buffer, into.byteOffset, plan.length)
-      : Buffer.allocUnsafe(plan.length);
-    let zeroFrom = 0;
-    for (const r of plan.runs) {
-      out.fill(0, zeroFrom, r.at);
-      zeroFrom = r.at + r.len;
-    }
-    out.fill(0, zeroFrom, plan.length);
-    const only = plan.runs.length === 1 ? plan.runs[0]! : undefined;
-    const range = only && lender && this.dev.lend?.(only.dev, only.len, lender.until);
-    if (range) {
-      lender!.lent = { ...range, at: only!.at, length: only!.len };
-      return out;
-    }
+  async fetch(plan: ReadPlan, into?: Uint8Array): Promise<Buffer> {
+    const out = zeroed(plan, into);
     await Promise.all(plan.runs.map((r) => this.dev.read(r.dev, out.subarray(r.at, r.at + r.len))));
     return out;
+  }
+
+  /**
+   * The first `length` bytes of `plan` for `lender`, if they are one device run (holes aside)
+   * that the device lends: into `into` or a new buffer, with zeros in the holes and the run left
+   * to the lender (`lender.lent`). Undefined otherwise.
+   */
+  lend(plan: ReadPlan, length: number, lender: Lender, into?: Uint8Array): Buffer | undefined {
+    const n = Math.min(length, plan.length);
+    const first = plan.runs[0];
+    if (!first || first.at >= n || (plan.runs[1]?.at ?? n) < n) return undefined;
+    const len = Math.min(first.len, n - first.at);
+    const range = this.dev.lend?.(first.dev, len, lender.until);
+    if (!range) return undefined;
+    lender.lent = { ...range, at: first.at, length: len };
+    return zeroed({ length: n, runs: [{ dev: first.dev, at: first.at, len }] }, into);
   }
 
   /** Reads up to `length` bytes at `offset`, stopping at the end of the file. */
@@ -171,6 +172,20 @@ export class FileData {
     this.ahead.invalidate(ino.ino);
     return truncateBlocks(this.meta, this.alloc, ino, from, mayFree);
   }
+}
+
+/** `into` (or a new buffer) of `plan.length` bytes, zeros where `plan` has no run. */
+function zeroed(plan: ReadPlan, into?: Uint8Array): Buffer {
+  const out = into
+    ? Buffer.from(into.buffer, into.byteOffset, plan.length)
+    : Buffer.allocUnsafe(plan.length);
+  let zeroFrom = 0;
+  for (const r of plan.runs) {
+    out.fill(0, zeroFrom, r.at);
+    zeroFrom = r.at + r.len;
+  }
+  out.fill(0, zeroFrom, plan.length);
+  return out;
 }
 
 /** The device runs of bytes [offset, end) of a file whose blocks from `offset`'s are `map`. */

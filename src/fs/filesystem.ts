@@ -629,15 +629,20 @@ export class FileSystem {
     lender?: Lender,
   ): Promise<Buffer> {
     const { ahead } = this.data;
+    // What the lender can read itself goes to it, in order or not: no window, no copy. It is
+    // being read until the lender says so.
+    const lent = lender && this.data.lend(plan, length, lender, into);
+    if (lent) {
+      this.meta.reading(lender.until);
+      ahead.note(ino, offset + lent.length);
+      return Promise.resolve(lent);
+    }
     if (plan.length > length) {
       const fill = (buf: Buffer) => this.data.fetch(plan, buf);
       const eof = plan.length < WINDOW;
       return this.meta.reading(ahead.start(ino, offset, plan.length, eof, fill, length, into));
     }
-    const read = this.data.fetch(plan, into, lender);
-    // A part left to the lender is being read until it says so.
-    this.meta.reading(read.then(() => lender?.lent && lender.until));
-    return read.then((b) => {
+    return this.meta.reading(this.data.fetch(plan, into)).then((b) => {
       ahead.note(ino, offset + b.length);
       return b;
     });

@@ -386,6 +386,18 @@ describe("reads lent to a reader with its own thread", () => {
     readSync(lent.fd, host, 0, 10_000, lent.position);
     expect(host.equals(Buffer.alloc(10_000, 7))).toBe(true);
 
+    // Reads in order are lent too, each where it lies, with no window read ahead.
+    for (let at = 15_000; at < 60_000; at += 15_000) {
+      const next: Lender = { until: Promise.resolve() };
+      expect((await fs.read(f.ino, at, 15_000, Buffer.alloc(15_000), next)).length).toBe(15_000);
+      expect(next.lent).toMatchObject({ position: lent.position - 5000 + at, length: 15_000 });
+    }
+    // Up to a hole: the part before it is lent, the rest is zeros.
+    const edge: Lender = { until: Promise.resolve() };
+    const edged = await fs.read(f.ino, 60_000, 10_000, Buffer.alloc(10_000, 0xaa), edge);
+    expect(edge.lent).toMatchObject({ at: 0, length: 65_536 - 60_000 });
+    expect(edged.subarray(65_536 - 60_000).equals(Buffer.alloc(10_000 - 5536))).toBe(true);
+
     // Data, hole, data: more than one run, read here.
     const across: Lender = { until: Promise.resolve() };
     const want = Buffer.alloc((1 << 20) + 4096 - 60_000);
