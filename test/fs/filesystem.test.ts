@@ -10,6 +10,7 @@ import { S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from "../../src/f
 import { FileSystem, type Lender, ROOT } from "../../src/fs/filesystem.js";
 import { fsck } from "../../src/fs/fsck.js";
 import { quiet } from "../helpers/cow-workload.js";
+import { countingReads } from "../helpers/fs-layers.js";
 
 const SIZE = 64 << 20;
 const me = { uid: 1000, gid: 100 };
@@ -334,28 +335,15 @@ describe("filesystem on a snapshot (read side)", () => {
     await fs.flush();
 
     const opened = async (seeded: boolean) => {
-      const dev = vol.snapshotDevice(snap.id);
-      let reads = 0;
-      const counted: BlockDevice = {
-        size: dev.size,
-        blockSize: dev.blockSize,
-        readOnly: true,
-        read: (offset, target) => {
-          reads++;
-          return dev.read(offset, target);
-        },
-        write: (offset, data) => dev.write(offset, data),
-        flush: () => dev.flush(),
-        close: () => dev.close(),
-      };
-      const view = await FileSystem.open(counted, seeded ? { seed } : {});
+      const counted = countingReads(vol.snapshotDevice(snap.id));
+      const view = await FileSystem.open(counted.dev, seeded ? { seed } : {});
       const files: string[] = [];
       for (const name of await names(view, d.ino)) {
         if (name.startsWith(".")) continue;
         const ino = (await view.lookup(d.ino, name)).ino;
         files.push(`${name}=${(await view.read(ino, 0, 10_000)).toString()}`);
       }
-      return { files, reads };
+      return { files, reads: counted.reads };
     };
     const seeded = await opened(true);
     const plain = await opened(false);

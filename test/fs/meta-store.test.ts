@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { type BlockDevice, FileBlockDevice, MemoryBlockDevice } from "../../src/cow/index.js";
 import { CrashHost, PowerCut } from "../helpers/crash-host.js";
-import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
+import { countingReads, formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, type Rand, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
@@ -197,24 +197,12 @@ describe("metadata reads on a read-only device (a snapshot)", () => {
       for (let b = first; b < first + 40; b++) (await rw.meta.write(b)).fill(b % 251);
     });
     await rw.meta.checkpoint();
-    let reads = 0;
-    const view: BlockDevice = {
-      size: dev.size,
-      blockSize: dev.blockSize,
-      readOnly: true,
-      read: (offset, target) => {
-        reads++;
-        return dev.read(offset, target);
-      },
-      write: () => Promise.reject(new Error("EROFS")),
-      flush: async () => {},
-      close: async () => {},
-    };
-    const ro = await mount(view);
-    reads = 0;
+    const counted = countingReads(dev);
+    const ro = await mount(counted.dev);
+    counted.reads = 0;
     for (let b = first; b < first + 40; b++)
       expect((await ro.meta.read(b)).equals(Buffer.alloc(BS, b % 251))).toBe(true);
     // 40 blocks from an aligned start span three runs of 16.
-    expect(reads).toBe(3);
+    expect(counted.reads).toBe(3);
   });
 });

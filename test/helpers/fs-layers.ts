@@ -29,3 +29,21 @@ export async function mountLayers(dev: BlockDevice, cacheBytes?: number) {
   const alloc = await Allocator.load(meta, sb);
   return { sb, meta, alloc, table: await InodeTable.load(meta, alloc, sb) };
 }
+
+/** `dev` as a read-only device that counts its reads (`reads`, which a test may reset). */
+export function countingReads(dev: BlockDevice): { dev: BlockDevice; reads: number } {
+  const counter = { dev, reads: 0 };
+  counter.dev = {
+    size: dev.size,
+    blockSize: dev.blockSize,
+    readOnly: true,
+    read: (offset, target) => {
+      counter.reads++;
+      return dev.read(offset, target);
+    },
+    write: () => Promise.reject(new Error("EROFS")),
+    flush: async () => {},
+    close: async () => {},
+  };
+  return counter;
+}
