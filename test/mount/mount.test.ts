@@ -1,6 +1,8 @@
 // The mounted volume through real tools: production read/write, snapshots under the hidden
 // `.snapshots` directory and exposed on their own mount point, all read-only.
 
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -12,6 +14,28 @@ afterEach(async () => {
   await s?.cleanup();
   s = undefined;
 });
+
+/**
+ * Out of the page cache, then 400 reads by another process at random offsets of two files of
+ * 6 MB (4 KiB at 4 KiB boundaries, and odd sizes anywhere): how many differ.
+ */
+function differences(a: string, b: string): number {
+  run(`dd if=${a} iflag=nocache count=0 status=none`);
+  const script = `
+    const fs = require("node:fs");
+    const [a, b] = process.argv.slice(1).map((p) => fs.openSync(p, "r"));
+    let seed = 7, bad = 0;
+    const rnd = (n) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+    for (let i = 0; i < 400; i++) {
+      const len = [1, 100, 4096, 4096, 5000, 65536, 131072][rnd(7)];
+      const at = i % 2 ? rnd(6000000) : rnd(1464) * 4096;
+      const x = Buffer.alloc(len), y = Buffer.alloc(len);
+      const n = fs.readSync(a, x, 0, len, at), m = fs.readSync(b, y, 0, len, at);
+      if (n !== m || !x.equals(y)) bad++;
+    }
+    console.log(bad);`;
+  return Number(run(`node -e '${script}' ${a} ${b}`).trim());
+}
 
 /** A tree with every kind of thing rsync -aHAX carries. */
 function buildTree(root: string): void {
@@ -244,26 +268,31 @@ describe("mounted volume", () => {
       run(`${dd} of=${dir}/v2 && ${dd} of=f`, mnt);
     }
     const snap = join(mnt, ".snapshots", name, "f");
-    // Out of the page cache, random reads by another process (4 KiB and odd sizes).
-    run(
-      `sync && dd if=f iflag=nocache count=0 status=none && dd if=${snap} iflag=nocache count=0 status=none`,
-      mnt,
-    );
-    const script = `
-      const fs = require("node:fs");
-      const [a, b] = process.argv.slice(1).map((p) => fs.openSync(p, "r"));
-      let seed = 7, bad = 0;
-      const rnd = (n) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
-      for (let i = 0; i < 400; i++) {
-        const len = [1, 100, 4096, 4096, 5000, 65536, 131072][rnd(7)];
-        const at = i % 2 ? rnd(6000000) : rnd(1464) * 4096;
-        const x = Buffer.alloc(len), y = Buffer.alloc(len);
-        const n = fs.readSync(a, x, 0, len, at), m = fs.readSync(b, y, 0, len, at);
-        if (n !== m || !x.equals(y)) bad++;
-      }
-      console.log(bad);`;
-    expect(run(`node -e '${script}' f ${dir}/v2`, mnt).trim()).toBe("0");
-    expect(run(`node -e '${script}' ${snap} ${dir}/v1`, mnt).trim()).toBe("0");
+    run("sync f", mnt); // the changed chunks' new contents reach the base image
+    expect(differences(join(mnt, "f"), `${dir}/v2`)).toBe(0);
+    expect(differences(snap, `${dir}/v1`)).toBe(0);
     expect(run(`cmp f ${dir}/v2 && cmp ${snap} ${dir}/v1 && echo same`, mnt).trim()).toBe("same");
+  });
+
+  it("a snapshot reads its own bytes while production overwrites the same file", async () => {
+    s = await mounted();
+    const { mnt, dir } = s;
+    run(`head -c 6000000 /dev/urandom > ${dir}/v1 && cp ${dir}/v1 f && sync f`, mnt);
+    const name = (await ok("snapshot", "create", mnt)).trim();
+    const snap = join(mnt, ".snapshots", name, "f");
+    // Another process overwrites the file, 256 KiB at a time and synced (so that the new
+    // contents reach the base image), for as long as the reads last.
+    const overwrite =
+      "while :; do dd if=/dev/urandom of=f bs=64k count=4 seek=$((RANDOM % 88)) conv=notrunc,fsync status=none; done";
+    const writer = spawn("bash", ["-c", overwrite], { cwd: mnt, stdio: "ignore" });
+    try {
+      for (let round = 0; round < 4; round++) expect(differences(snap, `${dir}/v1`)).toBe(0);
+    } finally {
+      const exited = once(writer, "exit");
+      writer.kill("SIGKILL");
+      await exited;
+    }
+    expect(run(`cmp ${snap} ${dir}/v1 && echo same`).trim()).toBe("same");
+    expect(run(`cmp -s f ${dir}/v1 || echo changed`, mnt).trim()).toBe("changed");
   });
 });
