@@ -78,9 +78,9 @@ export class MetaStore {
 
   /**
    * The cached images, when each is what the device holds: nothing changed since the journal
-   * was last checkpointed, and no operation is changing blocks. Least recently used first. A snapshot
-   * of the device taken now reads exactly these: a view of it may start with them (`seed`).
-   * Images in the cache are never changed in place, so they are shared, not copied.
+   * was last checkpointed, and no operation is changing blocks. Least recently used first. A
+   * snapshot of the device taken now reads exactly these: a view of it may start with them
+   * (`seed`). Images in the cache are never changed in place, so they are shared, not copied.
    */
   images(): MetaSeed | undefined {
     if (this.undo || this.running.size > 0 || !this.journal.empty) return undefined;

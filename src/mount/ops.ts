@@ -242,7 +242,12 @@ export class FuseOps {
   ): void {
     this.call(op, path, cb, async () => {
       const { view, dir, name } = await this.parentOf(path);
-      return this.stat(view, await this.change(() => make(view.fs, dir, name)));
+      const made = await this.change(async () => {
+        const a = await make(view.fs, dir, name);
+        view.named(dir, name, a.ino);
+        return a;
+      });
+      return this.stat(view, made);
     });
   }
 
@@ -363,6 +368,7 @@ export class FuseOps {
       const { view, dir, name } = await this.parentOf(path);
       const a = await this.change(async () => {
         const made = await view.fs.create(dir, name, mode, this.o.owner());
+        view.named(dir, name, made.ino);
         await view.fs.open(made.ino);
         return made;
       });
@@ -490,16 +496,20 @@ export class FuseOps {
   op_unlink(path: string, cb: Done<void>): void {
     this.call("unlink", path, cb, async () => {
       const { view, dir, name } = await this.parentOf(path);
-      await this.change(() => view.fs.unlink(dir, name));
-      view.forget(dir, name);
+      await this.change(async () => {
+        await view.fs.unlink(dir, name);
+        view.forget(dir, name);
+      });
     });
   }
 
   op_rmdir(path: string, cb: Done<void>): void {
     this.call("rmdir", path, cb, async () => {
       const { view, dir, name } = await this.parentOf(path);
-      await this.change(() => view.fs.rmdir(dir, name));
-      view.forget(dir, name);
+      await this.change(async () => {
+        await view.fs.rmdir(dir, name);
+        view.forget(dir, name);
+      });
     });
   }
 
@@ -508,12 +518,14 @@ export class FuseOps {
       const from = await this.parentOf(src);
       const to = await this.parentOf(dest);
       if (from.view !== to.view) throw new FsError("EXDEV", `${src} and ${dest}`);
-      try {
-        await this.change(() => to.view.fs.rename(from.dir, from.name, to.dir, to.name));
-      } finally {
-        from.view.forget(from.dir, from.name);
-        to.view.forget(to.dir, to.name);
-      }
+      await this.change(async () => {
+        try {
+          await to.view.fs.rename(from.dir, from.name, to.dir, to.name);
+        } finally {
+          from.view.forget(from.dir, from.name);
+          to.view.forget(to.dir, to.name);
+        }
+      });
     });
   }
 

@@ -274,6 +274,21 @@ describe("mounted volume", () => {
     expect(run(`cmp f ${dir}/v2 && cmp ${snap} ${dir}/v1 && echo same`, mnt).trim()).toBe("same");
   });
 
+  it("a snapshot resolves the names production had when it was taken, no others", async () => {
+    s = await mounted();
+    const { mnt } = s;
+    run("mkdir d && for i in 1 2 3 4; do echo $i > d/f$i; done && mv d/f1 d/g1 && rm d/f2", mnt);
+    run("stat d/g1 d/f3 d/f4 > /dev/null && ! stat d/f1 d/f2 2> /dev/null", mnt); // names cached
+    const name = (await ok("snapshot", "create", mnt)).trim();
+    run("mv d/f3 d/h3 && rm d/f4 && echo 5 > d/f5 && echo 2 > d/f2", mnt);
+    const snap = join(".snapshots", name, "d");
+    expect(run(`cat ${snap}/g1 ${snap}/f3 ${snap}/f4`, mnt)).toBe("1\n3\n4\n");
+    for (const gone of ["f1", "f2", "h3", "f5"])
+      expect(sh(`stat ${snap}/${gone}`, mnt).code, gone).not.toBe(0);
+    expect(run(`ls ${snap}`, mnt).split("\n").filter(Boolean)).toEqual(["f3", "f4", "g1"]);
+    expect(run("cat d/g1 d/h3 d/f5 d/f2", mnt)).toBe("1\n3\n5\n2\n");
+  });
+
   it("a snapshot reads its own bytes while production overwrites the same file", async () => {
     s = await mounted();
     const { mnt, dir } = s;
