@@ -256,10 +256,15 @@ export class CowVolume implements BlockDevice {
 
   lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
     checkRange(this.size, offset, length);
-    const fd = this.base.fd;
-    if (fd === undefined || this.closed || this.failure) return undefined;
-    if (!this.writeBack.inBase(offset, length) || !this.gate.tryShared(until)) return undefined;
+    const fd = this.lendable();
+    if (fd === undefined || !this.writeBack.inBase(offset, length) || !this.gate.tryShared(until))
+      return undefined;
     return { fd, position: offset };
+  }
+
+  /** The descriptor of the base image that ranges are lent from, while the volume serves. */
+  private lendable(): number | undefined {
+    return this.closed || this.failure ? undefined : this.base.fd;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -385,9 +390,9 @@ export class CowVolume implements BlockDevice {
     until: Promise<void>,
   ): HostRange | undefined {
     checkRange(this.size, offset, length);
-    const fd = this.base.fd;
+    const fd = this.lendable();
     const pos = this.chain.findIndex((l) => l.entry.id === id);
-    if (fd === undefined || pos < 0 || this.closed || this.failure) return undefined;
+    if (fd === undefined || pos < 0) return undefined;
     if (!this.writeBack.snapshotInBase(pos, offset, length) || !this.gate.tryShared(until))
       return undefined;
     this.writeBack.holdBase(until);

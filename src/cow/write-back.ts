@@ -342,7 +342,8 @@ export class WriteBack {
   /** Batches overwrite nothing in the base image before `until` settles (a snapshot read of it). */
   holdBase(until: Promise<void>): void {
     this.baseReads.add(until);
-    void until.then(() => this.baseReads.delete(until));
+    const done = () => this.baseReads.delete(until);
+    until.then(done, done);
   }
 
   /** Reads the snapshot at chain position `pos`: each chunk from the first diff area at or after it that holds it, else the base. */
@@ -365,8 +366,8 @@ export class WriteBack {
         const lo = Math.max(offset, c * cs);
         const hi = Math.min(end, (c + n) * cs);
         const r = this.vol.base.read(target.subarray(lo - offset, hi - offset), lo).then(() => {});
-        this.baseReads.add(r);
-        reads.push(r.finally(() => this.baseReads.delete(r)));
+        this.holdBase(r);
+        reads.push(r);
       } else {
         const slot0 = owner.entries.get(c)!.slot;
         while (

@@ -71,7 +71,7 @@ export class Daemon {
       const service = new Service(paths.dir, volume, fs);
       const root = new View(fs, "production");
       const views = new SnapshotViews(volume);
-      service.onSnapshot((id, seed) => views.taken(id, seed, root));
+      service.onSnapshot((id, seed) => views.taken(id, seed));
       const log = opts.logger;
       const ops = new FuseOps({
         root,

@@ -601,12 +601,14 @@ export class FileSystem {
     into?: Uint8Array,
     lender?: Lender,
   ) {
-    // An in-order read plans a whole window, and the next requests are copies from it.
-    const want = this.data.ahead.wants(ino, offset, length) ? WINDOW : length;
+    // An in-order read plans a whole window, and the next requests are copies from it. With a
+    // lender, a read plans only itself: what the lender cannot take starts the window.
+    const window = this.data.ahead.wants(ino, offset, length);
+    const want = window && !lender ? WINDOW : length;
     if (this.meta.idle) {
       const inode = this.table.peek(ino);
       const plan = inode && isReg(inode.mode) && this.data.planNow(inode, offset, want);
-      if (plan) return this.begin(ino, offset, length, plan, into, lender);
+      if (plan) return this.begin(ino, offset, length, plan, into, lender, window);
     }
     return this.meta
       .view(async () => {
@@ -614,7 +616,7 @@ export class FileSystem {
         if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
         const plan = await this.data.plan(inode, offset, isReg(inode.mode) ? want : length);
         // Started before the lock is let go, so that a commit waits for it (see `reading`).
-        return { done: this.begin(ino, offset, length, plan, into, lender) };
+        return { done: this.begin(ino, offset, length, plan, into, lender, window) };
       })
       .then((r) => r.done);
   }
@@ -627,15 +629,19 @@ export class FileSystem {
     plan: ReadPlan,
     into?: Uint8Array,
     lender?: Lender,
+    window = false,
   ): Promise<Buffer> {
     const { ahead } = this.data;
     // What the lender can read itself goes to it, in order or not: no window, no copy. It is
     // being read until the lender says so.
-    const lent = lender && this.data.lend(plan, length, lender, into);
-    if (lent) {
-      this.meta.reading(lender.until);
-      ahead.note(ino, offset + lent.length);
-      return Promise.resolve(lent);
+    if (lender) {
+      const lent = this.data.lend(plan, length, lender, into);
+      if (lent) {
+        this.meta.reading(lender.until);
+        ahead.note(ino, offset + lent.length);
+        return Promise.resolve(lent);
+      }
+      if (window) return this.readBlocks(ino, offset, length, into); // plans the window
     }
     if (plan.length > length) {
       const fill = (buf: Buffer) => this.data.fetch(plan, buf);

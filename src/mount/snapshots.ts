@@ -17,8 +17,8 @@ export interface SnapshotSource {
 
 export class SnapshotViews {
   private readonly open = new LRUCache<number, Promise<View>>({ max: 16 });
-  /** What the newest snapshot's view starts with, until that view opens (see `taken`). */
-  private seed: { id: number; seed: MetaSeed; names: Array<[string, number]> } | undefined;
+  /** The metadata the newest snapshot's view starts with, until that view opens. */
+  private seed: { id: number; seed: MetaSeed } | undefined;
 
   constructor(
     private readonly source: SnapshotSource,
@@ -45,28 +45,23 @@ export class SnapshotViews {
   }
 
   /**
-   * Snapshot `id` was just taken, with changes held, of production's filesystem, which had
-   * `seed` in memory (`snapshotWith`): its view will start with that and with production's
-   * cached names, sparing a backup that reads the snapshot at once the metadata reads and
-   * lookups production has already made. Only the newest snapshot's are kept.
+   * Snapshot `id` was just taken of a filesystem that had `seed` in memory (`snapshotWith`):
+   * its view will start with it, sparing a backup that reads the snapshot at once the metadata
+   * reads production has already made. Only the newest snapshot's is kept.
    */
-  taken(id: number, seed: MetaSeed | undefined, production: View): void {
-    this.seed = seed && { id, seed, names: production.names() };
+  taken(id: number, seed: MetaSeed | undefined): void {
+    this.seed = seed && { id, seed };
   }
 
   viewOf(info: SnapshotInfo): Promise<View> {
     let view = this.open.get(info.id);
     if (!view) {
-      const seed = this.seed?.id === info.id ? this.seed : undefined;
+      const seed = this.seed?.id === info.id ? this.seed.seed : undefined;
       if (seed) this.seed = undefined;
       view = FileSystem.open(this.source.snapshotDevice(info.id), {
         cacheBytes: this.cacheBytes,
-        seed: seed?.seed,
-      }).then((fs) => {
-        const v = new View(fs, gmtName(info.createdAt));
-        if (seed) v.remember(seed.names);
-        return v;
-      });
+        seed,
+      }).then((fs) => new View(fs, gmtName(info.createdAt)));
       view.catch(() => this.open.delete(info.id));
       this.open.set(info.id, view);
     }

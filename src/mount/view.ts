@@ -60,19 +60,6 @@ export class View {
     this.linked.add(ino);
   }
 
-  /** The names this view has cached, least recently used first (see `remember`). */
-  names(): Array<[string, number]> {
-    return [...this.dentries.rentries()].map(([k, ino]) => [k as string, ino as number]);
-  }
-
-  /**
-   * Starts the cache with `names` (from `names()`), known to resolve here as they did there: for
-   * a snapshot's view, production's at the moment the snapshot was taken.
-   */
-  remember(names: ReadonlyArray<readonly [string, number]>): void {
-    for (const [k, ino] of names) this.dentries.set(k, ino);
-  }
-
   /** A name was just made for `ino`. */
   named(parent: number, name: string, ino: number): void {
     this.dentries.set(key(parent, name), ino);

@@ -355,6 +355,27 @@ describe("filesystem on a snapshot (read side)", () => {
 });
 
 describe("reads lent to a reader with its own thread", () => {
+  it("read ahead in windows what the device cannot lend", async () => {
+    const mem = new MemoryBlockDevice(SIZE);
+    await FileSystem.mkfs(mem);
+    const rw = await FileSystem.open(mem);
+    const f = await rw.create(ROOT, "f", 0o600, me);
+    await rw.write(f.ino, 0, Buffer.alloc(3 << 20, 5));
+    await rw.flush();
+    const counted = countingReads(mem);
+    const fs = await FileSystem.open(counted.dev);
+    await fs.getattr(f.ino);
+    counted.reads = 0;
+    for (let at = 0; at < 3 << 20; at += 128 << 10) {
+      const lender: Lender = { until: Promise.resolve() };
+      const got = await fs.read(f.ino, at, 128 << 10, undefined, lender);
+      expect(got.equals(Buffer.alloc(128 << 10, 5))).toBe(true);
+      expect(lender.lent).toBeUndefined();
+    }
+    // 24 requests: the first, then 1 MiB windows (and the block map they need).
+    expect(counted.reads).toBeLessThan(12);
+  });
+
   it("lend a single run, and its blocks go to no other file until the reader is done", async () => {
     const vol = await cowVolume();
     await FileSystem.mkfs(vol);
