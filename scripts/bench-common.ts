@@ -292,6 +292,8 @@ export async function runBench<R>(
 
 export const round = (x: number | null, digits = 1) =>
   x === null ? null : Number(x.toFixed(digits));
+/** The middle value (the upper of the two middle ones for an even count). */
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 export const fmt = (x: number | null, digits = 1) => (x === null ? "-" : x.toFixed(digits));
 
 /** With `json`, the configuration and the notes on stderr and `out` as one line on stdout; else

@@ -8,6 +8,7 @@ import { totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type BlockDevice, CowVolume, DEFAULT_CHUNK_SIZE, NodeHostFs } from "../src/cow/index.js";
+import { median } from "./bench-common.js";
 
 const REQ = 128 * 1024;
 const BLOCK = 4096;
@@ -65,8 +66,6 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
   };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function seqWrite(dev: Dev, data: Buffer): Promise<number> {
   const s = await timeSec(async () => {

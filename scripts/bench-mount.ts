@@ -22,6 +22,7 @@ import {
   isMounted,
   MB,
   makeWork,
+  median,
   mountShadowfs,
   mounts,
   notes,
@@ -79,6 +80,7 @@ const { values: opt } = parseArgs({
     seconds: { type: "string", default: "20" },
     files: { type: "string", default: "10000" },
     only: { type: "string", default: TARGETS.join(",") },
+    passes: { type: "string", default: "3" },
   },
 });
 const size = parseSize(opt.size);
@@ -90,6 +92,7 @@ if (size <= 0 || size % (128 * 1024) !== 0)
   throw new Error("--size must be a positive multiple of 128 KiB");
 const seconds = positive("--seconds", opt.seconds);
 const nFiles = positive("--files", opt.files, true);
+const passes = positive("--passes", opt.passes, true);
 
 const selected = (t: TargetName) => only.has(t);
 const needShadowfs = selected("shadowfs") || selected("snapshot");
@@ -302,17 +305,34 @@ async function makeTree(dir: string): Promise<void> {
 const emptyFigures = (): Figures =>
   Object.fromEntries(FIELDS.map((f) => [f, null])) as unknown as Figures;
 
+/**
+ * The median of `passes` runs of `one`. Figures that take seconds to measure move a lot between
+ * runs on a shared machine (bindfs's stat rate from 16,000 to 54,000 per second), so each is
+ * measured several times and the middle one kept; the 20-second random IO runs, once.
+ */
+async function repeated(one: (pass: number) => Promise<number>): Promise<number> {
+  const got: number[] = [];
+  for (let pass = 0; pass < passes; pass++) got.push(await one(pass));
+  return median(got);
+}
+
 /** Every figure on a writable target. Each phase starts with the caches dropped. It leaves
  * seq.dat, rand.dat and tree/ in `dir`. */
 async function measureWritable(name: string, dir: string, treeSrc: string): Promise<Figures> {
   const r = emptyFigures();
   const seqFile = join(dir, "seq.dat");
   const randFile = join(dir, "rand.dat");
-  say(`${name}: sequential write and read of ${opt.size} in 128 KiB blocks`);
-  await dropCaches();
-  r.seqWriteMBps = (await fio({ rw: "write", bs: "128k", file: seqFile })).bwBytes / MB;
-  await dropCaches();
-  r.seqReadMBps = (await fio({ rw: "read", bs: "128k", file: seqFile })).bwBytes / MB;
+  say(`${name}: sequential write and read of ${opt.size} in 128 KiB blocks, ${passes} times`);
+  const seqReads: number[] = [];
+  r.seqWriteMBps = await repeated(async () => {
+    await rm(seqFile, { force: true });
+    await dropCaches();
+    const mbps = (await fio({ rw: "write", bs: "128k", file: seqFile })).bwBytes / MB;
+    await dropCaches();
+    seqReads.push((await fio({ rw: "read", bs: "128k", file: seqFile })).bwBytes / MB);
+    return mbps;
+  });
+  r.seqReadMBps = median(seqReads);
 
   say(`${name}: random 4 KiB writes, then reads, for ${seconds} s each on a ${opt.size} file`);
   await fio({ rw: "write", bs: "1m", file: randFile }); // lays the file out, untimed
@@ -323,21 +343,37 @@ async function measureWritable(name: string, dir: string, treeSrc: string): Prom
   await dropCaches();
   r.randReadIops = (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops;
 
-  say(`${name}: create, stat and delete ${nFiles} files in one directory`);
+  say(`${name}: create, stat and delete ${nFiles} files in one directory, ${passes} times`);
   const metaDir = join(dir, "meta");
-  await mkdir(metaDir);
-  await dropCaches();
-  r.createPerSec = await meta("create", metaDir);
-  await dropCaches();
-  r.statPerSec = await meta("stat", metaDir);
-  await dropCaches();
-  r.deletePerSec = await meta("delete", metaDir);
-  await rm(metaDir, { recursive: true });
+  const stats: number[] = [];
+  const deletes: number[] = [];
+  r.createPerSec = await repeated(async () => {
+    await mkdir(metaDir);
+    await dropCaches();
+    const creates = await meta("create", metaDir);
+    await dropCaches();
+    stats.push(await meta("stat", metaDir));
+    await dropCaches();
+    deletes.push(await meta("delete", metaDir));
+    await rm(metaDir, { recursive: true });
+    return creates;
+  });
+  r.statPerSec = median(stats);
+  r.deletePerSec = median(deletes);
 
-  say(`${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) in and out`);
-  await dropCaches();
-  r.rsyncInSec = (await run("rsync", ["-a", `${treeSrc}/`, join(dir, "tree")])).ms / 1000;
-  r.rsyncOutSec = await rsyncOut(join(dir, "tree"));
+  say(
+    `${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) in and out, ${passes} times`,
+  );
+  const tree = join(dir, "tree");
+  const outs: number[] = [];
+  r.rsyncInSec = await repeated(async () => {
+    await rm(tree, { recursive: true, force: true });
+    await dropCaches();
+    const seconds = (await run("rsync", ["-a", `${treeSrc}/`, tree])).ms / 1000;
+    outs.push(await rsyncOut(tree));
+    return seconds;
+  });
+  r.rsyncOutSec = median(outs);
   return r;
 }
 
@@ -351,21 +387,36 @@ async function rsyncOut(tree: string): Promise<number> {
   return ms / 1000;
 }
 
-/** The read-side figures on a read-only copy of a volume filled by measureWritable (or fill). */
-async function measureReadOnly(name: string, dir: string): Promise<Figures> {
+/**
+ * The read-side figures of snapshots of a volume filled by measureWritable (or fill), each pass
+ * on a snapshot `snapshot` has just taken, read for the first time; random reads on the first.
+ */
+async function measureReadOnly(name: string, snapshot: () => Promise<string>): Promise<Figures> {
   const r = emptyFigures();
-  say(`${name}: sequential read of ${opt.size} in 128 KiB blocks`);
-  await dropCaches();
-  r.seqReadMBps = (await fio({ rw: "read", bs: "128k", file: join(dir, "seq.dat") })).bwBytes / MB;
-  say(`${name}: random 4 KiB reads for ${seconds} s`);
-  await dropCaches();
-  const randFile = join(dir, "rand.dat");
-  r.randReadIops = (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops;
-  say(`${name}: stat of ${nFiles} files in one directory`);
-  await dropCaches();
-  r.statPerSec = await meta("stat", join(dir, "statset"));
-  say(`${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) out`);
-  r.rsyncOutSec = await rsyncOut(join(dir, "tree"));
+  const stats: number[] = [];
+  const outs: number[] = [];
+  say(
+    `${name}: sequential read of ${opt.size}, stat of ${nFiles} files, rsync -a of ${TREE_FILES} files out, ${passes} times`,
+  );
+  r.seqReadMBps = await repeated(async (pass) => {
+    const dir = await snapshot();
+    await dropCaches();
+    const mbps = (await fio({ rw: "read", bs: "128k", file: join(dir, "seq.dat") })).bwBytes / MB;
+    if (pass === 0) {
+      say(`${name}: random 4 KiB reads for ${seconds} s`);
+      await dropCaches();
+      const randFile = join(dir, "rand.dat");
+      r.randReadIops = (
+        await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })
+      ).iops;
+    }
+    await dropCaches();
+    stats.push(await meta("stat", join(dir, "statset")));
+    outs.push(await rsyncOut(join(dir, "tree")));
+    return mbps;
+  });
+  r.statPerSec = median(stats);
+  r.rsyncOutSec = median(outs);
   return r;
 }
 
@@ -403,16 +454,23 @@ async function runShadowfs(results: Results, treeSrc: string): Promise<void> {
   await mkdir(join(mnt, "statset"));
   await meta("create", join(mnt, "statset"));
   cliStartMs = (await shadowfs(["--help"])).ms;
-  await run("sync", []);
-  say("shadowfs: snapshot create");
-  const made = await shadowfs(["snapshot", "create", mnt]);
-  results.snapshotCreateMs = made.ms;
-  const name = made.stdout.trim().split("\n").at(-1)?.trim() ?? "";
-  if (!SNAPSHOT_NAME.test(name))
-    throw new Error(`shadowfs snapshot create printed "${made.stdout.trim()}", not a name`);
-  const snapDir = join(mnt, ".snapshots", name);
-  if (!statSync(snapDir).isDirectory()) throw new Error(`${snapDir} is not a directory`);
-  if (selected("snapshot")) results.snapshot = await measureReadOnly("snapshot", snapDir);
+  const createMs: number[] = [];
+  /** Takes a snapshot, timed, and returns its directory. */
+  const snapshot = async () => {
+    await run("sync", []);
+    say("shadowfs: snapshot create");
+    const made = await shadowfs(["snapshot", "create", mnt]);
+    createMs.push(made.ms);
+    const name = made.stdout.trim().split("\n").at(-1)?.trim() ?? "";
+    if (!SNAPSHOT_NAME.test(name))
+      throw new Error(`shadowfs snapshot create printed "${made.stdout.trim()}", not a name`);
+    const snapDir = join(mnt, ".snapshots", name);
+    if (!statSync(snapDir).isDirectory()) throw new Error(`${snapDir} is not a directory`);
+    return snapDir;
+  };
+  if (selected("snapshot")) results.snapshot = await measureReadOnly("snapshot", snapshot);
+  else await snapshot();
+  results.snapshotCreateMs = median(createMs);
   await unmountShadowfs(mnt);
 }
 
@@ -513,6 +571,7 @@ function report(r: Results): void {
     "fio: psync, queue depth 1, buffered IO; writes end with fsync (end_fsync=1), inside the timing",
     "random reads are buffered: the file fills the page cache as a run goes on, as it would for an application",
     "page cache, dentries and inodes dropped before every phase; a daemon's own caches stay warm",
+    `every figure but random IO is the median of ${passes} passes; the snapshot's, each on a snapshot just taken, read for the first time`,
     `create/stat/delete: a separate Node process, fs/promises, ${META_CONCURRENCY} operations in flight, no sync`,
     "rsync: wall time of rsync -a, no sync; the host-side source or destination is on the same disk",
   );
@@ -520,7 +579,7 @@ function report(r: Results): void {
     notes.push("bindfs: default options plus big_writes (128 KiB write requests), single-threaded");
   if (r.snapshotCreateMs !== null)
     notes.push(
-      "snapshot create: wall time of the shadowfs snapshot create command, after a sync; " +
+      `snapshot create: median wall time of the shadowfs snapshot create command (${passes} snapshots), after a sync; ` +
         `the command's start-up alone (shadowfs --help) takes ${cliStartMs.toFixed(0)} ms`,
     );
   printReport(opt.json, config, out, () => table(r));
