@@ -6,19 +6,27 @@ import { LRUCache } from "lru-cache";
 import type { BlockDevice, SnapshotInfo } from "../cow/index.js";
 import { enoent } from "../errors.js";
 import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
-import { gmtName, isGmtName } from "./names.js";
+import { gmtName } from "./names.js";
 import { View } from "./view.js";
 
 /** What the views need from the store (a `CowVolume` is one). */
 export interface SnapshotSource {
   snapshots(): SnapshotInfo[];
   snapshotDevice(id: number): BlockDevice;
+  /** Where snapshot `id` is among them; throws if it is gone. */
+  position(id: number): number;
 }
 
 export class SnapshotViews {
   private readonly open = new LRUCache<number, Promise<View>>({ max: 16 });
   /** The metadata the newest snapshot's view starts with, until that view opens. */
   private seed: { id: number; seed: MetaSeed } | undefined;
+  /**
+   * Every snapshot by directory name (`@GMT-…` and user-given) as of the last time a name was
+   * not found: every request below `.snapshots` names one, and making the names of every
+   * snapshot each time would cost in proportion to how many there are.
+   */
+  private byName = new Map<string, SnapshotInfo>();
 
   constructor(
     private readonly source: SnapshotSource,
@@ -32,10 +40,24 @@ export class SnapshotViews {
 
   /** The snapshot a directory name (`@GMT-…` or a user-given name) refers to. */
   find(name: string): SnapshotInfo | undefined {
-    const all = this.source.snapshots();
-    return isGmtName(name)
-      ? all.find((s) => gmtName(s.createdAt) === name)
-      : all.find((s) => s.name === name);
+    const known = this.byName.get(name);
+    if (known && this.exists(known.id)) return known;
+    this.byName = new Map();
+    const add = (key: string, s: SnapshotInfo) => this.byName.has(key) || this.byName.set(key, s);
+    for (const s of this.source.snapshots()) {
+      add(gmtName(s.createdAt), s);
+      if (s.name !== undefined) add(s.name, s);
+    }
+    return this.byName.get(name);
+  }
+
+  private exists(id: number): boolean {
+    try {
+      this.source.position(id);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The view of the snapshot called `name`, opened read-only on first use. */
