@@ -306,75 +306,85 @@ const emptyFigures = (): Figures =>
   Object.fromEntries(FIELDS.map((f) => [f, null])) as unknown as Figures;
 
 /**
- * The median of `passes` runs of `one`. Figures that take seconds to measure move a lot between
- * runs on a shared machine (bindfs's stat rate from 16,000 to 54,000 per second), so each is
- * measured several times and the middle one kept; the 20-second random IO runs, once.
+ * The figures of one target, pass by pass. Figures that take seconds to measure move a lot
+ * between runs on a shared machine (bindfs's stat rate from 16,000 to 54,000 per second), so
+ * each is measured `passes` times and the middle one kept; the 20-second random IO runs, once.
  */
-async function repeated(one: (pass: number) => Promise<number>): Promise<number> {
-  const got: number[] = [];
-  for (let pass = 0; pass < passes; pass++) got.push(await one(pass));
-  return median(got);
+class Passes {
+  private readonly got = new Map<Field, number[]>();
+
+  constructor(private readonly name: string) {}
+
+  add(field: Field, value: number): void {
+    this.got.set(field, [...(this.got.get(field) ?? []), value]);
+  }
+
+  /** The median of each field's passes; says every pass. */
+  figures(): Figures {
+    const r = emptyFigures();
+    for (const [field, values] of this.got) {
+      r[field] = median(values);
+      if (values.length > 1)
+        say(
+          `${this.name}: ${LABELS[field]}: ${values.map((v) => fmt(v, DIGITS(field))).join(", ")}`,
+        );
+    }
+    return r;
+  }
 }
 
 /** Every figure on a writable target. Each phase starts with the caches dropped. It leaves
  * seq.dat, rand.dat and tree/ in `dir`. */
 async function measureWritable(name: string, dir: string, treeSrc: string): Promise<Figures> {
-  const r = emptyFigures();
+  const got = new Passes(name);
   const seqFile = join(dir, "seq.dat");
   const randFile = join(dir, "rand.dat");
   say(`${name}: sequential write and read of ${opt.size} in 128 KiB blocks, ${passes} times`);
-  const seqReads: number[] = [];
-  r.seqWriteMBps = await repeated(async () => {
+  for (let pass = 0; pass < passes; pass++) {
     await rm(seqFile, { force: true });
     await dropCaches();
-    const mbps = (await fio({ rw: "write", bs: "128k", file: seqFile })).bwBytes / MB;
+    got.add("seqWriteMBps", (await fio({ rw: "write", bs: "128k", file: seqFile })).bwBytes / MB);
     await dropCaches();
-    seqReads.push((await fio({ rw: "read", bs: "128k", file: seqFile })).bwBytes / MB);
-    return mbps;
-  });
-  r.seqReadMBps = median(seqReads);
+    got.add("seqReadMBps", (await fio({ rw: "read", bs: "128k", file: seqFile })).bwBytes / MB);
+  }
 
   say(`${name}: random 4 KiB writes, then reads, for ${seconds} s each on a ${opt.size} file`);
   await fio({ rw: "write", bs: "1m", file: randFile }); // lays the file out, untimed
   await dropCaches();
-  r.randWriteIops = (
-    await fio({ rw: "randwrite", bs: "4k", file: randFile, timeBased: true })
-  ).iops;
+  got.add(
+    "randWriteIops",
+    (await fio({ rw: "randwrite", bs: "4k", file: randFile, timeBased: true })).iops,
+  );
   await dropCaches();
-  r.randReadIops = (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops;
+  got.add(
+    "randReadIops",
+    (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops,
+  );
 
   say(`${name}: create, stat and delete ${nFiles} files in one directory, ${passes} times`);
   const metaDir = join(dir, "meta");
-  const stats: number[] = [];
-  const deletes: number[] = [];
-  r.createPerSec = await repeated(async () => {
+  for (let pass = 0; pass < passes; pass++) {
     await mkdir(metaDir);
     await dropCaches();
-    const creates = await meta("create", metaDir);
+    got.add("createPerSec", await meta("create", metaDir));
     await dropCaches();
-    stats.push(await meta("stat", metaDir));
+    got.add("statPerSec", await meta("stat", metaDir));
     await dropCaches();
-    deletes.push(await meta("delete", metaDir));
+    got.add("deletePerSec", await meta("delete", metaDir));
     await rm(metaDir, { recursive: true });
-    return creates;
-  });
-  r.statPerSec = median(stats);
-  r.deletePerSec = median(deletes);
+  }
 
   say(
     `${name}: rsync -a of ${TREE_FILES} files (${TREE_BYTES / MiB} MiB) in and out, ${passes} times`,
   );
   const tree = join(dir, "tree");
-  const outs: number[] = [];
-  r.rsyncInSec = await repeated(async () => {
+  for (let pass = 0; pass < passes; pass++) {
     await rm(tree, { recursive: true, force: true });
     await dropCaches();
-    const seconds = (await run("rsync", ["-a", `${treeSrc}/`, tree])).ms / 1000;
-    outs.push(await rsyncOut(tree));
-    return seconds;
-  });
-  r.rsyncOutSec = median(outs);
-  return r;
+    got.add("rsyncInSec", (await run("rsync", ["-a", `${treeSrc}/`, tree])).ms / 1000);
+    got.add("rsyncOutSec", await rsyncOut(tree));
+  }
+  return got.figures();
 }
 
 /** Seconds of `rsync -a` from `tree` to a fresh host directory, caches dropped first. */
@@ -392,32 +402,29 @@ async function rsyncOut(tree: string): Promise<number> {
  * on a snapshot `snapshot` has just taken, read for the first time; random reads on the first.
  */
 async function measureReadOnly(name: string, snapshot: () => Promise<string>): Promise<Figures> {
-  const r = emptyFigures();
-  const stats: number[] = [];
-  const outs: number[] = [];
+  const got = new Passes(name);
   say(
     `${name}: sequential read of ${opt.size}, stat of ${nFiles} files, rsync -a of ${TREE_FILES} files out, ${passes} times`,
   );
-  r.seqReadMBps = await repeated(async (pass) => {
+  for (let pass = 0; pass < passes; pass++) {
     const dir = await snapshot();
     await dropCaches();
-    const mbps = (await fio({ rw: "read", bs: "128k", file: join(dir, "seq.dat") })).bwBytes / MB;
+    const seqFile = join(dir, "seq.dat");
+    got.add("seqReadMBps", (await fio({ rw: "read", bs: "128k", file: seqFile })).bwBytes / MB);
     if (pass === 0) {
       say(`${name}: random 4 KiB reads for ${seconds} s`);
       await dropCaches();
       const randFile = join(dir, "rand.dat");
-      r.randReadIops = (
-        await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })
-      ).iops;
+      got.add(
+        "randReadIops",
+        (await fio({ rw: "randread", bs: "4k", file: randFile, timeBased: true })).iops,
+      );
     }
     await dropCaches();
-    stats.push(await meta("stat", join(dir, "statset")));
-    outs.push(await rsyncOut(join(dir, "tree")));
-    return mbps;
-  });
-  r.statPerSec = median(stats);
-  r.rsyncOutSec = median(outs);
-  return r;
+    got.add("statPerSec", await meta("stat", join(dir, "statset")));
+    got.add("rsyncOutSec", await rsyncOut(join(dir, "tree")));
+  }
+  return got.figures();
 }
 
 /** The same files as measureWritable leaves, without measuring anything. */
