@@ -80,7 +80,7 @@ const { values: opt } = parseArgs({
     seconds: { type: "string", default: "20" },
     files: { type: "string", default: "10000" },
     only: { type: "string", default: TARGETS.join(",") },
-    passes: { type: "string", default: "3" },
+    passes: { type: "string", default: "5" },
   },
 });
 const size = parseSize(opt.size);
