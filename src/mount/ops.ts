@@ -395,7 +395,7 @@ export class FuseOps {
   op_read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: ReadDone): void {
     // Straight into the binding's buffer: no allocation, no copy. A part that lies as it is in
     // a host file is read by the binding's thread that replies (`_op_read` in the binding's
-    // patch): for a small read, that saves a trip through the thread pool and back.
+    // patch), which saves a trip through the thread pool and back to this thread.
     let done = () => {};
     const lender: Lender = { until: new Promise<void>((resolve) => (done = resolve)) };
     const reply = (n: number) => {
