@@ -3,6 +3,7 @@
 
 import { writeFile } from "node:fs/promises";
 import Fuse from "fuse-native";
+import type { Cred } from "../fs/cred.js";
 import { mountTable } from "./mount-table.js";
 
 /** Options always set: the filesystem's own inode numbers, 128 KiB writes, kernel checks. */
@@ -37,6 +38,15 @@ async function setReadAhead(mnt: string): Promise<void> {
   const dev = (await mountTable()).filter((m) => m.mountpoint === mnt).at(-1)?.device;
   if (dev)
     await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, `${READ_AHEAD_KB}\n`).catch(() => {});
+}
+
+/**
+ * Who made the FUSE request being served: call it synchronously in an op, before the op awaits
+ * anything (the binding sets it just before calling the op; later it may be another request's).
+ * The value is the caller's own and never changes.
+ */
+export function requestCaller(): Cred {
+  return Fuse.caller();
 }
 
 export interface MountSpec {

@@ -18,6 +18,17 @@ declare module "fuse-native" {
     unmount(cb: (err: Error | null) => void): void;
     protected _fuseOptions(): string;
     static unmount(mnt: string, cb: (err: Error | null) => void): void;
+    /**
+     * The caller of the request being dispatched (a fresh frozen object; groups are the
+     * supplementary groups, [] for uid 0). Valid synchronously in an op, before it awaits
+     * anything; elsewhere, the caller of the request dispatched last (all zeros before any).
+     */
+    static caller(): {
+      readonly uid: number;
+      readonly gid: number;
+      readonly pid: number;
+      readonly groups: readonly number[];
+    };
   }
 
   export default Fuse;

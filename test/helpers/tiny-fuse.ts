@@ -6,7 +6,8 @@
 // holds LENT_BYTES of `lentByte` then LENT_TAIL zeros; a read of it answers its first half from
 // memory and lends the rest (the binding reads it from a host file, `lent.host` beside the
 // mountpoint, which holds the pattern only); a read of `/lentbad` lends a descriptor that is
-// not open.
+// not open. Every create and mkdir keeps who asked (`Fuse.caller()`); it mounts with allow_other
+// so that other users may ask.
 
 import { openSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -23,6 +24,7 @@ interface FuseInstance {
 interface FuseClass {
   new (mnt: string, ops: object, opts: object): FuseInstance;
   ENOENT: number;
+  caller(): Caller;
 }
 
 /** Messages from this process to the test. */
@@ -38,12 +40,26 @@ export type TinyFuseMessage =
       /** Reads that lent a part, and those whose part the binding said it had read. */
       lent: number;
       lentDone: number;
+      callers: CallerCall[];
     };
 /** One utimens call: each time is nanoseconds since the epoch (decimal), "now" or "omit". */
 export interface UtimensCall {
   path: string;
   atime: string;
   mtime: string;
+}
+/** The caller of a request, as `Fuse.caller()` gave it. */
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+  groups: readonly number[];
+}
+/** One create or mkdir and who asked for it. */
+export interface CallerCall {
+  op: "create" | "mkdir";
+  path: string;
+  caller: Caller;
 }
 /** The inode number of the first file created; the root is 1. */
 export const FIRST_INO = 4242;
@@ -71,6 +87,7 @@ function serve(mnt: string): void {
   const utimens: UtimensCall[] = [];
   const writes: number[] = [];
   const getattrs: Record<string, number> = {};
+  const callers: CallerCall[] = [];
   const pattern = Buffer.alloc(LENT_BYTES);
   for (let i = 0; i < LENT_BYTES; i++) pattern[i] = lentByte(i);
   const hostPath = join(dirname(mnt), "lent.host");
@@ -111,12 +128,26 @@ function serve(mnt: string): void {
       cb(0, names);
     },
     create(path: string, mode: number, cb: Reply) {
+      callers.push({ op: "create", path, caller: Fuse.caller() });
       const t = now();
       const data = Buffer.alloc(0);
       const n = { ino: nextIno++, mode, data, atime: t, mtime: t, ctime: t };
       nodes.set(path, n);
       // A file named `given*` comes with its attributes: libfuse asks for none after the create.
       cb(0, nextFd++, path.startsWith("/given") ? statOf(path, n) : undefined);
+    },
+    mkdir(path: string, mode: number, cb: Reply) {
+      callers.push({ op: "mkdir", path, caller: Fuse.caller() });
+      const t = now();
+      nodes.set(path, {
+        ino: nextIno++,
+        mode: 0o40000 | mode,
+        data: Buffer.alloc(0),
+        atime: t,
+        mtime: t,
+        ctime: t,
+      });
+      cb(0);
     },
     open(path: string, _flags: number, cb: Reply) {
       if (!nodes.has(path)) return cb(Fuse.ENOENT);
@@ -179,10 +210,12 @@ function serve(mnt: string): void {
       return `${super._fuseOptions()},attr_timeout=0`;
     }
   }
-  const fuse = new TinyFuse(mnt, ops, { useIno: true, bigWrites: true, maxWrite: 131072 });
+  const opts = { useIno: true, bigWrites: true, maxWrite: 131072, allowOther: true };
+  const fuse = new TinyFuse(mnt, ops, opts);
   fuse.mount((err) => send(err ? { type: "failed", message: err.message } : { type: "ready" }));
   process.on("message", (m: { type?: string }) => {
-    if (m.type === "calls") send({ type: "calls", utimens, writes, getattrs, lent, lentDone });
+    if (m.type === "calls")
+      send({ type: "calls", utimens, writes, getattrs, lent, lentDone, callers });
   });
   // Without the test on the other end, unmount and leave.
   process.on("disconnect", () => fuse.unmount(() => process.exit(0)));

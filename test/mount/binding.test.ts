@@ -1,15 +1,17 @@
 // The fuse-native binding as patched (docs/fuse-native.md), through a real mount: times cross it
-// to the nanosecond both ways, UTIME_NOW / UTIME_OMIT arrive as such, use_ino and big writes work.
+// to the nanosecond both ways, UTIME_NOW / UTIME_OMIT arrive as such, use_ino and big writes work,
+// and every request says who made it.
 
 import { type ChildProcess, execFile, fork } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  type CallerCall,
   FIRST_INO,
   LENT_BYTES,
   LENT_TAIL,
@@ -59,6 +61,7 @@ async function calls(): Promise<{
   getattrs: Record<string, number>;
   lent: number;
   lentDone: number;
+  callers: CallerCall[];
 }> {
   const reply = next(child!, "calls");
   child!.send({ type: "calls" });
@@ -74,6 +77,13 @@ async function lentCounts(): Promise<{ lent: number; lentDone: number }> {
     if (lent === lentDone || i === 200) return { lent, lentDone };
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Runs a command (by another process than the one serving the mount); resolves to its pid. */
+async function pidOf(cmd: string, ...args: string[]): Promise<number> {
+  const running = run(cmd, args);
+  await running;
+  return running.child.pid ?? -1;
 }
 
 async function lastUtimens(): Promise<UtimensCall> {
@@ -231,5 +241,30 @@ describe("fuse-native binding through a real mount", () => {
     const { lent, lentDone } = await lentCounts();
     expect(lent).toBeGreaterThan(0);
     expect(lentDone).toBe(lent);
+  });
+
+  it("a create and a mkdir know who asked: user, group, supplementary groups and process", async () => {
+    // Another user must reach the mountpoint: mkdtemp made its directory 0700.
+    await chmod(dir!, 0o755);
+    const nobody = ["--reuid=65534", "--regid=65534", "--groups=65534,65533", "--"];
+    const created = await pidOf("setpriv", ...nobody, "touch", join(mnt, "x"));
+    const made = await pidOf("setpriv", ...nobody, "mkdir", join(mnt, "d"));
+    const rootCreated = await pidOf("touch", join(mnt, "r"));
+    const rootMade = await pidOf("mkdir", join(mnt, "rd"));
+    const { callers } = await calls();
+    const sorted = ({ op, path, caller }: CallerCall) => ({
+      op,
+      path,
+      caller: { ...caller, groups: [...caller.groups].sort((a, b) => a - b) },
+    });
+    const user = { uid: 65534, gid: 65534, groups: [65533, 65534] };
+    const root = { uid: 0, gid: 0, groups: [] };
+    expect(callers.map(sorted)).toEqual([
+      { op: "create", path: "/x", caller: { ...user, pid: created } },
+      { op: "mkdir", path: "/d", caller: { ...user, pid: made } },
+      { op: "create", path: "/r", caller: { ...root, pid: rootCreated } },
+      { op: "mkdir", path: "/rd", caller: { ...root, pid: rootMade } },
+    ]);
+    expect(Math.min(created, made, rootCreated, rootMade)).toBeGreaterThan(0);
   });
 });
