@@ -3,7 +3,8 @@
 
 import { existsSync } from "node:fs";
 import type { Method, Peer } from "../daemon/index.js";
-import { lockHolder, storePaths } from "../daemon/paths.js";
+import { lockHolder } from "../daemon/lock.js";
+import { storePaths } from "../daemon/paths.js";
 import { RpcClient } from "../daemon/rpc.js";
 import { FsError } from "../errors.js";
 

@@ -15,8 +15,9 @@ import type {
   StoreStatus,
   WriterListing,
 } from "../daemon/index.js";
+import { lockHolder } from "../daemon/lock.js";
 import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
-import { isStore, lockHolder, storePaths } from "../daemon/paths.js";
+import { isStore, storePaths } from "../daemon/paths.js";
 import { FsError, isFsError } from "../errors.js";
 import { parseMountOptions } from "../mount/options.js";
 import type { History, SnapshotOptions, SnapshotRun } from "../snapshot/index.js";
@@ -72,6 +73,17 @@ async function checkMountpoint(mnt: string): Promise<void> {
   if (await isMountpoint(mnt)) throw new FsError("EBUSY", `${mnt} is already a mount point`);
 }
 
+/** Tells the command that started a daemon (on `readyFd`) how the start went. */
+function tellStarter(readyFd: number | undefined, msg: object): void {
+  if (readyFd === undefined) return;
+  try {
+    writeSync(readyFd, `${JSON.stringify(msg)}\n`);
+    closeSync(readyFd);
+  } catch {
+    // The command that started the daemon is gone; the log says the rest.
+  }
+}
+
 /** Runs the daemon in this process until it is stopped; `readyFd` hears how the start went. */
 async function runDaemon(store: string, mnt: string, options: string[], readyFd?: number) {
   const { default: pino } = await import("pino");
@@ -86,15 +98,7 @@ async function runDaemon(store: string, mnt: string, options: string[], readyFd?
           { name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "info" },
           pino.destination({ dest: storePaths(store).log, append: true, sync: true }),
         );
-  const tell = (msg: object) => {
-    if (readyFd === undefined) return;
-    try {
-      writeSync(readyFd, `${JSON.stringify(msg)}\n`);
-      closeSync(readyFd);
-    } catch {
-      // The command that started the daemon is gone; the log says the rest.
-    }
-  };
+  const tell = (msg: object) => tellStarter(readyFd, msg);
   let daemon: import("../daemon/index.js").Daemon;
   try {
     const r = await Daemon.start({ store, mountpoint: mnt, options, logger });
@@ -307,18 +311,24 @@ export function program(): Command {
       const dir = resolve(store);
       const mnt = resolve(mountpoint);
       const options = parseMountOptions(o.options);
-      if (!(await isStore(dir))) throw new FsError("ENOENT", `${dir} is not a shadowfs store`);
-      await requireFuse();
-      const holder = await lockHolder(dir);
-      if (holder !== undefined)
-        throw new FsError("EBUSY", `${dir} is already in use by process ${holder}`);
-      // A mount left behind by a daemon that was killed: detach it first.
-      const stale = (await shadowfsMounts()).find((m) => m.mountpoint === mnt && m.store === dir);
-      if (stale) {
-        await detach(mnt);
-        print(`detached the stale mount of ${dir} on ${mnt}`);
+      try {
+        if (!(await isStore(dir))) throw new FsError("ENOENT", `${dir} is not a shadowfs store`);
+        await requireFuse();
+        const holder = await lockHolder(dir);
+        if (holder !== undefined)
+          throw new FsError("EBUSY", `${dir} is already in use by process ${holder}`);
+        // A mount left behind by a daemon that was killed: detach it first.
+        const stale = (await shadowfsMounts()).find((m) => m.mountpoint === mnt && m.store === dir);
+        if (stale) {
+          await detach(mnt);
+          print(`detached the stale mount of ${dir} on ${mnt}`);
+        }
+        await checkMountpoint(mnt);
+      } catch (e) {
+        // A daemon started in the background says why it did not start.
+        tellStarter(o.readyFd, { ok: false, error: message(e) });
+        throw e;
       }
-      await checkMountpoint(mnt);
       if (o.foreground) await runDaemon(dir, mnt, options, o.readyFd);
       else await startDaemon(dir, mnt, o.options);
     });

@@ -8,13 +8,14 @@ import type pino from "pino";
 import type { Logger } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
-import { killRunningWriters } from "../snapshot/index.js";
+import { killRunningWriters, makeRuntimeDir } from "../snapshot/index.js";
+import { lockStore } from "./lock.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
 import { VolumeProtocol } from "./protocol.js";
 import { type Method, param, serve } from "./rpc.js";
 import { Service, serviceMethods } from "./service.js";
-import { lockStore, openStore } from "./store.js";
+import { openStore } from "./store.js";
 
 export interface DaemonOptions {
   store: string;
@@ -101,6 +102,7 @@ export class Daemon {
           ops: ops.operations(),
           options: [...PRODUCTION_OPTIONS, ...opts.options],
         });
+        await makeRuntimeDir();
         daemon.server = await serve(paths.socket, daemon.methods());
       } catch (e) {
         await daemon.stop();

@@ -1,8 +1,9 @@
 // The daemon layer's public surface: stores, the daemon, its control socket and the service.
 
 export { Daemon, type Started } from "./daemon.js";
+export { lockHolder, lockStore, StoreLockedError } from "./lock.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
-export { isStore, lockHolder, storePaths } from "./paths.js";
+export { isStore, storePaths } from "./paths.js";
 export { VolumeProtocol, type WriterListing } from "./protocol.js";
 export { type Method, type Peer, RpcClient, RpcError } from "./rpc.js";
 export {
@@ -13,4 +14,4 @@ export {
   type StoreStatus,
   serviceMethods,
 } from "./service.js";
-export { initStore, lockStore, openStore, StoreLockedError } from "./store.js";
+export { initStore, openStore } from "./store.js";

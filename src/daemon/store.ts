@@ -1,12 +1,10 @@
 // A store directory: the copy-on-write volume holding the filesystem, the lock of whoever
 // has it open, the control socket of its daemon, its log and its writers.
 
-import { constants } from "node:fs";
-import { open, unlink } from "node:fs/promises";
 import { CowVolume, type Logger, NodeHostFs, type OnFull } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
-import { isStore, lockHolder, storePaths } from "./paths.js";
+import { isStore, storePaths } from "./paths.js";
 
 export interface InitOptions {
   size: number;
@@ -51,38 +49,4 @@ export async function openStore(
     await volume.close();
     throw e;
   }
-}
-
-/** The store is in use by a live process. */
-export class StoreLockedError extends FsError {
-  constructor(
-    readonly pid: number,
-    store: string,
-  ) {
-    super("EBUSY", `${store} is in use by process ${pid}`);
-  }
-}
-
-/**
- * Takes the store's lock for this process (a file holding its pid); a lock left by a process
- * that died is taken over. Returns the function that releases it.
- */
-export async function lockStore(store: string): Promise<() => Promise<void>> {
-  const { lock, dir } = storePaths(store);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fh = await open(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return async () => {
-        await unlink(lock).catch(() => undefined);
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = await lockHolder(dir);
-      if (pid !== undefined && pid !== process.pid) throw new StoreLockedError(pid, dir);
-      await unlink(lock).catch(() => undefined);
-    }
-  }
-  throw new FsError("EBUSY", `cannot take the lock of ${dir}`);
 }
