@@ -3,9 +3,10 @@
 // store directory or its mount point.
 
 import { spawn } from "node:child_process";
-import { closeSync, writeSync } from "node:fs";
+import { closeSync, readFileSync, writeSync } from "node:fs";
 import { access, constants, mkdir, open, rm } from "node:fs/promises";
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import type { OnFull } from "../cow/index.js";
 import type {
@@ -26,6 +27,34 @@ import { formatBytes, parseSize, table } from "./format.js";
 import { resolveTarget } from "./target.js";
 
 const print = (text: string) => process.stdout.write(`${text}\n`);
+
+// Output to a pipe whose reader is gone (`shadowfs status | head -1`) ends the command quietly
+// with status 0, as it ends `ls | head`.
+for (const stream of [process.stdout, process.stderr])
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    process.exit(0);
+  });
+
+/** The version in shadowfs's package.json, found upward from this file (src/ or dist/src/). */
+function version(): string {
+  for (
+    let dir = dirname(fileURLToPath(import.meta.url));
+    dir !== dirname(dir);
+    dir = dirname(dir)
+  ) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === "shadowfs") return pkg.version ?? "unknown";
+    } catch {
+      // Not here: one directory up.
+    }
+  }
+  return "unknown";
+}
 const json = (value: unknown) => print(JSON.stringify(value, null, 2));
 
 /** A progress line on a terminal; nothing when stderr is not one. */
@@ -261,6 +290,7 @@ export function program(): Command {
   const cli = new Command("shadowfs")
     .description("a versioning filesystem with point-in-time snapshots, mounted with FUSE")
     // Usage errors are thrown (and said in one line, as every other error), not printed here.
+    .version(version(), "-V, --version", "print the version")
     .exitOverride()
     .configureOutput({ outputError: () => undefined });
 
