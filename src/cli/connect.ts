@@ -2,20 +2,45 @@
 // by opening it directly (under its lock) when it is not.
 
 import { existsSync } from "node:fs";
-import type { Method, Peer } from "../daemon/index.js";
+import type { ControlApi, ControlClient } from "../daemon/api.js";
 import { lockHolder } from "../daemon/lock.js";
 import { storePaths } from "../daemon/paths.js";
-import { RpcClient } from "../daemon/rpc.js";
+import { connectSocket } from "../daemon/rpc.js";
 import { FsError } from "../errors.js";
+import { client } from "../snapshot/rpc/api.js";
+import { ErrorCode, RpcError } from "../snapshot/rpc/message.js";
+import type { Caller, MethodEntry } from "../snapshot/rpc/peer.js";
 
-export interface Backend {
+/**
+ * A store's control API, whichever way it is reached: `call(method, params)` is typed by the
+ * method's schema and result (src/daemon/api.ts). Through the daemon, the daemon checks the
+ * params; opened directly, the same method table does, in this process.
+ */
+export interface Backend extends ControlClient {
   /** True when a daemon serves the store. */
   readonly mounted: boolean;
-  call<T>(method: string, params?: Record<string, unknown>): Promise<T>;
   close(): Promise<void>;
 }
 
 export type OnProgress = (done: number, total: number) => void;
+
+/** The `progress` notifications the daemon sends during long work (`{ done, total }`). */
+function progressEntry(onProgress: OnProgress | undefined): MethodEntry {
+  return {
+    parse: (p) => {
+      const { done, total } = (p ?? {}) as { done?: unknown; total?: unknown };
+      if (typeof done !== "number" || typeof total !== "number")
+        throw new RpcError(
+          "progress: done and total are numbers",
+          "EINVAL",
+          ErrorCode.invalidParams,
+        );
+      return { done, total };
+    },
+    run: ((p: { done: number; total: number }) =>
+      onProgress?.(p.done, p.total)) as MethodEntry["run"],
+  };
+}
 
 /** Reaches `store`; `write` opens it read-write when no daemon has it. */
 export async function connect(
@@ -27,44 +52,38 @@ export async function connect(
   if (holder !== undefined) {
     if (!existsSync(paths.socket))
       throw new FsError("EBUSY", `${paths.dir} is in use by process ${holder}`);
-    const client = await RpcClient.connect(paths.socket).catch((e: NodeJS.ErrnoException) => {
+    const methods = new Map([["progress", progressEntry(opts.onProgress)]]);
+    const peer = await connectSocket(paths.socket, methods).catch((e: NodeJS.ErrnoException) => {
       throw new FsError(
         "EBUSY",
         `${paths.dir} is in use by process ${holder}, whose control socket does not answer (${e.code ?? e.message})`,
       );
     });
-    client.handle("progress", async (p) => opts.onProgress?.(p.done as number, p.total as number));
     return {
       mounted: true,
-      call: (method, params = {}) => client.call(method, params),
-      close: async () => client.close(),
+      ...client<ControlApi>((method, params) => peer.request(method, params)),
+      close: () => peer.close(),
     };
   }
   // Opening the store loads all of it: only now, not for a command a daemon answers.
-  const { lockStore, openStore, Service, serviceMethods, VolumeProtocol } = await import(
+  const { lockStore, openStore, Service, controlMethods, VolumeProtocol, invoke } = await import(
     "../daemon/index.js"
   );
   const unlock = await lockStore(paths.dir);
   try {
     const { volume, fs } = await openStore(paths.dir, { readOnly: !opts.write });
     const service = new Service(paths.dir, volume, fs);
-    const methods: Record<string, Method> = {
-      ...serviceMethods(service),
-      ...new VolumeProtocol(service, null).methods(),
-    };
-    const peer: Peer = {
-      notify: (_, p) => {
-        const { done, total } = p as { done: number; total: number };
-        opts.onProgress?.(done, total);
+    const methods = controlMethods(service, new VolumeProtocol(service, null));
+    const progress = progressEntry(opts.onProgress);
+    // Only `progress` is sent back during a call; a store opened directly has no other.
+    const caller: Caller = {
+      notify: (method, params) => {
+        if (method === "progress") progress.run(progress.parse(params) as never, caller);
       },
     };
     return {
       mounted: false,
-      call: async <T>(method: string, params: Record<string, unknown> = {}) => {
-        const fn = methods[method];
-        if (!fn) throw new FsError("ENOTCONN", `${paths.dir} is not mounted`);
-        return (await fn(params, peer)) as T;
-      },
+      ...client<ControlApi>((method, params) => invoke(methods, method, params, caller)),
       close: async () => {
         try {
           await service.fs.close();

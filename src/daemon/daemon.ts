@@ -5,16 +5,17 @@ import { unlink } from "node:fs/promises";
 import type { Server } from "node:net";
 import { resolve } from "node:path";
 import type pino from "pino";
-import type { Logger } from "../cow/index.js";
+import type { Logger, SnapshotInfo } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
 import { killRunningWriters, makeRuntimeDir } from "../snapshot/index.js";
+import { controlMethods } from "./handlers.js";
 import { lockStore } from "./lock.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
 import { VolumeProtocol } from "./protocol.js";
-import { type Method, param, serve } from "./rpc.js";
-import { Service, serviceMethods } from "./service.js";
+import { serve } from "./rpc.js";
+import { type Mount, Service } from "./service.js";
 import { openStore } from "./store.js";
 
 export interface DaemonOptions {
@@ -94,7 +95,8 @@ export class Daemon {
         // it no longer has, an old size): the revert ends when the last of them has expired.
         await new Promise((done) => setTimeout(done, PRODUCTION_ATTR_TIMEOUT * 1000));
       });
-      daemon.protocol = new VolumeProtocol(service, mountpoint);
+      const protocol = new VolumeProtocol(service, mountpoint);
+      daemon.protocol = protocol;
       try {
         daemon.mount = await FuseMount.mount({
           mountpoint,
@@ -103,7 +105,10 @@ export class Daemon {
           options: [...PRODUCTION_OPTIONS, ...opts.options],
         });
         await makeRuntimeDir();
-        daemon.server = await serve(paths.socket, daemon.methods());
+        service.mount = daemon.asMount(mountpoint);
+        daemon.server = await serve(paths.socket, controlMethods(service, protocol), (what, err) =>
+          log.warn({ err: err instanceof Error ? err.message : err }, `control socket: ${what}`),
+        );
       } catch (e) {
         await daemon.stop();
         throw e;
@@ -139,49 +144,26 @@ export class Daemon {
     this.watch.unref();
   }
 
-  private methods(): Record<string, Method> {
-    const s = this.service;
+  /** What the Service asks of production's mount and the exposed snapshots. */
+  private asMount(mountpoint: string): Mount {
     return {
-      ...serviceMethods(s),
-      ...this.protocol?.methods(),
-      status: async () => ({
-        ...(await s.status()),
-        mountpoint: this.mount?.mountpoint ?? null,
-        pid: process.pid,
-        openFiles: this.ops.openCount(this.root),
-        exposed: [...this.exposed].map(([mountpoint, e]) => ({ mountpoint, id: e.id })),
-      }),
-      "snapshot.delete": async (p) => {
-        const snap = s.find(param(p, "snapshot"));
-        for (const [mnt, e] of this.exposed)
-          if (e.id === snap.id)
-            throw new FsError("EBUSY", `snapshot is exposed at ${mnt}; unexpose it first`);
-        const gone = await s.delete(String(snap.id));
-        this.views.refresh();
-        return gone;
-      },
-      "snapshot.revert": async (p) => {
-        const open = this.ops.openCount(this.root);
-        if (open > 0 && p.force !== true)
-          throw new FsError("EBUSY", `${open} files are open in production (use --force)`);
-        if (this.exposed.size > 0)
-          throw new FsError("EBUSY", "snapshots are exposed; unexpose them first");
-        return s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true });
-      },
-      "snapshot.expose": (p) => this.expose(param(p, "snapshot"), param(p, "mountpoint")),
-      "snapshot.unexpose": (p) => this.unexpose(param(p, "mountpoint")),
-      unmount: async () => {
-        setImmediate(() => void this.stop());
-        return { stopping: true };
-      },
+      mountpoint,
+      openFiles: () => this.ops.openCount(this.root),
+      exposed: () => [...this.exposed].map(([mountpoint, e]) => ({ mountpoint, id: e.id })),
+      expose: (snap, where) => this.expose(snap, where),
+      unexpose: (where) => this.unexpose(where),
+      deleted: () => this.views.refresh(),
+      unmount: () => setImmediate(() => void this.stop()),
     };
   }
 
-  private async expose(ref: string, where: string): Promise<{ mountpoint: string; gmt: string }> {
+  private async expose(
+    snap: SnapshotInfo,
+    where: string,
+  ): Promise<{ mountpoint: string; gmt: string }> {
     const mountpoint = resolve(where);
     if (this.exposed.has(mountpoint) || (await isMountpoint(mountpoint)))
       throw new FsError("EBUSY", `${mountpoint} is already a mount point`);
-    const snap = this.service.find(ref);
     const v = await this.views.viewOf(snap);
     const ops = new FuseOps({
       root: v,

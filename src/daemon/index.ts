@@ -1,17 +1,30 @@
 // The daemon layer's public surface: stores, the daemon, its control socket and the service.
 
+export { RpcError } from "../snapshot/rpc/message.js";
+export { invoke } from "../snapshot/rpc/peer.js";
+export {
+  type ControlApi,
+  type ControlClient,
+  controlApi,
+  type MethodName,
+  type ParamsOf,
+  type ResultOf,
+} from "./api.js";
 export { Daemon, type Started } from "./daemon.js";
+export { controlMethods } from "./handlers.js";
 export { lockHolder, lockStore, StoreLockedError } from "./lock.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
 export { isStore, storePaths } from "./paths.js";
 export { VolumeProtocol, type WriterListing } from "./protocol.js";
-export { type Method, type Peer, RpcClient, RpcError } from "./rpc.js";
+export { connectSocket, serve } from "./rpc.js";
 export {
   type CheckReport,
+  type Mount,
+  type RevertResult,
   Service,
   type SnapshotRow,
+  type StatusReport,
   type StorageReport,
   type StoreStatus,
-  serviceMethods,
 } from "./service.js";
 export { initStore, openStore } from "./store.js";

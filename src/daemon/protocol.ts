@@ -4,11 +4,11 @@
 
 import { FsError } from "../errors.js";
 import {
+  type AbortReport,
   appendHistory,
+  type History,
   type HistoryRecord,
-  isWriterEvent,
   type LaterEvent,
-  parseRegistration,
   readHistory,
   type ScanProblem,
   SocketWriter,
@@ -17,10 +17,11 @@ import {
   type Writer,
   type WriterChannel,
   type WriterInfo,
+  type WriterRegistration,
   type WriterResult,
 } from "../snapshot/index.js";
+import type { Caller } from "../snapshot/rpc/peer.js";
 import { storePaths } from "./paths.js";
-import { type Method, type Peer, param } from "./rpc.js";
 import type { Service } from "./service.js";
 
 /** How long one writer has to answer one event, unless the freeze limit comes first. */
@@ -32,7 +33,7 @@ export interface WriterListing {
   problems: ScanProblem[];
 }
 
-const isChannel = (peer: Peer): peer is Peer & WriterChannel =>
+const isChannel = (peer: Caller): peer is Caller & WriterChannel =>
   "request" in peer && "onClose" in peer;
 
 export class VolumeProtocol {
@@ -41,14 +42,14 @@ export class VolumeProtocol {
   /** One run at a time: a second requester waits for the slot. */
   private slot: Promise<void> = Promise.resolve();
   private freeSlot: (() => void) | undefined;
-  private readonly history: string;
+  private readonly historyPath: string;
 
   constructor(
     private readonly service: Service,
     mountpoint: string | null,
   ) {
     const { dir, writers, history } = storePaths(service.store);
-    this.history = history;
+    this.historyPath = history;
     this.participant = new VolumeParticipant(
       dir,
       mountpoint,
@@ -59,12 +60,13 @@ export class VolumeProtocol {
   }
 
   /** Ends the run under way, if any: writers thawed, hold released, its snapshot deleted. */
-  async abort(reason: string): Promise<void> {
-    await this.participant.abort(reason);
+  async abort(reason: string): Promise<AbortReport> {
+    const report = await this.participant.abort(reason);
     this.endRun();
+    return report;
   }
 
-  private async beginRun(peer: Peer): Promise<void> {
+  private async beginRun(peer: Caller): Promise<void> {
     const previous = this.slot;
     let free!: () => void;
     this.slot = new Promise((r) => {
@@ -76,7 +78,7 @@ export class VolumeProtocol {
     if (isChannel(peer))
       peer.onClose(() => {
         gone = true;
-        if (this.freeSlot === free) void this.abort("the requester went away");
+        if (this.freeSlot === free) this.abort("the requester went away").catch(() => undefined);
       });
     await previous;
     if (gone) {
@@ -92,7 +94,8 @@ export class VolumeProtocol {
     free?.();
   }
 
-  private async list(): Promise<WriterListing> {
+  /** Every writer (asked to identify itself) with its last answer, and writers.d's problems. */
+  async list(): Promise<WriterListing> {
     const { writers, problems } = await scanWriters(storePaths(this.service.store).writers);
     const all: Writer[] = [...writers, ...this.registered.values()].sort((x, y) =>
       x.name < y.name ? -1 : x.name > y.name ? 1 : 0,
@@ -106,7 +109,7 @@ export class VolumeProtocol {
     };
     // Each writer's last answer, as the history of runs keeps it.
     const last = new Map<string, WriterResult>();
-    for (const r of (await readHistory(this.history)).records)
+    for (const r of (await readHistory(this.historyPath)).records)
       for (const e of r.events) last.set(`${e.kind}:${e.writer}`, e);
     const out: WriterListing["writers"] = [];
     for (const w of all) {
@@ -129,64 +132,48 @@ export class VolumeProtocol {
     return { writers: out, problems };
   }
 
-  methods(): Record<string, Method> {
-    const p = this.participant;
-    const setId = (params: Record<string, unknown>) => param(params, "setId");
-    return {
-      "writer.register": async (params, peer) => {
-        if (!isChannel(peer))
-          throw new FsError("ENOTCONN", "writers register with a mounted store's daemon");
-        const reg = parseRegistration(params);
-        if (this.registered.has(reg.name))
-          throw new FsError("EEXIST", `a writer named "${reg.name}" is registered`);
-        const w = new SocketWriter(peer, reg);
-        this.registered.set(reg.name, w);
-        peer.onClose(() => {
-          if (this.registered.get(reg.name) === w) this.registered.delete(reg.name);
-        });
-        return { registered: reg.name };
-      },
-      "writers.list": () => this.list(),
-      "protocol.identify": async (params, peer) => {
-        await this.beginRun(peer);
-        try {
-          return await p.identify(setId(params));
-        } catch (e) {
-          await this.abort(e instanceof Error ? e.message : String(e));
-          throw e;
-        }
-      },
-      "protocol.event": async (params) => {
-        const event = params.event;
-        if (!isWriterEvent(event) || event === "identify")
-          throw new FsError("EINVAL", `no protocol event ${String(event)}`);
-        const deadline = typeof params.deadline === "number" ? params.deadline : undefined;
-        const results = await p.event(event as LaterEvent, { setId: setId(params), deadline });
-        // The writers are quiet: what they wrote goes out now, not during the hold.
-        if (event === "freeze" && results.every((r) => r.ok)) await this.service.flush();
-        return results;
-      },
-      "protocol.hold": () => p.hold(),
-      "protocol.commit": (params) =>
-        p.commit({
-          setId: setId(params),
-          ...(typeof params.name === "string" ? { name: params.name } : {}),
-        }),
-      "protocol.release": () => p.release(),
-      "protocol.discard": (params) => p.discard(Number(params.id)),
-      "protocol.finish": async () => {
-        await p.finish();
-        this.endRun();
-      },
-      "protocol.abort": async (params) => {
-        const report = await p.abort(param(params, "reason"));
-        this.endRun();
-        return report;
-      },
-      "history.append": async (params) => {
-        await appendHistory(this.history, params.record as HistoryRecord);
-      },
-      "snapshot.history": () => readHistory(this.history),
-    };
+  /** Keeps a long-lived writer on the connection it registered on, until that closes. */
+  register(reg: WriterRegistration, peer: Caller): { registered: string } {
+    if (!isChannel(peer))
+      throw new FsError("ENOTCONN", "writers register with a mounted store's daemon");
+    if (this.registered.has(reg.name))
+      throw new FsError("EEXIST", `a writer named "${reg.name}" is registered`);
+    const w = new SocketWriter(peer, reg);
+    this.registered.set(reg.name, w);
+    peer.onClose(() => {
+      if (this.registered.get(reg.name) === w) this.registered.delete(reg.name);
+    });
+    return { registered: reg.name };
+  }
+
+  /** Starts a run for the requester `peer` (waiting for the slot) and asks writers to identify. */
+  async identify(setId: string, peer: Caller): ReturnType<VolumeParticipant["identify"]> {
+    await this.beginRun(peer);
+    try {
+      return await this.participant.identify(setId);
+    } catch (e) {
+      await this.abort(e instanceof Error ? e.message : String(e));
+      throw e;
+    }
+  }
+
+  async event(event: LaterEvent, setId: string, deadline?: number): Promise<WriterResult[]> {
+    const results = await this.participant.event(event, { setId, deadline });
+    // The writers are quiet: what they wrote goes out now, not during the hold.
+    if (event === "freeze" && results.every((r) => r.ok)) await this.service.flush();
+    return results;
+  }
+
+  async finish(): Promise<void> {
+    await this.participant.finish();
+    this.endRun();
+  }
+
+  appendHistory(record: HistoryRecord): Promise<void> {
+    return appendHistory(this.historyPath, record);
+  }
+
+  history(): Promise<History> {
+    return readHistory(this.historyPath);
   }
 }

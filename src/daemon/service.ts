@@ -17,7 +17,6 @@ import { check, type FsckReport, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
 import type { Provider } from "../snapshot/index.js";
 import { storePaths } from "./paths.js";
-import { type Method, optionalParam, param } from "./rpc.js";
 
 export interface SnapshotRow {
   id: number;
@@ -62,6 +61,40 @@ export interface StoreStatus {
   mountpoint: string | null;
 }
 
+/** What `status` adds when a daemon has the store mounted. */
+export interface MountStatus {
+  pid: number;
+  /** Files open in production. */
+  openFiles: number;
+  exposed: Array<{ mountpoint: string; id: number }>;
+}
+
+export type StatusReport = StoreStatus & Partial<MountStatus>;
+
+export interface RevertResult {
+  reverted: SnapshotRow;
+  /** Production as it was, kept as a snapshot (none with `discardNewer`). */
+  saved: SnapshotRow | null;
+  discarded: SnapshotRow[];
+}
+
+/**
+ * What only a mounted store has: production's mount, its open files and exposed snapshots.
+ * The daemon gives it to its Service; a store opened directly has none, and what needs it is
+ * refused (`ENOTCONN`, "… is not mounted").
+ */
+export interface Mount {
+  readonly mountpoint: string;
+  openFiles(): number;
+  exposed(): Array<{ mountpoint: string; id: number }>;
+  expose(snapshot: SnapshotInfo, mountpoint: string): Promise<{ mountpoint: string; gmt: string }>;
+  unexpose(mountpoint: string): Promise<{ mountpoint: string }>;
+  /** A snapshot was deleted: what the mount shows of snapshots is brought up to date. */
+  deleted(id: number): void;
+  /** Starts stopping the daemon (after the answer is sent). */
+  unmount(): void;
+}
+
 type Progress = (done: number, total: number) => void;
 
 const row = (s: SnapshotInfo): SnapshotRow => ({
@@ -90,6 +123,8 @@ export class Service {
   private readonly creating = new Mutex();
   private readonly reverted: Array<(fs: FileSystem) => void | Promise<void>> = [];
   private readonly taken: Array<(id: number, seed: MetaSeed | undefined) => void> = [];
+  /** Set by the daemon once production is mounted; undefined for a store opened directly. */
+  mount: Mount | undefined;
 
   constructor(
     readonly store: string,
@@ -221,21 +256,45 @@ export class Service {
     };
   }
 
+  /** The mount, or ENOTCONN for a store opened directly. */
+  mounted(): Mount {
+    if (!this.mount) throw new FsError("ENOTCONN", `${this.store} is not mounted`);
+    return this.mount;
+  }
+
+  /** Deletes snapshot `ref`; one exposed on a mount point of its own is refused. */
   async delete(ref: string): Promise<SnapshotRow> {
     const s = this.find(ref);
+    for (const e of this.mount?.exposed() ?? [])
+      if (e.id === s.id)
+        throw new FsError("EBUSY", `snapshot is exposed at ${e.mountpoint}; unexpose it first`);
     await this.volume.deleteSnapshot(s.id);
+    this.mount?.deleted(s.id);
     return row(s);
+  }
+
+  async expose(ref: string, mountpoint: string): Promise<{ mountpoint: string; gmt: string }> {
+    const mount = this.mounted();
+    return mount.expose(this.find(ref), mountpoint);
   }
 
   /**
    * Production becomes snapshot `ref`. Newer snapshots are kept, and a snapshot of production
    * as it was is taken first, so that the revert can itself be undone; with `discardNewer`
-   * every newer snapshot is deleted instead (as `zfs rollback -r`).
+   * every newer snapshot is deleted instead (as `zfs rollback -r`). On a mount, it is refused
+   * while files are open in production (unless `force`) or snapshots are exposed.
    */
   async revert(
     ref: string,
-    opts: { discardNewer?: boolean } = {},
-  ): Promise<{ reverted: SnapshotRow; saved: SnapshotRow | null; discarded: SnapshotRow[] }> {
+    opts: { discardNewer?: boolean; force?: boolean } = {},
+  ): Promise<RevertResult> {
+    if (this.mount) {
+      const open = this.mount.openFiles();
+      if (open > 0 && opts.force !== true)
+        throw new FsError("EBUSY", `${open} files are open in production (use --force)`);
+      if (this.mount.exposed().length > 0)
+        throw new FsError("EBUSY", "snapshots are exposed; unexpose them first");
+    }
     const target = this.find(ref);
     const discarded = opts.discardNewer ? this.list().filter((s) => s.id > target.id) : [];
     const saved = opts.discardNewer
@@ -267,9 +326,10 @@ export class Service {
     };
   }
 
-  async status(): Promise<StoreStatus> {
+  /** The store's figures; on a mount, also the daemon, its open files and exposed snapshots. */
+  async status(): Promise<StatusReport> {
     const s = await this.fs.statfs();
-    return {
+    const base: StoreStatus = {
       store: this.store,
       volumeBytes: this.volume.size,
       chunkBytes: this.volume.chunkSize,
@@ -281,7 +341,14 @@ export class Service {
       shadowStorageUsedBytes: this.volume.storageUsed(),
       shadowStorageLimitBytes: this.volume.settings.shadowStorageLimit,
       onFull: this.volume.settings.onFull,
-      mountpoint: null,
+      mountpoint: this.mount?.mountpoint ?? null,
+    };
+    if (!this.mount) return base;
+    return {
+      ...base,
+      pid: process.pid,
+      openFiles: this.mount.openFiles(),
+      exposed: this.mount.exposed(),
     };
   }
 
@@ -311,22 +378,4 @@ export class Service {
       };
     });
   }
-}
-
-/** The control methods every open store answers, mounted or not. */
-export function serviceMethods(s: Service): Record<string, Method> {
-  return {
-    status: () => s.status(),
-    // `settle: false` skips writing out staged copies first (diff-area sizes may lag behind).
-    "snapshot.list": async (p) => (p.settle === false ? s.list() : s.listSettled()),
-    "snapshot.delete": (p) => s.delete(param(p, "snapshot")),
-    "snapshot.revert": (p) =>
-      s.revert(param(p, "snapshot"), { discardNewer: p.discardNewer === true }),
-    storage: () => s.storage(),
-    fsck: (p, peer) =>
-      s.check({
-        snapshot: optionalParam(p, "snapshot"),
-        progress: (done, total) => peer.notify("progress", { done, total }),
-      }),
-  };
 }

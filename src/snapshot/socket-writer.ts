@@ -3,9 +3,11 @@
 
 import { z } from "zod";
 import { FsError } from "../errors.js";
+import { method } from "./rpc/api.js";
 import {
   type EventContext,
   timeoutReason,
+  WRITER_EVENTS,
   WRITER_NAME,
   type Writer,
   type WriterAnswer,
@@ -34,6 +36,27 @@ const registrationSchema = z.object({
   paths: z.array(z.string().min(1)).default([]),
   restore: z.string().min(1).default("files"),
 });
+
+const eventSchema = z.object({
+  event: z.enum(WRITER_EVENTS as [WriterEvent, ...WriterEvent[]]),
+  context: z.object({
+    volume: z.string(),
+    mountpoint: z.string().nullable(),
+    setId: z.string(),
+    snapshotId: z.number().int().nullable(),
+    snapshotName: z.string().nullable(),
+  }),
+});
+
+/** What a long-lived writer asks the daemon: to be called at every event from now on. */
+export const writerRegistrationApi = {
+  "writer.register": method<{ registered: string }>()(registrationSchema),
+};
+
+/** What the daemon asks a registered writer, on the writer's own connection. */
+export const writerEventApi = {
+  "writer.event": method<Record<string, never>>()(eventSchema),
+};
 
 /** Validates the params of a `writer.register` request (`EINVAL` naming the bad field). */
 export function parseRegistration(params: unknown): WriterRegistration {

@@ -4,7 +4,7 @@
 import type { Server } from "node:net";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type Connection, serve } from "../../src/daemon/rpc.js";
+import { serve } from "../../src/daemon/rpc.js";
 import {
   type EventContext,
   parseRegistration,
@@ -12,6 +12,9 @@ import {
   type WriterChannel,
   WriterClient,
 } from "../../src/snapshot/index.js";
+import { methodTable } from "../../src/snapshot/rpc/api.js";
+import type { RpcPeer } from "../../src/snapshot/rpc/peer.js";
+import { writerRegistrationApi } from "../../src/snapshot/socket-writer.js";
 import { failure, type Scratch, scratch, steps, until, WriterServer } from "./fixture.js";
 
 let s: Scratch;
@@ -122,13 +125,16 @@ describe("the daemon's connection as a writer channel", () => {
   it("carries writer events both ways", async () => {
     const writers: SocketWriter[] = [];
     const path = join(s.dir, "daemon.sock");
-    daemon = await serve(path, {
-      "writer.register": async (params, peer) => {
-        const channel: WriterChannel = peer as Connection;
-        writers.push(new SocketWriter(channel, parseRegistration(params)));
-        return {};
-      },
-    });
+    daemon = await serve(
+      path,
+      methodTable(writerRegistrationApi, {
+        "writer.register": (reg, peer) => {
+          const channel: WriterChannel = peer as RpcPeer;
+          writers.push(new SocketWriter(channel, reg));
+          return { registered: reg.name };
+        },
+      }),
+    );
     const events: string[] = [];
     const client = await WriterClient.register(path, {
       name: "app",

@@ -1,0 +1,122 @@
+// The control API of a store, declared once: every method's name, parameter schema and result.
+// The daemon answers from it, the command line calls through it; it holds no behaviour.
+
+import { z } from "zod";
+import type {
+  AbortReport,
+  History,
+  HistoryRecord,
+  SnapshotMade,
+  WriterInfo,
+  WriterResult,
+} from "../snapshot/index.js";
+import {
+  type Client,
+  type MethodNameOf,
+  method,
+  type ParamsIn,
+  type ResultIn,
+} from "../snapshot/rpc/api.js";
+import { writerRegistrationApi } from "../snapshot/socket-writer.js";
+import type { WriterListing } from "./protocol.js";
+import type {
+  CheckReport,
+  RevertResult,
+  SnapshotRow,
+  StatusReport,
+  StorageReport,
+} from "./service.js";
+
+const none = z.object({});
+/** A snapshot named by its `@GMT` name, user-given name or id. */
+const snapshotRef = z.string().min(1);
+const later = z.enum(["prepare", "freeze", "thaw", "post-snapshot"]);
+const writerKind = z.enum(["exec", "socket"]);
+const event = z.enum(["identify", "prepare", "freeze", "thaw", "post-snapshot"]);
+const made = z.object({ id: z.number().int(), gmt: z.string() });
+
+const historyRecord = z.object({
+  startedAt: z.string(),
+  setId: z.string(),
+  name: z.string().nullable(),
+  volume: z.string(),
+  writers: z.array(
+    z.object({
+      name: z.string(),
+      kind: writerKind,
+      paths: z.array(z.string()),
+      restore: z.string(),
+    }),
+  ),
+  events: z.array(
+    z.object({
+      volume: z.string(),
+      event,
+      writer: z.string(),
+      kind: writerKind,
+      ok: z.boolean(),
+      reason: z.string().optional(),
+      at: z.number(),
+      ms: z.number(),
+    }),
+  ),
+  holdMs: z.number().nullable(),
+  result: z.enum(["ok", "failed"]),
+  reason: z.string().nullable(),
+  snapshot: made.nullable(),
+  discarded: made.nullable(),
+}) satisfies z.ZodType<HistoryRecord>;
+
+export const controlApi = {
+  // A store opened directly answers these, as its daemon does.
+  status: method<StatusReport>()(none),
+  /** `settle: false` skips writing out staged copies first (diff-area sizes may lag behind). */
+  "snapshot.list": method<SnapshotRow[]>()(z.object({ settle: z.boolean().default(true) })),
+  "snapshot.delete": method<SnapshotRow>()(z.object({ snapshot: snapshotRef })),
+  "snapshot.revert": method<RevertResult>()(
+    z.object({
+      snapshot: snapshotRef,
+      /** Even while files are open in production (mounted only). */
+      force: z.boolean().default(false),
+      discardNewer: z.boolean().default(false),
+    }),
+  ),
+  "snapshot.history": method<History>()(none),
+  storage: method<StorageReport>()(none),
+  /** Sends `progress` notifications `{ done, total }` while the store's chunks are checked. */
+  fsck: method<CheckReport>()(z.object({ snapshot: snapshotRef.optional() })),
+  "writers.list": method<WriterListing>()(none),
+  "history.append": method<null>()(z.object({ record: historyRecord })),
+  // The snapshot protocol, driven by a requester (see docs/snapshot-protocol.md).
+  "protocol.identify": method<{ writers: WriterInfo[]; results: WriterResult[] }>()(
+    z.object({ setId: z.string().min(1) }),
+  ),
+  "protocol.event": method<WriterResult[]>()(
+    z.object({ event: later, setId: z.string().min(1), deadline: z.number().optional() }),
+  ),
+  "protocol.hold": method<null>()(none),
+  "protocol.commit": method<SnapshotMade>()(
+    z.object({ setId: z.string().min(1), name: z.string().optional() }),
+  ),
+  "protocol.release": method<null>()(none),
+  "protocol.discard": method<null>()(z.object({ id: z.number().int().nonnegative() })),
+  "protocol.finish": method<null>()(none),
+  "protocol.abort": method<AbortReport>()(z.object({ reason: z.string().min(1) })),
+  // Only a mounted store's daemon answers these; a store opened directly says it is not mounted.
+  "snapshot.expose": method<{ mountpoint: string; gmt: string }>()(
+    z.object({ snapshot: snapshotRef, mountpoint: z.string().min(1) }),
+  ),
+  "snapshot.unexpose": method<{ mountpoint: string }>()(
+    z.object({ mountpoint: z.string().min(1) }),
+  ),
+  unmount: method<{ stopping: true }>()(none),
+  /** A long-lived writer registers on its own connection, which the daemon keeps. */
+  ...writerRegistrationApi,
+};
+
+export type ControlApi = typeof controlApi;
+export type MethodName = MethodNameOf<ControlApi>;
+export type ParamsOf<M extends MethodName> = ParamsIn<ControlApi, M>;
+export type ResultOf<M extends MethodName> = ResultIn<ControlApi, M>;
+/** The typed client of a store's control API: `call("snapshot.delete", { snapshot: "x" })`. */
+export type ControlClient = Client<ControlApi>;

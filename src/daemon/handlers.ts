@@ -1,0 +1,58 @@
+// The one implementation of every control method: each delegates to the Service (whose mount,
+// when there is one, adds the mounted behaviour) or to the volume's snapshot protocol.
+
+import { methodTable } from "../snapshot/rpc/api.js";
+import type { Caller, MethodTable } from "../snapshot/rpc/peer.js";
+import { controlApi } from "./api.js";
+import type { VolumeProtocol } from "./protocol.js";
+import type { Service } from "./service.js";
+
+/** The method table of a store: served by its daemon, or called in-process when not mounted. */
+export function controlMethods(s: Service, protocol: VolumeProtocol): MethodTable<Caller> {
+  return methodTable(controlApi, {
+    status: () => s.status(),
+    "snapshot.list": (p) => (p.settle ? s.listSettled() : s.list()),
+    "snapshot.delete": (p) => s.delete(p.snapshot),
+    "snapshot.revert": (p) =>
+      s.revert(p.snapshot, { discardNewer: p.discardNewer, force: p.force }),
+    "snapshot.history": () => protocol.history(),
+    storage: () => s.storage(),
+    fsck: (p, caller) =>
+      s.check({
+        snapshot: p.snapshot,
+        progress: (done, total) => caller.notify("progress", { done, total }),
+      }),
+    "writers.list": () => protocol.list(),
+    "history.append": async (p) => {
+      await protocol.appendHistory(p.record);
+      return null;
+    },
+    "protocol.identify": (p, caller) => protocol.identify(p.setId, caller),
+    "protocol.event": (p) => protocol.event(p.event, p.setId, p.deadline),
+    "protocol.hold": async () => {
+      await protocol.participant.hold();
+      return null;
+    },
+    "protocol.commit": (p) => protocol.participant.commit({ setId: p.setId, name: p.name }),
+    "protocol.release": async () => {
+      await protocol.participant.release();
+      return null;
+    },
+    "protocol.discard": async (p) => {
+      await protocol.participant.discard(p.id);
+      return null;
+    },
+    "protocol.finish": async () => {
+      await protocol.finish();
+      return null;
+    },
+    "protocol.abort": (p) => protocol.abort(p.reason),
+    "snapshot.expose": (p) => s.expose(p.snapshot, p.mountpoint),
+    "snapshot.unexpose": (p) => s.mounted().unexpose(p.mountpoint),
+    unmount: () => {
+      s.mounted().unmount();
+      return { stopping: true } as const;
+    },
+    "writer.register": (p, caller) => protocol.register(p, caller),
+  });
+}
