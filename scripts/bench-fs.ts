@@ -31,7 +31,7 @@ const fileBytes = Number(opt.size) * MiB;
 const seconds = Number(opt.seconds);
 const nFiles = Number(opt.files);
 const nBig = Number(opt.big);
-const me = { uid: 0, gid: 0 };
+const me = { uid: 0, gid: 0, groups: [] };
 const say = (m: string) => process.stderr.write(`bench-fs: ${m}\n`);
 
 async function time(fn: () => Promise<unknown>): Promise<number> {

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { type BlockDevice, MemoryBlockDevice } from "../src/cow/index.js";
 import { isDir, isLink, S_IFMT } from "../src/fs/attr.js";
-import { FileSystem, ROOT } from "../src/fs/filesystem.js";
+import { FileSystem, ROOT, SUPERUSER } from "../src/fs/filesystem.js";
 import { check } from "../src/fs/fsck.js";
 import type { Time } from "../src/fs/inode.js";
 import {
@@ -80,13 +80,15 @@ async function main(): Promise<number> {
     now = n.birth;
     const parent = inoOf.get(dirOf(n.path))!;
     const name = baseName(n.path);
-    const owner = { uid: n.uid, gid: n.gid };
+    // Made by root, then given to its owner: root may make anything anywhere.
     const type = n.mode & S_IFMT;
-    const made = isDir(type)
-      ? await fs.mkdir(parent, name, n.mode, owner)
+    let made = isDir(type)
+      ? await fs.mkdir(parent, name, n.mode, SUPERUSER)
       : isLink(type)
-        ? await fs.symlink(parent, name, n.target!, owner)
-        : await fs.mknod(parent, name, n.mode, n.rdev ?? 0, owner);
+        ? await fs.symlink(parent, name, n.target!, SUPERUSER)
+        : await fs.mknod(parent, name, n.mode, n.rdev ?? 0, SUPERUSER);
+    if (made.uid !== n.uid || made.gid !== n.gid)
+      made = await fs.setattr(made.ino, { uid: n.uid, gid: n.gid });
     if (made.ino !== n.ino) throw new Error(`${n.path}: got inode ${made.ino}, not ${n.ino}`);
     inoOf.set(n.path, made.ino);
     const { size, writes } = pieces(n);
@@ -99,7 +101,7 @@ async function main(): Promise<number> {
 
   // A name made and removed first: the next file reuses its number, one generation on.
   now = GOLDEN_NODES[1]!.birth;
-  await fs.create(ROOT, DOOMED, 0o644, { uid: 0, gid: 0 });
+  await fs.create(ROOT, DOOMED, 0o644, SUPERUSER);
   await fs.unlink(ROOT, DOOMED);
 
   const body = GOLDEN_NODES.filter((n) => n.path !== "" && !n.journal);

@@ -21,12 +21,32 @@ import {
   S_ISGID,
 } from "./attr.js";
 import { ensureBlock, mapBlock, mapBlockNow } from "./block-map.js";
+import { type Cred, SUPERUSER } from "./cred.js";
 import { Directory, type DirectoryBlocks } from "./directory.js";
 import { FileData, type Lender, type ReadPlan } from "./file-data.js";
 import { FLAG_ORPHAN, INLINE_BYTES, type Inode, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
 import { type MetaSeed, MetaStore, type Step } from "./meta-store.js";
+import {
+  afterChown,
+  afterWrite,
+  chmodMode,
+  mayAccess,
+  mayChgrp,
+  mayChown,
+  mayCreate,
+  mayDelete,
+  mayHardlink,
+  mayMknod,
+  mayTouch,
+  newOwner,
+  permits,
+  R_OK,
+  S_ISUID,
+  W_OK,
+  X_OK,
+} from "./permission.js";
 import { WINDOW } from "./read-ahead.js";
 import {
   decodeSuperblock,
@@ -36,6 +56,8 @@ import {
 } from "./superblock.js";
 import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
 
+export type { Cred } from "./cred.js";
+export { SUPERUSER } from "./cred.js";
 export type { Lender } from "./file-data.js";
 export type { MetaSeed } from "./meta-store.js";
 
@@ -58,6 +80,8 @@ const DOT = Buffer.from(".");
 const DOTDOT = Buffer.from("..");
 /** "." or "..": names every directory has and none stores. */
 const isDot = (name: Buffer) => name.equals(DOT) || name.equals(DOTDOT);
+/** Devices, fifos and sockets: writing to one is no write to the filesystem. */
+const isSpecial = (mode: number) => !isReg(mode) && !isDir(mode) && !isLink(mode);
 
 export interface Owner {
   uid: number;
@@ -72,7 +96,20 @@ export interface SetAttr {
   /** A time, or "now" (UTIME_NOW); absent leaves it (UTIME_OMIT). */
   atime?: Time | "now";
   mtime?: Time | "now";
+  /** A size change through a file opened for writing: the right was checked at the open. */
+  opened?: boolean;
+  /**
+   * The mode change only clears set-user-ID or set-group-ID after a write or truncation: the
+   * kernel sends it so, in the writer's name, when the filesystem is mounted with FUSE. Allowed
+   * to a caller with write access who is not the owner.
+   */
+  clearsSetId?: boolean;
 }
+
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+const O_TRUNC = 0o1000;
 
 export interface DirEntry {
   name: Buffer;
@@ -190,7 +227,8 @@ export class FileSystem {
     await fs.meta.run(async () => {
       const root = await fs.table.allocate();
       if (root.ino !== ROOT) throw new Error(`the root directory got inode ${root.ino}`);
-      fs.init(root, S_IFDIR | ((opts.mode ?? 0o755) & S_IMODE), {
+      fs.init(root, {
+        mode: S_IFDIR | ((opts.mode ?? 0o755) & S_IMODE),
         uid: opts.uid ?? 0,
         gid: opts.gid ?? 0,
       });
@@ -263,32 +301,70 @@ export class FileSystem {
     return this.meta.view(async () => attrOf(await this.seen(ino)));
   }
 
-  lookup(parent: number, name: Name): Promise<Attr> {
+  /** The inode named `name` in `parent`; `cred` needs search permission on `parent`. */
+  lookup(parent: number, name: Name, cred: Cred = SUPERUSER): Promise<Attr> {
     return this.meta.view(async () =>
-      attrOf(await this.seen(await this.entry(parent, bytes(name)))),
+      attrOf(await this.seen(await this.entry(parent, bytes(name), cred))),
     );
   }
 
   /**
-   * Changes attributes. A truncation that frees more blocks than one transaction holds sets the
-   * size and everything else at once, then frees the blocks past it over several transactions,
-   * the inode on the orphan list meanwhile (an open after a crash finishes the job).
+   * Whether `cred` has every right of `mask` (R_OK 4, W_OK 2, X_OK 1; 0 asks only that the inode
+   * exists) on inode `ino`, as access(2): EACCES if not, EROFS for W_OK on a read-only filesystem.
    */
-  setattr(ino: number, set: SetAttr): Promise<Attr> {
+  access(ino: number, mask: number, cred: Cred): Promise<void> {
+    return this.meta.view(async () => {
+      const inode = await this.seen(ino);
+      if (mask & W_OK && this.readOnly && !isSpecial(inode.mode)) throw erofs(`inode ${ino}`);
+      mayAccess(inode, cred, mask & (R_OK | W_OK | X_OK), `access to inode ${ino}`);
+    });
+  }
+
+  /**
+   * Changes attributes, with the rights of `cred` (as chmod, chown, truncate and utimensat check
+   * them): the owner or root changes the mode and sets explicit times; only root changes the
+   * owner, the owner the group to one of its own; a truncation needs write access; "now" for both
+   * times needs the owner or write access. A truncation by anyone but root, and a change of owner
+   * or group, clear set-user-ID and set-group-ID as Linux does (see permission.ts).
+   *
+   * A truncation that frees more blocks than one transaction holds sets the size and everything
+   * else at once, then frees the blocks past it over several transactions, the inode on the
+   * orphan list meanwhile (an open after a crash finishes the job).
+   */
+  setattr(ino: number, set: SetAttr, cred: Cred = SUPERUSER): Promise<Attr> {
     return this.change(async (step) => {
       const inode = await this.live(ino);
       const t = this.now();
       let shrinks = false;
+      const chown = set.uid !== undefined || set.gid !== undefined;
+      let mode = set.mode === undefined ? undefined : (inode.mode & S_IFMT) | (set.mode & S_IMODE);
       if (set.size !== undefined) {
         if (isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
         if (!isReg(inode.mode)) throw einval(`inode ${ino} is not a regular file`);
-        if (set.size !== inode.size) {
-          shrinks = set.size < inode.size;
-          await this.data.resize(inode, set.size);
-          inode.mtime = t;
-        }
+        if (cred.uid !== 0 && !set.opened) mayAccess(inode, cred, W_OK, `truncating inode ${ino}`);
       }
-      if (set.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (set.mode & S_IMODE);
+      if (cred.uid !== 0 || chown) {
+        if (set.uid !== undefined) mayChown(inode, set.uid, cred);
+        if (set.gid !== undefined) mayChgrp(inode, set.gid, cred);
+        if (mode !== undefined) {
+          const clears = inode.mode & ~mode & (S_ISUID | S_ISGID);
+          if (set.clearsSetId && (inode.mode & ~clears) === mode && cred.uid !== inode.uid)
+            mayAccess(inode, cred, W_OK, `clearing set-ID bits of inode ${ino}`);
+          else mode = chmodMode(inode, mode, set.gid ?? inode.gid, cred);
+        }
+        if (set.atime !== undefined || set.mtime !== undefined)
+          mayTouch(inode, cred, set.atime === "now" && set.mtime === "now");
+        // A chmod given with a change of owner is what the mode becomes (Linux never does both).
+        if (chown && mode === undefined) mode = afterChown(inode, cred);
+        if (set.size !== undefined && cred.uid !== 0)
+          mode = afterWrite({ ...inode, mode: mode ?? inode.mode }, cred);
+      }
+      if (set.size !== undefined && set.size !== inode.size) {
+        shrinks = set.size < inode.size;
+        await this.data.resize(inode, set.size);
+        inode.mtime = t;
+      }
+      if (mode !== undefined) inode.mode = mode;
       if (set.uid !== undefined) inode.uid = set.uid;
       if (set.gid !== undefined) inode.gid = set.gid;
       if (set.atime !== undefined) inode.atime = set.atime === "now" ? t : { ...set.atime };
@@ -321,26 +397,29 @@ export class FileSystem {
 
   // ------------------------------------------------------------------ making and removing names
 
-  create(parent: number, name: Name, mode: number, owner: Owner): Promise<Attr> {
-    return this.mknod(parent, name, S_IFREG | (mode & S_IMODE), 0, owner);
+  // Names are made by `cred`, who owns what it makes: it needs search and write permission on
+  // the directory; the mode is taken as given (the kernel has applied the umask).
+
+  create(parent: number, name: Name, mode: number, cred: Cred): Promise<Attr> {
+    return this.mknod(parent, name, S_IFREG | (mode & S_IMODE), 0, cred);
   }
 
   /** Makes a regular file, fifo, socket or device node (`mode` carries the type). */
-  mknod(parent: number, name: Name, mode: number, rdev: number, owner: Owner): Promise<Attr> {
+  mknod(parent: number, name: Name, mode: number, rdev: number, cred: Cred): Promise<Attr> {
     const type = mode & S_IFMT || S_IFREG;
     if (type === S_IFDIR || type === S_IFLNK)
       return Promise.reject(einval("mknod makes no directories or symlinks"));
-    return this.make(parent, bytes(name), type | (mode & S_IMODE), owner, async (inode) => {
+    return this.make(parent, bytes(name), type | (mode & S_IMODE), cred, async (inode) => {
       inode.rdev = rdev;
     });
   }
 
-  mkdir(parent: number, name: Name, mode: number, owner: Owner): Promise<Attr> {
+  mkdir(parent: number, name: Name, mode: number, cred: Cred): Promise<Attr> {
     return this.make(
       parent,
       bytes(name),
       S_IFDIR | (mode & S_DIRMODE),
-      owner,
+      cred,
       async (inode, dir) => {
         if (dir.nlink >= LINK_MAX)
           throw new FsError("EMLINK", `directory ${dir.ino} has ${dir.nlink} links`);
@@ -352,7 +431,7 @@ export class FileSystem {
     );
   }
 
-  symlink(parent: number, name: Name, target: Name, owner: Owner): Promise<Attr> {
+  symlink(parent: number, name: Name, target: Name, cred: Cred): Promise<Attr> {
     const to = bytes(target);
     if (to.length === 0 || to.length > SYMLINK_MAX) {
       return Promise.reject(
@@ -362,7 +441,7 @@ export class FileSystem {
         ),
       );
     }
-    return this.make(parent, bytes(name), S_IFLNK | 0o777, owner, async (inode) => {
+    return this.make(parent, bytes(name), S_IFLNK | 0o777, cred, async (inode) => {
       if (to.length < INLINE_BYTES) inode.inline = to;
       else await this.data.write(inode, 0, to);
       inode.size = to.length;
@@ -377,17 +456,27 @@ export class FileSystem {
     });
   }
 
-  link(ino: number, parent: number, name: Name): Promise<Attr> {
+  /**
+   * A new name for `ino`. Besides write and search permission on the directory, `cred` needs to
+   * own the file or be allowed to link it (fs.protected_hardlinks, see `mayHardlink`).
+   */
+  link(ino: number, parent: number, name: Name, cred: Cred = SUPERUSER): Promise<Attr> {
     return this.change(async () => {
       const inode = await this.live(ino);
       if (inode.nlink === 0) throw enoent(`inode ${ino} has been unlinked`);
+      const dir = await this.dirInode(parent);
+      const n = bytes(name);
+      if (cred.uid !== 0) mayAccess(dir, cred, X_OK, `lookup in directory ${parent}`);
+      if (isDot(n)) throw eexist(`${n.toString()} exists`);
+      if (cred.uid !== 0) {
+        if (await this.dir(dir).lookup(n)) throw eexist(`${n.toString()} exists`);
+        mayHardlink(inode, cred);
+        mayCreate(dir, cred);
+      }
       if (isDir(inode.mode))
         throw new FsError("EPERM", "hard links to directories are not allowed");
       if (inode.nlink >= LINK_MAX)
         throw new FsError("EMLINK", `inode ${ino} has ${inode.nlink} links`);
-      const dir = await this.dirInode(parent);
-      const n = bytes(name);
-      if (isDot(n)) throw eexist(`${n.toString()} exists`);
       await this.dir(dir).insert(n, { ino, type: dirType(inode.mode) });
       const t = this.now();
       inode.nlink++;
@@ -399,17 +488,21 @@ export class FileSystem {
     });
   }
 
-  unlink(parent: number, name: Name): Promise<void> {
-    return this.change((step) => this.removeName(parent, bytes(name), false, step));
+  /** Removes a name: `cred` needs search and write permission, and the sticky rule holds. */
+  unlink(parent: number, name: Name, cred: Cred = SUPERUSER): Promise<void> {
+    return this.change((step) => this.removeName(parent, bytes(name), false, step, cred));
   }
 
-  rmdir(parent: number, name: Name): Promise<void> {
-    return this.change((step) => this.removeName(parent, bytes(name), true, step));
+  rmdir(parent: number, name: Name, cred: Cred = SUPERUSER): Promise<void> {
+    return this.change((step) => this.removeName(parent, bytes(name), true, step, cred));
   }
 
   /**
    * Renames atomically. Replaces an existing file, or an empty directory with a directory,
    * unless `noReplace`; `exchange` swaps two existing names. A directory cannot move into itself.
+   * `cred` needs search and write permission on both directories, the sticky rule for the name
+   * it moves and the one it replaces, and write permission on a directory it moves to another
+   * parent (its ".." changes), as Linux's `vfs_rename`.
    */
   rename(
     fromDir: number,
@@ -417,15 +510,20 @@ export class FileSystem {
     toDir: number,
     to: Name,
     flags: { noReplace?: boolean; exchange?: boolean } = {},
+    cred: Cred = SUPERUSER,
   ): Promise<void> {
     return this.change(async (step) => {
       const a = bytes(from);
       const b = bytes(to);
+      const src = await this.dirInode(fromDir);
+      const dst = toDir === fromDir ? src : await this.dirInode(toDir);
+      if (cred.uid !== 0) {
+        mayAccess(src, cred, X_OK, `lookup in directory ${fromDir}`);
+        mayAccess(dst, cred, X_OK, `lookup in directory ${toDir}`);
+      }
       for (const n of [a, b]) {
         if (isDot(n)) throw einval(`cannot rename ${n.toString()}`);
       }
-      const src = await this.dirInode(fromDir);
-      const dst = toDir === fromDir ? src : await this.dirInode(toDir);
       const moving = await this.live(await this.entry(fromDir, a));
       const existing = await this.dir(dst).lookup(b);
       if (existing && flags.noReplace) throw eexist(`${b.toString()} exists`);
@@ -434,6 +532,22 @@ export class FileSystem {
       if (isDir(moving.mode)) await this.notBelow(moving.ino, dst.ino);
       const target = existing ? await this.live(existing.ino) : undefined;
       if (flags.exchange && target && isDir(target.mode)) await this.notBelow(target.ino, src.ino);
+      if (cred.uid !== 0) {
+        mayDelete(src, moving, cred);
+        if (target) mayDelete(dst, target, cred);
+        else mayCreate(dst, cred);
+      }
+      if (!flags.exchange && target) {
+        if (isDir(moving.mode) && !isDir(target.mode))
+          throw new FsError("ENOTDIR", `${b.toString()} is not a directory`);
+        if (!isDir(moving.mode) && isDir(target.mode))
+          throw new FsError("EISDIR", `${b.toString()} is a directory`);
+      }
+      if (cred.uid !== 0 && src !== dst) {
+        if (isDir(moving.mode)) mayAccess(moving, cred, W_OK, `moving directory ${moving.ino}`);
+        if (flags.exchange && target && isDir(target.mode))
+          mayAccess(target, cred, W_OK, `moving directory ${target.ino}`);
+      }
       const t = this.now();
       if (flags.exchange && target) {
         await this.dir(src).replace(a, { ino: target.ino, type: dirType(target.mode) });
@@ -550,10 +664,22 @@ export class FileSystem {
 
   // ------------------------------------------------------------------ file contents
 
-  /** Marks an inode open: an unlinked file keeps its blocks until `release`. */
-  open(ino: number): Promise<Attr> {
+  /**
+   * Marks an inode open: an unlinked file keeps its blocks until `release`. `flags` are open(2)'s:
+   * `cred` needs read permission for O_RDONLY, write for O_WRONLY, both for O_RDWR, and write for
+   * O_TRUNC; a directory opens for reading only (EISDIR).
+   */
+  open(ino: number, flags = 0, cred: Cred = SUPERUSER): Promise<Attr> {
     return this.meta.view(async () => {
       const inode = await this.seen(ino);
+      const acc = flags & O_ACCMODE;
+      const want =
+        (acc === O_WRONLY ? W_OK : acc === O_RDWR ? R_OK | W_OK : R_OK) |
+        (flags & O_TRUNC ? W_OK : 0);
+      if (want & W_OK && isDir(inode.mode))
+        throw new FsError("EISDIR", `inode ${ino} is a directory`);
+      if (cred.uid !== 0 && !permits(inode, cred, want))
+        throw new FsError("EACCES", `opening inode ${ino}: denied`);
       this.opened.set(ino, (this.opened.get(ino) ?? 0) + 1);
       return attrOf(inode);
     });
@@ -654,7 +780,11 @@ export class FileSystem {
     });
   }
 
-  write(ino: number, offset: number, data: Uint8Array): Promise<number> {
+  /**
+   * Writes `data` at `offset` (the right to was checked when the file was opened). A write by
+   * anyone but root clears set-user-ID and set-group-ID as Linux does (`afterWrite`).
+   */
+  write(ino: number, offset: number, data: Uint8Array, cred: Cred = SUPERUSER): Promise<number> {
     return this.change(async () => {
       const inode = await this.live(ino);
       if (!isReg(inode.mode))
@@ -662,6 +792,7 @@ export class FileSystem {
           isDir(inode.mode) ? "EISDIR" : "EINVAL",
           `inode ${ino} is not a regular file`,
         );
+      if (cred.uid !== 0 && inode.mode & (S_ISUID | S_ISGID)) inode.mode = afterWrite(inode, cred);
       await this.data.write(inode, offset, data);
       const t = this.now();
       inode.mtime = inode.ctime = t;
@@ -733,8 +864,10 @@ export class FileSystem {
     return new Directory(new InodeBlocks(this, inode), { label: `directory inode ${inode.ino}` });
   }
 
-  private async entry(parent: number, name: Buffer): Promise<number> {
+  /** The inode `name` names in `parent`, looked up by `cred` (search permission). */
+  private async entry(parent: number, name: Buffer, cred: Cred = SUPERUSER): Promise<number> {
     const dir = this.checkDir(parent, await this.seen(parent));
+    if (cred.uid !== 0) mayAccess(dir, cred, X_OK, `lookup in directory ${parent}`);
     if (name.equals(DOT)) return dir.ino;
     if (name.equals(DOTDOT)) return dir.rdev;
     const e = await this.dir(dir).lookup(name);
@@ -742,7 +875,7 @@ export class FileSystem {
     return e.ino;
   }
 
-  private init(inode: Inode, mode: number, owner: Owner): void {
+  private init(inode: Inode, { mode, ...owner }: Owner & { mode: number }): void {
     const t = this.now();
     inode.mode = mode;
     inode.uid = owner.uid;
@@ -751,26 +884,29 @@ export class FileSystem {
     inode.atime = inode.mtime = inode.ctime = inode.birthtime = t;
   }
 
-  /** Creates an inode and its name in one operation. */
+  /**
+   * Creates an inode and its name in one operation, owned by `cred` (or given the group of a
+   * set-group-ID directory: see `newOwner`).
+   */
   private make(
     parent: number,
     name: Buffer,
     mode: number,
-    owner: Owner,
+    cred: Cred,
     fill: (inode: Inode, dir: Inode) => Promise<void>,
   ): Promise<Attr> {
     return this.change(async () => {
       const dir = await this.dirInode(parent);
+      if (cred.uid !== 0) mayAccess(dir, cred, X_OK, `lookup in directory ${parent}`);
       if (isDot(name)) throw eexist(`${name.toString()} exists`);
       const directory = this.dir(dir);
       if (await directory.lookup(name)) throw eexist(`${name.toString()} exists`);
-      const inode = await this.table.allocate();
-      this.init(inode, mode, owner);
-      if (dir.mode & S_ISGID) {
-        // A set-group-ID directory hands its group down, and the bit to its subdirectories.
-        inode.gid = dir.gid;
-        if (isDir(mode)) inode.mode |= S_ISGID;
+      if (cred.uid !== 0) {
+        mayCreate(dir, cred);
+        mayMknod(mode & S_IFMT, cred);
       }
+      const inode = await this.table.allocate();
+      this.init(inode, newOwner(dir, mode, cred));
       await fill(inode, dir);
       await directory.insert(name, { ino: inode.ino, type: dirType(mode) });
       dir.mtime = dir.ctime = inode.ctime;
@@ -785,8 +921,10 @@ export class FileSystem {
     name: Buffer,
     wantDir: boolean,
     step: Step,
+    cred: Cred,
   ): Promise<void> {
     const dir = await this.dirInode(parent);
+    if (cred.uid !== 0) mayAccess(dir, cred, X_OK, `lookup in directory ${parent}`);
     if (isDot(name)) {
       throw new FsError(
         wantDir ? (name.length === 1 ? "EINVAL" : "ENOTEMPTY") : "EISDIR",
@@ -797,6 +935,7 @@ export class FileSystem {
     const e = await directory.lookup(name);
     if (!e) throw enoent(`no entry ${name.toString()} in directory ${parent}`);
     const inode = await this.live(e.ino);
+    if (cred.uid !== 0) mayDelete(dir, inode, cred);
     if (wantDir && !isDir(inode.mode))
       throw new FsError("ENOTDIR", `${name.toString()} is not a directory`);
     if (!wantDir && isDir(inode.mode))

@@ -9,7 +9,7 @@ import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
-const me = { uid: 0, gid: 0 };
+const me = { uid: 0, gid: 0, groups: [] };
 
 /** A device that counts writes and can hold back reads of one length until released. */
 class WatchedDevice implements BlockDevice {

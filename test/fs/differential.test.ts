@@ -36,7 +36,7 @@ import { int, pick, type Rand, seeded, seeds, withSeed } from "../helpers/random
 const MiB = 2 ** 20;
 const STEPS = Number(process.env.STEPS ?? 300);
 const AS_ROOT = process.getuid?.() === 0;
-const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
 /** The host directory is on ext4 (whose block counts shadowfs matches). */
 const EXT4 = statfsSync(tmpdir()).type === 0xef53;
 /** Files up to this size are compared whole after every step; larger ones where written. */

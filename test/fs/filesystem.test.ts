@@ -7,13 +7,13 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BlockDevice, CowVolume, MemoryBlockDevice, NodeHostFs } from "../../src/cow/index.js";
 import { S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from "../../src/fs/attr.js";
-import { FileSystem, type Lender, ROOT } from "../../src/fs/filesystem.js";
+import { FileSystem, type Lender, ROOT, SUPERUSER } from "../../src/fs/filesystem.js";
 import { fsck } from "../../src/fs/fsck.js";
 import { quiet } from "../helpers/cow-workload.js";
 import { countingReads } from "../helpers/fs-layers.js";
 
 const SIZE = 64 << 20;
-const me = { uid: 1000, gid: 100 };
+const me = { uid: 1000, gid: 100, groups: [] };
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -37,7 +37,7 @@ const devices: Record<string, () => Promise<BlockDevice>> = {
 
 async function fresh(make: () => Promise<BlockDevice>): Promise<FileSystem> {
   const dev = await make();
-  await FileSystem.mkfs(dev);
+  await FileSystem.mkfs(dev, me);
   return FileSystem.open(dev);
 }
 
@@ -63,7 +63,7 @@ describe.each(Object.entries(devices))("filesystem conformance: %s", (_n, make) 
     const d = await fs.mkdir(ROOT, "dir", 0o750, me);
     const l = await fs.symlink(ROOT, "link", "dir/../file", me);
     const p = await fs.mknod(ROOT, "pipe", S_IFIFO | 0o600, 0, me);
-    const c = await fs.mknod(ROOT, "tty", S_IFCHR | 0o620, (4 << 8) | 1, me);
+    const c = await fs.mknod(ROOT, "tty", S_IFCHR | 0o620, (4 << 8) | 1, SUPERUSER); // root only
     expect([f, d, l, p, c].map((a) => a.mode & S_IFMT)).toEqual([
       S_IFREG,
       S_IFDIR,
@@ -114,7 +114,7 @@ describe.each(Object.entries(devices))("filesystem conformance: %s", (_n, make) 
   it("keeps no hold on a write's buffer once the write resolves, with or without a snapshot", async () => {
     // The FUSE binding's buffer is freed as soon as the write is answered.
     const dev = await make();
-    await FileSystem.mkfs(dev);
+    await FileSystem.mkfs(dev, me);
     const fs = await FileSystem.open(dev);
     const f = await fs.create(ROOT, "f", 0o600, me);
     const want = Buffer.alloc(3 << 20);
@@ -241,7 +241,7 @@ describe.each(Object.entries(devices))("filesystem conformance: %s", (_n, make) 
 
   it("survives a reopen", async () => {
     const dev = await make();
-    await FileSystem.mkfs(dev);
+    await FileSystem.mkfs(dev, me);
     const fs = await FileSystem.open(dev);
     const f = await fs.create(ROOT, "kept", 0o600, me);
     await fs.write(f.ino, 10, Buffer.from("data"));
@@ -260,7 +260,7 @@ describe("filesystem: freed metadata blocks and the journal", () => {
   it("keeps fsync'd data in a block that was an indirect block when the journal is replayed", async () => {
     // A small volume, so that the allocator comes back to the freed block soon.
     const dev = new MemoryBlockDevice(256 * 4096);
-    await FileSystem.mkfs(dev);
+    await FileSystem.mkfs(dev, me);
     const fs = await FileSystem.open(dev);
     const a = await fs.create(ROOT, "a", 0o644, me);
     await fs.write(a.ino, 12 * 4096, Buffer.from("under the single indirect block"));
@@ -282,7 +282,7 @@ describe("filesystem: freed metadata blocks and the journal", () => {
 describe("filesystem on a snapshot (read side)", () => {
   it("reads the tree as it was at the snapshot and refuses every change with EROFS", async () => {
     const vol = await cowVolume();
-    await FileSystem.mkfs(vol);
+    await FileSystem.mkfs(vol, me);
     const fs = await FileSystem.open(vol);
     const d = await fs.mkdir(ROOT, "docs", 0o755, me);
     const f = await fs.create(d.ino, "report", 0o644, me);
@@ -309,7 +309,7 @@ describe("filesystem on a snapshot (read side)", () => {
 
   it("starts with production's metadata when taken with nothing changed, and reads the same", async () => {
     const vol = await cowVolume();
-    await FileSystem.mkfs(vol);
+    await FileSystem.mkfs(vol, me);
     const fs = await FileSystem.open(vol);
     const d = await fs.mkdir(ROOT, "docs", 0o755, me);
     for (let i = 0; i < 300; i++) {
@@ -357,7 +357,7 @@ describe("filesystem on a snapshot (read side)", () => {
 describe("reads lent to a reader with its own thread", () => {
   it("read ahead in windows what the device cannot lend", async () => {
     const mem = new MemoryBlockDevice(SIZE);
-    await FileSystem.mkfs(mem);
+    await FileSystem.mkfs(mem, me);
     const rw = await FileSystem.open(mem);
     const f = await rw.create(ROOT, "f", 0o600, me);
     await rw.write(f.ino, 0, Buffer.alloc(3 << 20, 5));
@@ -378,7 +378,7 @@ describe("reads lent to a reader with its own thread", () => {
 
   it("lend a single run, and its blocks go to no other file until the reader is done", async () => {
     const vol = await cowVolume();
-    await FileSystem.mkfs(vol);
+    await FileSystem.mkfs(vol, me);
     const fs = await FileSystem.open(vol);
     const f = await fs.create(ROOT, "f", 0o600, me);
     await fs.write(f.ino, 0, Buffer.alloc(64 << 10, 7));

@@ -9,7 +9,7 @@ import { check, fsck } from "../../src/fs/fsck.js";
 import { CrashHost, PowerCut } from "../helpers/crash-host.js";
 import { int, pick, type Rand, seeds, withSeed } from "../helpers/random.js";
 
-const me = { uid: 0, gid: 0 };
+const me = { uid: 0, gid: 0, groups: [] };
 const BS = 4096;
 
 async function populated() {

@@ -16,7 +16,7 @@ import {
   NodeHostFs,
 } from "../../src/cow/index.js";
 import { isDir, isLink, isReg } from "../../src/fs/attr.js";
-import { FileSystem, ROOT } from "../../src/fs/filesystem.js";
+import { FileSystem, ROOT, SUPERUSER } from "../../src/fs/filesystem.js";
 import { check, fsck } from "../../src/fs/fsck.js";
 import {
   BIG_ENTRIES,
@@ -295,7 +295,7 @@ describe("golden filesystem v1", () => {
     expect(fs.readOnly).toBe(true);
     expect(fs.recovery).toEqual({ replayed: 1, freedOrphans: [], finishedTruncations: [] });
     await expectGolden(fs, true);
-    await expect(fs.create(ROOT, "x", 0o644, { uid: 0, gid: 0 })).rejects.toThrow(/EROFS/);
+    await expect(fs.create(ROOT, "x", 0o644, SUPERUSER)).rejects.toThrow(/EROFS/);
     await fs.release(orphan.ino); // a read-only filesystem frees nothing
     expect(await fs.orphans()).toEqual([orphan.ino]);
   });

@@ -12,7 +12,7 @@ import { SparseCrashDevice } from "./sparse-crash-device.js";
 
 const BS = 4096;
 const BITS = BS * 8;
-const me = { uid: 0, gid: 0 };
+const me = { uid: 0, gid: 0, groups: [] };
 /** 32 bitmap blocks: a file spread over all of them needs more than this journal holds at once. */
 const DEVICE = 4 * 2 ** 30;
 const JOURNAL = 32;

@@ -14,7 +14,7 @@ import { quiet } from "../helpers/cow-workload.js";
 import { CrashHost, PowerCut } from "../helpers/crash-host.js";
 
 const BS = 4096;
-const me = { uid: 1000, gid: 100 };
+const me = { uid: 1000, gid: 100, groups: [] };
 const bytes = (n: number, seed: number) =>
   Buffer.from(Array.from({ length: n }, (_, i) => ((i * 31 + seed) % 251) + 1));
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -24,7 +24,7 @@ afterEach(async () => {
 
 async function fresh() {
   const dev = new MemoryBlockDevice(16 << 20);
-  await FileSystem.mkfs(dev);
+  await FileSystem.mkfs(dev, me);
   const fs = await FileSystem.open(dev);
   return { dev, fs, free: fs.alloc.freeBlocks };
 }
@@ -109,7 +109,7 @@ describe("orphan list", () => {
   it("frees every orphan at the next read-write open after a power cut", async () => {
     let host = new CrashHost();
     const dev = await FileBlockDevice.create(host, "/dev", 2048 * BS);
-    await FileSystem.mkfs(dev);
+    await FileSystem.mkfs(dev, me);
     const fs = await FileSystem.open(dev);
     const a = await file(fs, "a", 50_000, 1);
     const b = await file(fs, "b", 20, 2);
@@ -148,7 +148,7 @@ describe("orphan list", () => {
     for (let done = false; !done; cut++) {
       let host = new CrashHost();
       const dev = await FileBlockDevice.create(host, "/dev", 1024 * BS);
-      await FileSystem.mkfs(dev);
+      await FileSystem.mkfs(dev, me);
       const fs = await FileSystem.open(dev);
       const ino = await file(fs, "f", 40_000);
       await fs.flush();
@@ -188,7 +188,7 @@ describe("orphan list", () => {
       logger: quiet,
     });
     cleanups.push(() => vol.close());
-    await FileSystem.mkfs(vol);
+    await FileSystem.mkfs(vol, me);
     const fs = await FileSystem.open(vol);
     const ino = await file(fs, "log", 30_000, 7);
     await fs.open(ino);

@@ -22,7 +22,7 @@ import {
 } from "node:fs";
 import { FsError } from "../../src/errors.js";
 import { type Attr, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../../src/fs/attr.js";
-import { type DirEntry, type FileSystem, type Owner, ROOT } from "../../src/fs/filesystem.js";
+import { type Cred, type DirEntry, type FileSystem, ROOT } from "../../src/fs/filesystem.js";
 import type { Time } from "../../src/fs/inode.js";
 
 /** One step of a sequence. Paths are relative to the tree's root, "/"-separated, never "". */
@@ -209,7 +209,7 @@ async function inodeOf(fs: FileSystem, path: string, follow: boolean): Promise<A
 }
 
 /** Applies `op` to shadowfs through its inode API, resolving paths like the FUSE edge would. */
-export async function onShadow(fs: FileSystem, op: Op, owner: Owner): Promise<string | undefined> {
+export async function onShadow(fs: FileSystem, op: Op, owner: Cred): Promise<string | undefined> {
   switch (op.kind) {
     case "create": {
       const { dir, name } = await parentOf(fs, op.path);
