@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import type pino from "pino";
 import type { Logger, SnapshotInfo } from "../cow/index.js";
 import { FsError } from "../errors.js";
-import { FuseMount, FuseOps, SnapshotViews, View } from "../mount/index.js";
+import { FuseMount, FuseOps, requestCaller, SnapshotViews, View } from "../mount/index.js";
 import { killRunningWriters, makeRuntimeDir } from "../snapshot/index.js";
 import { controlMethods } from "./handlers.js";
 import { lockStore } from "./lock.js";
@@ -37,6 +37,8 @@ const PRODUCTION_OPTIONS = ["auto_cache", "entry_timeout=1", "attr_timeout=0"];
 /** Seconds production attributes that only change through the kernel stay cached (FuseOps). */
 const PRODUCTION_ATTR_TIMEOUT = 1;
 const SNAPSHOT_OPTIONS = ["ro", "kernel_cache", "entry_timeout=60", "attr_timeout=60"];
+/** Production's options an exposed snapshot shares: who may enter it, and the kernel's checks. */
+const SHARED_OPTIONS = new Set(["allow_other", "allow_root", "default_permissions"]);
 
 export class Daemon {
   private readonly exposed = new Map<string, { mount: FuseMount; id: number }>();
@@ -80,7 +82,7 @@ export class Daemon {
         snapshots: views,
         gate: service.gate,
         log,
-        owner: () => ({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
+        caller: requestCaller,
         attrTimeout: PRODUCTION_ATTR_TIMEOUT,
         snapdirTime: () => {
           const ms = volume.snapshots().at(-1)?.createdAt ?? 0;
@@ -169,13 +171,13 @@ export class Daemon {
       root: v,
       gate: this.service.gate,
       log: this.opts.logger,
-      owner: () => ({ uid: 0, gid: 0 }),
+      caller: requestCaller,
     });
     const mount = await FuseMount.mount({
       mountpoint,
       source: `${storePaths(this.opts.store).dir}@${v.label}`,
       ops: ops.operations(),
-      options: SNAPSHOT_OPTIONS,
+      options: [...SNAPSHOT_OPTIONS, ...this.opts.options.filter((o) => SHARED_OPTIONS.has(o))],
     });
     this.exposed.set(mountpoint, { mount, id: snap.id });
     this.opts.logger.info({ mountpoint, snapshot: v.label }, "exposed");

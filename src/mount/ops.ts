@@ -1,13 +1,18 @@
 // The FUSE operations: fuse-native's path-based calls mapped onto the filesystem's inode API.
 // Paths resolve through the views' entry caches; every error becomes -errno in one place and
 // nothing is thrown into the binding. Changes pass the gate, which a snapshot commit closes.
+// Every op reads its caller first, synchronously (the binding's `caller` is only valid until the
+// op awaits), and acts in the caller's name: the filesystem checks its rights, and paths are
+// walked with search permission, so that a mount without default_permissions is as safe.
 
 import { constants } from "node:fs";
 import type { Gate } from "../cow/index.js";
 import { erofs, FsError } from "../errors.js";
 import { type Attr, isDir } from "../fs/attr.js";
-import type { FileSystem, Lender, Owner, SetAttr } from "../fs/filesystem.js";
+import type { Cred } from "../fs/cred.js";
+import { type FileSystem, type Lender, ROOT, type SetAttr } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
+import { mayAccess, R_OK, X_OK } from "../fs/permission.js";
 import { type ErrorLog, toErrno } from "./errno.js";
 import type { SnapshotViews } from "./snapshots.js";
 import type { View } from "./view.js";
@@ -100,8 +105,11 @@ export interface OpsOptions {
   /** Changes enter it shared; a snapshot commit takes it exclusive. */
   gate: Gate;
   log: ErrorLog;
-  /** Who new files belong to. */
-  owner: () => Owner;
+  /**
+   * Who made the request being served (`requestCaller` of the binding): read synchronously at
+   * the start of every op. New files belong to it, and its rights are checked.
+   */
+  caller: () => Cred;
   /** The time `.snapshots` shows (the newest snapshot's creation, say). */
   snapdirTime?: () => Time;
   /**
@@ -135,30 +143,35 @@ export class FuseOps {
     return this.o.snapshots !== undefined && parts[0] === SNAPDIR;
   }
 
-  private async locate(path: string): Promise<Place> {
+  /** Where `path` leads, walked by `who` (search permission on every directory passed). */
+  private async locate(path: string, who: Cred): Promise<Place> {
     const parts = split(path);
     if (this.isSnapPath(parts)) {
+      if (who.uid !== 0) mayAccess(await this.o.root.fs.getattr(ROOT), who, X_OK, "search in /");
       if (parts.length === 1) return { view: undefined, ino: SNAPDIR_INO };
       const view = await this.o.snapshots!.view(parts[1]!);
-      return { view, ino: await view.resolve(parts.slice(2)) };
+      return { view, ino: await view.resolve(parts.slice(2), who) };
     }
-    return { view: this.o.root, ino: await this.o.root.resolve(parts) };
+    return { view: this.o.root, ino: await this.o.root.resolve(parts, who) };
   }
 
-  private async node(path: string): Promise<{ view: View; ino: number }> {
-    const p = await this.locate(path);
+  private async node(path: string, who: Cred): Promise<{ view: View; ino: number }> {
+    const p = await this.locate(path, who);
     if (!p.view) throw erofs(SNAPDIR);
     return p;
   }
 
   /** The directory a new or removed name lives in; `.snapshots` and its entries are EROFS. */
-  private async parentOf(path: string): Promise<{ view: View; dir: number; name: string }> {
+  private async parentOf(
+    path: string,
+    who: Cred,
+  ): Promise<{ view: View; dir: number; name: string }> {
     const parts = split(path);
     const name = parts.pop();
     if (name === undefined) throw new FsError("EBUSY", "the root cannot change its name");
     if (this.isSnapPath(parts) && parts.length < 2) throw erofs(SNAPDIR);
     if (this.isSnapPath([name]) && parts.length === 0) throw erofs(SNAPDIR);
-    const p = await this.node(`/${parts.join("/")}`);
+    const p = await this.node(`/${parts.join("/")}`, who);
     return { view: p.view, dir: p.ino, name };
   }
 
@@ -227,23 +240,25 @@ export class FuseOps {
   // Changes answer with the attributes they leave: libfuse asks for them right after.
 
   private setattr(path: string, cb: Done<FuseStat>, set: SetAttr, fd?: number): void {
+    const who = this.o.caller();
     this.call("setattr", path, cb, async () => {
-      const p = fd === undefined ? await this.node(path) : this.handle(fd);
-      return this.stat(p.view, await this.change(() => p.view.fs.setattr(p.ino, set)));
+      const p = fd === undefined ? await this.node(path, who) : this.handle(fd);
+      return this.stat(p.view, await this.change(() => p.view.fs.setattr(p.ino, set, who)));
     });
   }
 
-  /** Makes a new name in the directory of `path`. */
+  /** Makes a new name in the directory of `path`, in the name of `who`. */
   private make(
     op: string,
     path: string,
     cb: Done<FuseStat>,
-    make: (fs: FileSystem, dir: number, name: string) => Promise<Attr>,
+    make: (fs: FileSystem, dir: number, name: string, who: Cred) => Promise<Attr>,
   ): void {
+    const who = this.o.caller();
     this.call(op, path, cb, async () => {
-      const { view, dir, name } = await this.parentOf(path);
+      const { view, dir, name } = await this.parentOf(path, who);
       const made = await this.change(async () => {
-        const a = await make(view.fs, dir, name);
+        const a = await make(view.fs, dir, name, who);
         view.named(dir, name, a.ino);
         return a;
       });
@@ -268,22 +283,30 @@ export class FuseOps {
   }
 
   op_getattr(path: string, cb: Done<FuseStat>): void {
+    const who = this.o.caller();
     this.call("getattr", path, cb, async () => {
-      const p = await this.locate(path);
+      const p = await this.locate(path, who);
       return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();
     });
   }
 
+  /** Sent only without default_permissions: the caller's rights as access(2) asks. */
   op_access(path: string, mode: number, cb: Done<void>): void {
+    const who = this.o.caller();
     this.call("access", path, cb, async () => {
-      const p = await this.locate(path);
-      if (mode & constants.W_OK && (!p.view || p.view.readOnly)) throw erofs(path);
+      const p = await this.locate(path, who);
+      if (!p.view) {
+        if (mode & constants.W_OK) throw erofs(path);
+        return;
+      }
+      await p.view.fs.access(p.ino, mode, who);
     });
   }
 
   op_statfs(path: string, cb: Done<object>): void {
+    const who = this.o.caller();
     this.call("statfs", path, cb, async () => {
-      const p = await this.locate(path);
+      const p = await this.locate(path, who);
       const s = await (p.view ?? this.o.root).fs.statfs();
       return {
         bsize: s.blockSize,
@@ -302,10 +325,13 @@ export class FuseOps {
   }
 
   op_opendir(path: string, _flags: number, cb: Done<number>): void {
+    const who = this.o.caller();
     this.call("opendir", path, cb, async () => {
-      const p = await this.locate(path);
-      if (p.view && !isDir((await p.view.fs.getattr(p.ino)).mode))
-        throw new FsError("ENOTDIR", path);
+      const p = await this.locate(path, who);
+      if (!p.view) return 0;
+      const a = await p.view.fs.getattr(p.ino);
+      if (!isDir(a.mode)) throw new FsError("ENOTDIR", path);
+      if (who.uid !== 0) mayAccess(a, who, R_OK, `reading directory ${path}`);
       return 0;
     });
   }
@@ -315,8 +341,9 @@ export class FuseOps {
   }
 
   op_readdir(path: string, cb: (err: number, names?: string[], stats?: object[]) => void): void {
+    const who = this.o.caller();
     const list = async (): Promise<[string[], object[]]> => {
-      const p = await this.locate(path);
+      const p = await this.locate(path, who);
       if (!p.view) {
         const names = this.o.snapshots!.names();
         const dir = { ino: SNAPDIR_INO, mode: constants.S_IFDIR };
@@ -349,14 +376,15 @@ export class FuseOps {
   }
 
   op_open(path: string, flags: number, cb: Done<number>): void {
+    const who = this.o.caller();
     this.call("open", path, cb, async () => {
-      const p = await this.node(path);
+      const p = await this.node(path, who);
       if (
         p.view.readOnly &&
         ((flags & O_ACCMODE) !== constants.O_RDONLY || flags & constants.O_TRUNC)
       )
         throw erofs(path);
-      await p.view.fs.open(p.ino);
+      await p.view.fs.open(p.ino, flags, who);
       const fd = this.nextHandle++;
       this.handles.set(fd, { view: p.view, ino: p.ino });
       return fd;
@@ -364,10 +392,11 @@ export class FuseOps {
   }
 
   op_create(path: string, mode: number, cb: Created): void {
+    const who = this.o.caller();
     const create = async (): Promise<[number, FuseStat]> => {
-      const { view, dir, name } = await this.parentOf(path);
+      const { view, dir, name } = await this.parentOf(path, who);
       const a = await this.change(async () => {
-        const made = await view.fs.create(dir, name, mode, this.o.owner());
+        const made = await view.fs.create(dir, name, mode, who);
         view.named(dir, name, made.ino);
         await view.fs.open(made.ino);
         return made;
@@ -412,12 +441,13 @@ export class FuseOps {
   }
 
   op_write(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Count): void {
+    const who = this.o.caller();
     this.count("write", path, cb, async () => {
       const h = this.handle(fd);
       // The binding's buffer lives until the reply, which waits for the write: the filesystem
       // and the store below keep no reference to what they were given once a write resolves.
       // Not copying it spares the garbage collector 128 KiB per request.
-      return this.change(() => h.view.fs.write(h.ino, pos, buf.subarray(0, len)));
+      return this.change(() => h.view.fs.write(h.ino, pos, buf.subarray(0, len), who));
     });
   }
 
@@ -432,8 +462,9 @@ export class FuseOps {
   }
 
   op_fsyncdir(path: string, _datasync: number, _fd: number, cb: Done<void>): void {
+    const who = this.o.caller();
     this.call("fsyncdir", path, cb, async () => {
-      const p = await this.locate(path);
+      const p = await this.locate(path, who);
       if (p.view && !p.view.readOnly) await this.change(() => p.view!.fs.fsync());
     });
   }
@@ -443,11 +474,16 @@ export class FuseOps {
   }
 
   op_ftruncate(path: string, fd: number, size: number, cb: Done<FuseStat>): void {
-    this.setattr(path, cb, { size }, fd);
+    this.setattr(path, cb, { size, opened: true }, fd);
   }
 
+  /**
+   * A chmod, or the kernel clearing set-ID bits after a write or truncation by someone other
+   * than the owner (it sends that as a chmod in the writer's name): `clearsSetId` lets a caller
+   * with write access do only that.
+   */
   op_chmod(path: string, mode: number, cb: Done<FuseStat>): void {
-    this.setattr(path, cb, { mode });
+    this.setattr(path, cb, { mode, clearsSetId: true });
   }
 
   op_chown(path: string, uid: number, gid: number, cb: Done<FuseStat>): void {
@@ -460,67 +496,70 @@ export class FuseOps {
   }
 
   op_readlink(path: string, cb: Done<string>): void {
+    const who = this.o.caller();
     this.call("readlink", path, cb, async () => {
-      const p = await this.node(path);
+      const p = await this.node(path, who);
       return (await p.view.fs.readlink(p.ino)).toString();
     });
   }
 
   op_mknod(path: string, mode: number, dev: number, cb: Done<FuseStat>): void {
-    this.make("mknod", path, cb, (fs, dir, name) => fs.mknod(dir, name, mode, dev, this.o.owner()));
+    this.make("mknod", path, cb, (fs, dir, name, who) => fs.mknod(dir, name, mode, dev, who));
   }
 
   op_mkdir(path: string, mode: number, cb: Done<FuseStat>): void {
-    this.make("mkdir", path, cb, (fs, dir, name) => fs.mkdir(dir, name, mode, this.o.owner()));
+    this.make("mkdir", path, cb, (fs, dir, name, who) => fs.mkdir(dir, name, mode, who));
   }
 
   op_symlink(target: string, path: string, cb: Done<FuseStat>): void {
-    this.make("symlink", path, cb, (fs, dir, name) =>
-      fs.symlink(dir, name, target, this.o.owner()),
-    );
+    this.make("symlink", path, cb, (fs, dir, name, who) => fs.symlink(dir, name, target, who));
   }
 
   op_link(src: string, dest: string, cb: Done<FuseStat>): void {
+    const who = this.o.caller();
     this.call("link", dest, cb, async () => {
-      const from = await this.node(src);
-      const to = await this.parentOf(dest);
+      const from = await this.node(src, who);
+      const to = await this.parentOf(dest, who);
       if (from.view !== to.view) throw new FsError("EXDEV", `${src} and ${dest}`);
       to.view.linking(from.ino);
       return this.stat(
         to.view,
-        await this.change(() => to.view.fs.link(from.ino, to.dir, to.name)),
+        await this.change(() => to.view.fs.link(from.ino, to.dir, to.name, who)),
       );
     });
   }
 
   op_unlink(path: string, cb: Done<void>): void {
+    const who = this.o.caller();
     this.call("unlink", path, cb, async () => {
-      const { view, dir, name } = await this.parentOf(path);
+      const { view, dir, name } = await this.parentOf(path, who);
       await this.change(async () => {
-        await view.fs.unlink(dir, name);
+        await view.fs.unlink(dir, name, who);
         view.forget(dir, name);
       });
     });
   }
 
   op_rmdir(path: string, cb: Done<void>): void {
+    const who = this.o.caller();
     this.call("rmdir", path, cb, async () => {
-      const { view, dir, name } = await this.parentOf(path);
+      const { view, dir, name } = await this.parentOf(path, who);
       await this.change(async () => {
-        await view.fs.rmdir(dir, name);
+        await view.fs.rmdir(dir, name, who);
         view.forget(dir, name);
       });
     });
   }
 
   op_rename(src: string, dest: string, cb: Done<void>): void {
+    const who = this.o.caller();
     this.call("rename", src, cb, async () => {
-      const from = await this.parentOf(src);
-      const to = await this.parentOf(dest);
+      const from = await this.parentOf(src, who);
+      const to = await this.parentOf(dest, who);
       if (from.view !== to.view) throw new FsError("EXDEV", `${src} and ${dest}`);
       await this.change(async () => {
         try {
-          await to.view.fs.rename(from.dir, from.name, to.dir, to.name);
+          await to.view.fs.rename(from.dir, from.name, to.dir, to.name, {}, who);
         } finally {
           from.view.forget(from.dir, from.name);
           to.view.forget(to.dir, to.name);
@@ -530,16 +569,18 @@ export class FuseOps {
   }
 
   op_getxattr(path: string, name: string, _position: number, cb: Done<Buffer>): void {
+    const who = this.o.caller();
     this.call("getxattr", path, cb, async () => {
-      const p = await this.locate(path);
+      const p = await this.locate(path, who);
       if (!p.view) throw new FsError("ENODATA", `${path} has no attribute ${name}`);
       return p.view.fs.getxattr(p.ino, name);
     });
   }
 
   op_listxattr(path: string, cb: Done<string[]>): void {
+    const who = this.o.caller();
     this.call("listxattr", path, cb, async () => {
-      const p = await this.locate(path);
+      const p = await this.locate(path, who);
       return p.view ? p.view.fs.listxattr(p.ino) : [];
     });
   }
@@ -552,8 +593,9 @@ export class FuseOps {
     flags: number,
     cb: Done<void>,
   ): void {
+    const who = this.o.caller();
     this.call("setxattr", path, cb, async () => {
-      const p = await this.node(path);
+      const p = await this.node(path, who);
       const copy = Buffer.from(value);
       const how = { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 };
       await this.change(() => p.view.fs.setxattr(p.ino, name, copy, how));
@@ -561,8 +603,9 @@ export class FuseOps {
   }
 
   op_removexattr(path: string, name: string, cb: Done<void>): void {
+    const who = this.o.caller();
     this.call("removexattr", path, cb, async () => {
-      const p = await this.node(path);
+      const p = await this.node(path, who);
       await this.change(() => p.view.fs.removexattr(p.ino, name));
     });
   }

@@ -3,7 +3,8 @@
 
 import { LRUCache } from "lru-cache";
 import { type Attr, isDir } from "../fs/attr.js";
-import { type FileSystem, ROOT } from "../fs/filesystem.js";
+import { type Cred, type FileSystem, ROOT, SUPERUSER } from "../fs/filesystem.js";
+import { mayAccess, X_OK } from "../fs/permission.js";
 
 const key = (parent: number, name: string) => `${parent}/${name}`;
 
@@ -35,10 +36,22 @@ export class View {
     return ino;
   }
 
-  /** The inode at `parts` (path components below the view's root). */
-  async resolve(parts: readonly string[]): Promise<number> {
+  /**
+   * The inode at `parts` (path components below the view's root), found by `cred`: anyone but
+   * root needs search permission on every directory it passes (EACCES), as the kernel's path
+   * walk checks with default_permissions; root pays nothing for it.
+   */
+  async resolve(parts: readonly string[], cred: Cred = SUPERUSER): Promise<number> {
     let ino = ROOT;
-    for (const p of parts) ino = await this.lookup(ino, p);
+    if (cred.uid === 0) {
+      for (const p of parts) ino = await this.lookup(ino, p);
+      return ino;
+    }
+    for (const p of parts) {
+      const dir = await this.fs.getattr(ino);
+      if (isDir(dir.mode)) mayAccess(dir, cred, X_OK, `search in ${p}'s directory`);
+      ino = await this.lookup(ino, p);
+    }
     return ino;
   }
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { initStore, openStore, Service } from "../../src/daemon/index.js";
-import { FileSystem } from "../../src/fs/filesystem.js";
+import { FileSystem, SUPERUSER } from "../../src/fs/filesystem.js";
 import { FuseMount, FuseOps, View } from "../../src/mount/index.js";
 import { until } from "../helpers/mounted.js";
 
@@ -51,7 +51,7 @@ it("holds changes until the snapshot is committed, not reads; they then complete
     root: new View(fs, "production"),
     gate: service.gate,
     log,
-    owner: () => ({ uid: 0, gid: 0 }),
+    caller: () => SUPERUSER,
   });
   const mount = await FuseMount.mount({
     mountpoint: mnt,
