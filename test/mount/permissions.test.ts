@@ -2,11 +2,15 @@
 // steps by two users and a group member on a plain ext4 directory and on the mount give the same
 // exit codes, owners, groups and modes; a snapshot shows the same and refuses the same.
 
-import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, readdirSync } from "node:fs";
+import { type ChildProcess, fork, spawnSync } from "node:child_process";
+import { once } from "node:events";
+import { chmodSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { ok, scratchEachTest } from "../helpers/mounted.js";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { mountsUnder, ok, scratchEachTest } from "../helpers/mounted.js";
+
+const BARE = fileURLToPath(new URL("../helpers/bare-mount.ts", import.meta.url));
 
 const CAN_RUN = process.getuid?.() === 0 && spawnSync("setpriv", ["--version"]).status === 0;
 
@@ -142,5 +146,47 @@ describe.skipIf(!CAN_RUN)("users sharing a mount with allow_other,default_permis
     } finally {
       await ok("snapshot", "unexpose", exposed);
     }
+  });
+});
+
+describe.skipIf(!CAN_RUN)("users sharing a mount without default_permissions", () => {
+  const t = scratchEachTest({ checkEach: true });
+  let child: ChildProcess | undefined;
+  let mnt: string | undefined;
+
+  afterEach(async () => {
+    if (mnt) spawnSync("fusermount", ["-uz", mnt]);
+    const c = child;
+    child = undefined;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      const exited = once(c, "exit");
+      c.kill("SIGKILL");
+      await exited;
+    }
+    if (mnt) expect(await mountsUnder(mnt)).toEqual([]);
+    mnt = undefined;
+  });
+
+  it("are refused by FuseOps itself as ext4 refuses them", async () => {
+    const s = await t.fresh();
+    chmodSync(s.dir, 0o755);
+    const ext4 = join(s.dir, "ext4");
+    mkdirSync(ext4);
+    chmodSync(ext4, 0o1777);
+    mnt = s.mnt;
+    const c = fork(BARE, [s.mnt], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    child = c;
+    const [m] = (await once(c, "message")) as [{ type: string; message?: string }];
+    if (m.type !== "ready") throw new Error(`bare mount: ${m.message}`);
+    expect(readFileSync("/proc/self/mounts", "utf8")).not.toMatch(
+      new RegExp(`${s.mnt} .*default_permissions`),
+    );
+
+    const onExt4 = runAll(ext4, STEPS);
+    expect(runAll(s.mnt, STEPS)).toEqual(onExt4);
+    expect(runAll(s.mnt, READS)).toEqual(runAll(ext4, READS));
   });
 });
