@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { basePath, catalogPath } from "./catalog.js";
 import { dataPath, indexPath, scanIndex } from "./diff-area.js";
 import {
+  type Catalog,
   crc,
   DATA_HEADER_SIZE,
   decodeAreaHeader,
@@ -29,25 +30,116 @@ export interface StoreReport {
   chunksChecked: number;
 }
 
-export async function checkStore(
+type Progress = (done: number, total: number) => void;
+
+const newReport = (): StoreReport => ({
+  ok: true,
+  problems: [],
+  notes: [],
+  snapshots: 0,
+  chunksChecked: 0,
+});
+
+/** Reads the catalog; a missing or damaged one is a problem, and undefined. */
+async function readCatalog(
   host: HostFs,
   dir: string,
-  onProgress?: (done: number, total: number) => void,
-): Promise<StoreReport> {
-  const report: StoreReport = { ok: true, problems: [], notes: [], snapshots: 0, chunksChecked: 0 };
-  const problem = (file: string, message: string) => report.problems.push({ file, message });
+  report: StoreReport,
+): Promise<Catalog | undefined> {
   if (!(await host.exists(catalogPath(dir)))) {
-    problem("catalog", "missing: this is not a shadowfs store");
-    return finish(report);
+    report.problems.push({ file: "catalog", message: "missing: this is not a shadowfs store" });
+    return undefined;
   }
   const cat = decodeCatalog(await readWholeFile(host, catalogPath(dir)));
   if (typeof cat === "string") {
-    problem("catalog", cat);
-    return finish(report);
+    report.problems.push({ file: "catalog", message: cat });
+    return undefined;
   }
-  report.snapshots = cat.snapshots.length;
+  return cat;
+}
+
+/** Checks a store that no process has open. */
+export async function checkStore(
+  host: HostFs,
+  dir: string,
+  onProgress?: Progress,
+): Promise<StoreReport> {
+  const report = newReport();
+  const cat = await readCatalog(host, dir, report);
+  if (!cat) return finish(report);
   if (!cat.clean)
     report.notes.push("the store was not closed cleanly (open by a process, or it crashed)");
+  await checkChain(host, dir, cat, report);
+
+  const chunkCount = cat.volumeSize / cat.chunkSize;
+  let done = 0;
+  for (const [i, s] of cat.snapshots.entries()) {
+    const exact = i < cat.snapshots.length - 1 || cat.clean;
+    await checkArea(host, dir, s.id, s.records, exact, cat.chunkSize, chunkCount, report);
+    onProgress?.(++done, cat.snapshots.length);
+  }
+  await noteStrays(host, dir, cat, report);
+  return finish(report);
+}
+
+/**
+ * Checks the store of an open volume while it is being written: each step runs inside `steady`,
+ * which holds off snapshot creation, deletion and revert (not writes). The catalog and base image,
+ * then every diff area but the newest, which takes the chunks writes preserve now; a snapshot
+ * evicted to make room during its area's check is not reported.
+ */
+export async function checkOpenStore(
+  host: HostFs,
+  dir: string,
+  steady: <T>(fn: () => Promise<T>) => Promise<T>,
+  onProgress?: Progress,
+): Promise<StoreReport> {
+  const report = newReport();
+  const first = await steady(async () => {
+    const cat = await readCatalog(host, dir, report);
+    if (cat) await checkChain(host, dir, cat, report);
+    return cat;
+  });
+  if (!first) return finish(report);
+  const ids = first.snapshots.slice(0, -1).map((s) => s.id);
+  let done = 0;
+  for (const id of ids) {
+    await steady(async () => {
+      const cat = await readCatalog(host, dir, newReport());
+      const at = cat?.snapshots.findIndex((s) => s.id === id) ?? -1;
+      if (!cat || at < 0 || at === cat.snapshots.length - 1) return;
+      const area = newReport();
+      const records = cat.snapshots[at]!.records;
+      await checkArea(
+        host,
+        dir,
+        id,
+        records,
+        true,
+        cat.chunkSize,
+        cat.volumeSize / cat.chunkSize,
+        area,
+      );
+      const still = await readCatalog(host, dir, newReport());
+      if (!still?.snapshots.some((s) => s.id === id)) return;
+      report.problems.push(...area.problems);
+      report.notes.push(...area.notes);
+      report.chunksChecked += area.chunksChecked;
+    });
+    onProgress?.(++done, ids.length);
+  }
+  return finish(report);
+}
+
+/** The snapshot list's order and ids, and the base image's size. */
+async function checkChain(
+  host: HostFs,
+  dir: string,
+  cat: Catalog,
+  report: StoreReport,
+): Promise<void> {
+  const problem = (file: string, message: string) => report.problems.push({ file, message });
+  report.snapshots = cat.snapshots.length;
   if (cat.revert)
     report.notes.push(
       `a revert to snapshot ${cat.revert.to} is in progress; the next open completes it`,
@@ -69,22 +161,21 @@ export async function checkStore(
       problem("catalog", `snapshot ${s.id} is not below the next id ${cat.nextId}`);
     lastId = s.id;
   }
+}
 
-  const chunkCount = cat.volumeSize / cat.chunkSize;
-  let done = 0;
-  for (const [i, s] of cat.snapshots.entries()) {
-    const exact = i < cat.snapshots.length - 1 || cat.clean;
-    await checkArea(host, dir, s.id, s.records, exact, cat.chunkSize, chunkCount, report);
-    onProgress?.(++done, cat.snapshots.length);
-  }
-
+/** Files in diff/ that belong to no snapshot: what the next open removes. */
+async function noteStrays(
+  host: HostFs,
+  dir: string,
+  cat: Catalog,
+  report: StoreReport,
+): Promise<void> {
   const owned = new Set(cat.snapshots.flatMap((s) => [`${s.id}.data`, `${s.id}.index`]));
   const files = (await host.exists(join(dir, "diff"))) ? await host.readdir(join(dir, "diff")) : [];
   for (const name of files) {
     if (!owned.has(name))
       report.notes.push(`diff/${name} belongs to no snapshot; the next open removes it`);
   }
-  return finish(report);
 }
 
 async function checkArea(

@@ -10,6 +10,7 @@ import {
   Mutex,
   NodeHostFs,
   type SnapshotInfo,
+  type StoreReport,
 } from "../cow/index.js";
 import { einval, enoent, FsError } from "../errors.js";
 import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
@@ -115,6 +116,18 @@ export function checkAlias(name: string): void {
   if (name.startsWith("@GMT-") || /^[0-9]+$/.test(name))
     throw einval(`snapshot name "${name}": must not look like a @GMT name or a number`);
 }
+
+/** The report of a check of production: the store's files and the filesystem. */
+const checked = (st: StoreReport, fs: FsckReport): CheckReport => ({
+  ok: st.ok && fs.ok,
+  store: {
+    ok: st.ok,
+    problems: st.problems.map((p) => `${p.file}: ${p.message}`),
+    notes: st.notes,
+  },
+  fs,
+  checked: "production",
+});
 
 export class Service {
   /** Changes to production enter shared; a snapshot commit or revert takes it exclusive. */
@@ -353,8 +366,9 @@ export class Service {
   }
 
   /**
-   * Checks the store's files and production's filesystem (flushed, with changes held), or
-   * with `snapshot` that snapshot's filesystem.
+   * Checks the store's files and production's filesystem, or with `snapshot` that snapshot's
+   * filesystem. A volume open for writing (mounted) is checked through a snapshot taken for the
+   * purpose and deleted after: changes wait for that snapshot's hold, never for the check.
    */
   async check(opts: { snapshot?: string; progress?: Progress } = {}): Promise<CheckReport> {
     if (opts.snapshot !== undefined) {
@@ -362,20 +376,18 @@ export class Service {
       const report = await fsck(this.volume.snapshotDevice(s.id));
       return { ok: report.ok, store: null, fs: report, checked: gmtName(s.createdAt) };
     }
-    await this.settle();
-    return this.gate.withExclusive(async () => {
+    if (this.volume.readOnly) {
       const st = await checkStore(new NodeHostFs(), storePaths(this.store).volume, opts.progress);
-      const report = await check(this.fs);
-      return {
-        ok: st.ok && report.ok,
-        store: {
-          ok: st.ok,
-          problems: st.problems.map((p) => `${p.file}: ${p.message}`),
-          notes: st.notes,
-        },
-        fs: report,
-        checked: "production",
-      };
-    });
+      return checked(st, await check(this.fs));
+    }
+    const taken = await this.create({ name: `fsck-${new Date().toISOString()}` });
+    try {
+      const st = await this.volume.checkFiles(opts.progress);
+      return checked(st, await fsck(this.volume.snapshotDevice(taken.id)));
+    } finally {
+      // Gone already if it was evicted to make room meanwhile.
+      if (this.volume.snapshots().some((s) => s.id === taken.id))
+        await this.delete(String(taken.id));
+    }
   }
 }
