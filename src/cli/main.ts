@@ -9,19 +9,13 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import type { OnFull } from "../cow/index.js";
-import type {
-  CheckReport,
-  SnapshotRow,
-  StorageReport,
-  StoreStatus,
-  WriterListing,
-} from "../daemon/index.js";
+import type { SnapshotRow } from "../daemon/index.js";
 import { lockHolder } from "../daemon/lock.js";
 import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
 import { isStore, storePaths } from "../daemon/paths.js";
 import { FsError, isFsError } from "../errors.js";
 import { parseMountOptions } from "../mount/options.js";
-import type { History, SnapshotOptions, SnapshotRun } from "../snapshot/index.js";
+import type { SnapshotOptions, SnapshotRun } from "../snapshot/index.js";
 import { type Backend, connect, type OnProgress } from "./connect.js";
 import { formatBytes, parseSize, table } from "./format.js";
 import { resolveTarget } from "./target.js";
@@ -68,12 +62,12 @@ function progress(what: string): OnProgress | undefined {
 async function withTarget<T>(
   target: string,
   opts: { write?: boolean; onProgress?: OnProgress },
-  fn: (call: <R>(method: string, params?: Record<string, unknown>) => Promise<R>) => Promise<T>,
+  fn: (call: Backend["call"]) => Promise<T>,
 ): Promise<T> {
   const { store } = await resolveTarget(target);
   const backend = await connect(store, opts);
   try {
-    return await fn((m, p) => backend.call(m, p));
+    return await fn(backend.call);
   } finally {
     await backend.close();
   }
@@ -260,7 +254,7 @@ async function snapshotSet(
     // The history line and the new snapshots' rows are asked for together.
     const [, listed] = await Promise.all([
       record(run),
-      Promise.all(backends.map((b) => b.call<SnapshotRow[]>("snapshot.list", { settle: false }))),
+      Promise.all(backends.map((b) => b.call("snapshot.list", { settle: false }))),
     ]);
     const rows: Array<SnapshotRow & { volume: string }> = [];
     for (const [i, volume] of stores.entries()) {
@@ -396,7 +390,7 @@ export function program(): Command {
     .argument("<target>")
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
-      const st = await withTarget(target, {}, (call) => call<StoreStatus>("status"));
+      const st = await withTarget(target, {}, (call) => call("status"));
       if (o.json) {
         json(st);
         return;
@@ -458,7 +452,7 @@ export function program(): Command {
     .argument("<target>")
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
-      const h = await withTarget(target, {}, (call) => call<History>("snapshot.history"));
+      const h = await withTarget(target, {}, (call) => call("snapshot.history"));
       if (o.json) {
         json(h);
         return;
@@ -486,7 +480,7 @@ export function program(): Command {
     .argument("<target>")
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
-      const rows = await withTarget(target, {}, (call) => call<SnapshotRow[]>("snapshot.list"));
+      const rows = await withTarget(target, {}, (call) => call("snapshot.list"));
       if (o.json) json(rows);
       else print(rows.length ? snapshotTable(rows) : "no snapshots");
     });
@@ -497,7 +491,7 @@ export function program(): Command {
     .argument("<snapshot>", "@GMT name, name or id")
     .action(async (target: string, ref: string) => {
       const row = await withTarget(target, { write: true }, (call) =>
-        call<SnapshotRow>("snapshot.delete", { snapshot: ref }),
+        call("snapshot.delete", { snapshot: ref }),
       );
       print(`deleted ${row.gmt}${row.name ? ` (${row.name})` : ""}`);
     });
@@ -515,14 +509,11 @@ export function program(): Command {
     .action(async (target: string, ref: string, o) => {
       if (process.stderr.isTTY) process.stderr.write(`reverting to ${ref}...\n`);
       const r = await withTarget(target, { write: true }, (call) =>
-        call<{ reverted: SnapshotRow; saved: SnapshotRow | null; discarded: SnapshotRow[] }>(
-          "snapshot.revert",
-          {
-            snapshot: ref,
-            force: o.force === true,
-            discardNewer: o.discardNewer === true,
-          },
-        ),
+        call("snapshot.revert", {
+          snapshot: ref,
+          force: o.force === true,
+          discardNewer: o.discardNewer === true,
+        }),
       );
       if (o.json) {
         json(r);
@@ -549,7 +540,7 @@ export function program(): Command {
       if ((await lockHolder(store)) === undefined)
         throw new FsError("ENOTCONN", `${store} is not mounted`);
       const r = await withTarget(target, {}, (call) =>
-        call<{ gmt: string }>("snapshot.expose", { snapshot: ref, mountpoint: mnt }),
+        call("snapshot.expose", { snapshot: ref, mountpoint: mnt }),
       );
       print(`exposed ${r.gmt} on ${mnt}`);
     });
@@ -573,7 +564,7 @@ export function program(): Command {
     .argument("<target>")
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
-      const r = await withTarget(target, {}, (call) => call<WriterListing>("writers.list"));
+      const r = await withTarget(target, {}, (call) => call("writers.list"));
       if (o.json) {
         json(r);
         return;
@@ -605,7 +596,7 @@ export function program(): Command {
     .argument("<target>")
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
-      const r = await withTarget(target, {}, (call) => call<StorageReport>("storage"));
+      const r = await withTarget(target, {}, (call) => call("storage"));
       if (o.json) {
         json(r);
         return;
@@ -632,7 +623,7 @@ export function program(): Command {
     .option("--json", "print JSON")
     .action(async (target: string, o) => {
       const r = await withTarget(target, { onProgress: progress("checking chunks") }, (call) =>
-        call<CheckReport>("fsck", { snapshot: o.snapshot }),
+        call("fsck", { snapshot: o.snapshot }),
       );
       if (o.json) json(r);
       else {
