@@ -1,15 +1,17 @@
 // The library an application uses to take part in snapshots as a long-lived writer.
 // It speaks JSON-RPC 2.0, one object per line, on the daemon's socket; it never touches a store.
 //
-//   const w = await WriterClient.register("/srv/store/control.sock", {
+//   const w = await WriterClient.register("/srv/store", {
 //     name: "db",
 //     paths: ["/srv/store/db"],
 //     handlers: { freeze: () => db.pause(), thaw: () => db.resume() },
 //   });
 
+import { statSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { client, methodTable } from "./rpc/api.js";
 import { RpcPeer } from "./rpc/peer.js";
+import { controlSocket } from "./runtime.js";
 import { writerEventApi, type writerRegistrationApi } from "./socket-writer.js";
 import type { EventContext, WriterEvent } from "./writer.js";
 
@@ -29,10 +31,16 @@ export interface WriterClientOptions {
 export class WriterClient {
   private constructor(private readonly peer: RpcPeer) {}
 
-  /** Connects to the daemon's socket and registers; resolves once the daemon accepted. */
-  static async register(socketPath: string, opts: WriterClientOptions): Promise<WriterClient> {
+  /**
+   * Connects to the daemon of `store` (the store's directory, or its control socket's path) and
+   * registers; resolves once the daemon accepted.
+   */
+  static async register(store: string, opts: WriterClientOptions): Promise<WriterClient> {
+    const path = statSync(store, { throwIfNoEntry: false })?.isDirectory()
+      ? controlSocket(store)
+      : store;
     const socket = await new Promise<Socket>((ok, fail) => {
-      const s = createConnection(socketPath);
+      const s = createConnection(path);
       s.once("error", fail);
       s.once("connect", () => {
         s.off("error", fail);

@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type SnapshotRow, storePaths, type WriterListing } from "../../src/daemon/index.js";
+import type { SnapshotRow, WriterListing } from "../../src/daemon/index.js";
 import type { History } from "../../src/snapshot/index.js";
 import {
   background,
@@ -59,7 +59,7 @@ function execWriter(store: string, name: string, log: string, body = ""): void {
 async function socketWriter(store: string, name: string, log: string, ...rules: string[]) {
   const b = hold(
     background(
-      `exec node ${SOCKET_WRITER} ${storePaths(store).socket} ${name} ${log} ${rules.map((r) => JSON.stringify(r)).join(" ")}`,
+      `exec node ${SOCKET_WRITER} ${store} ${name} ${log} ${rules.map((r) => JSON.stringify(r)).join(" ")}`,
     ),
   );
   await until(`writer ${name} registered`, () => b.stdout.includes("registered"));

@@ -1,5 +1,5 @@
 // A long-lived writer process for tests: registers on a daemon's control socket and logs every
-// event it gets. Usage: node socket-writer.mjs SOCKET NAME LOG [EVENT=hang|fail:REASON ...]
+// event it gets. Usage: node socket-writer.mjs STORE-OR-SOCKET NAME LOG [EVENT=hang|fail:REASON ...]
 // It prints "registered" once the daemon has it.
 
 import { appendFileSync } from "node:fs";
