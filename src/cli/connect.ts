@@ -10,6 +10,7 @@ import { FsError } from "../errors.js";
 import { client } from "../snapshot/rpc/api.js";
 import { ErrorCode, RpcError } from "../snapshot/rpc/message.js";
 import type { Caller, MethodEntry } from "../snapshot/rpc/peer.js";
+import { resolveTarget } from "./target.js";
 
 /**
  * A store's control API, whichever way it is reached: `call(method, params)` is typed by the
@@ -96,5 +97,20 @@ export async function connect(
   } catch (e) {
     await unlock();
     throw e;
+  }
+}
+
+/** Runs `fn` on the store a TARGET names, reached as `connect` does, and lets go of it after. */
+export async function withTarget<T>(
+  target: string,
+  opts: { write?: boolean; onProgress?: OnProgress },
+  fn: (call: Backend["call"]) => Promise<T>,
+): Promise<T> {
+  const { store } = await resolveTarget(target);
+  const backend = await connect(store, opts);
+  try {
+    return await fn(backend.call);
+  } finally {
+    await backend.close();
   }
 }
