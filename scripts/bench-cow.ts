@@ -101,7 +101,8 @@ async function randWrite(dev: Dev): Promise<{ iops: number; ops: number }> {
 /** Random writes right after a snapshot: IOPS, and the % of writes that had to copy a chunk. */
 async function randWriteCow(vol: CowVolume): Promise<[number, number]> {
   const { iops, ops } = await randWrite(vol);
-  return [iops, (100 * vol.chain.at(-1)!.area.entries.size) / ops];
+  const newest = vol.snapshots().at(-1)!.id;
+  return [iops, (100 * vol.preservedChunks(newest)) / ops];
 }
 
 function rawDevice(fh: FileHandle): Dev {

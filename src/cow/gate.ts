@@ -1,5 +1,5 @@
-// A readers/writer gate for async work: I/O enters shared, snapshot administration exclusive.
-// Waiting exclusive requests hold back new shared ones, so administration cannot starve.
+// Locks for async work: a readers/writer gate (I/O shared, administration exclusive and served
+// first), a mutex, and holds of reads in flight. They never know what they guard.
 
 export class Gate {
   private shared = 0;
@@ -94,5 +94,25 @@ export class Mutex {
     const result = this.tail.then(fn, fn);
     this.tail = result.catch(() => undefined);
     return result;
+  }
+}
+
+/**
+ * Reads in flight of a range that a writer must let finish before it overwrites the range (snapshot
+ * reads of the base image, before a batch writes over the chunks they chose the base for).
+ */
+export class ReadHolds {
+  private readonly reads = new Set<Promise<void>>();
+
+  /** Holds until `until` settles. */
+  add(until: Promise<void>): void {
+    this.reads.add(until);
+    const done = () => this.reads.delete(until);
+    until.then(done, done);
+  }
+
+  /** Settles once every read held now has; rejects if one of them does. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.reads]);
   }
 }

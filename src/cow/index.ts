@@ -8,8 +8,8 @@ export type { Eviction } from "./format.js";
 export { Gate, Mutex } from "./gate.js";
 export { type HostFile, type HostFs, NodeHostFs } from "./host.js";
 export { SnapshotDevice } from "./snapshot-device.js";
+export { CowVolume } from "./volume.js";
 export {
-  CowVolume,
   type CreateOptions,
   DEFAULT_CHUNK_SIZE,
   type Logger,
@@ -17,4 +17,4 @@ export {
   type OpenOptions,
   type Recovery,
   type SnapshotInfo,
-} from "./volume.js";
+} from "./volume-options.js";

@@ -1,10 +1,23 @@
-// A snapshot seen as a read-only BlockDevice: what the volume held when the snapshot was taken.
-// Every read goes through the volume, every change fails with EROFS. A reader that goes through
-// the snapshot in order (a backup, rsync, the filesystem's own read-ahead) is read ahead for.
+// A snapshot seen as a read-only BlockDevice: what the volume held when the snapshot was taken,
+// read ahead for readers that go in order. Every read goes through its source; every change fails.
 
 import { erofs } from "../errors.js";
 import type { BlockDevice, HostRange } from "./block-device.js";
-import type { CowVolume } from "./volume.js";
+
+/**
+ * Where a snapshot view reads (the volume provides it: it admits each read under its gate).
+ * Each method names the snapshot; once the snapshot is deleted, each fails with ENOENT.
+ */
+export interface ViewSource {
+  readonly size: number;
+  readonly blockSize: number;
+  /** Fills `target` with snapshot `id` at `offset` (the range lies inside the volume). */
+  read(id: number, offset: number, target: Uint8Array): Promise<void>;
+  /** `BlockDevice.lend` of snapshot `id`. */
+  lend(id: number, offset: number, length: number, until: Promise<void>): HostRange | undefined;
+  /** Throws ENOENT when snapshot `id` no longer exists. */
+  check(id: number): void;
+}
 
 /** Bytes one read-ahead window holds. */
 export const AHEAD_WINDOW = 1 << 20;
@@ -41,18 +54,18 @@ export class SnapshotDevice implements BlockDevice {
   private readonly spare: Buffer[] = [];
 
   constructor(
-    private readonly volume: CowVolume,
+    private readonly source: ViewSource,
     readonly snapshotId: number,
   ) {
-    this.size = volume.size;
-    this.blockSize = volume.blockSize;
+    this.size = source.size;
+    this.blockSize = source.blockSize;
   }
 
   async read(offset: number, target: Uint8Array): Promise<void> {
     const end = offset + target.length;
     const inOrder = offset === this.lastEnd && target.length <= AHEAD_WINDOW;
     this.lastEnd = end;
-    if (!inOrder) return this.volume.readSnapshot(this.snapshotId, offset, target);
+    if (!inOrder) return this.source.read(this.snapshotId, offset, target);
     this.retireOutside(offset, end);
     const w = this.windows.find((x) => x.start <= offset && end <= x.end);
     for (let i = 0, at = w ? w.end : end; i < AHEAD; i++, at += AHEAD_WINDOW) this.readAhead(at);
@@ -60,7 +73,7 @@ export class SnapshotDevice implements BlockDevice {
       w.users++;
       try {
         if (await w.filled) {
-          this.volume.position(this.snapshotId); // ENOENT once the snapshot is deleted
+          this.source.check(this.snapshotId); // ENOENT once the snapshot is deleted
           target.set(w.buf.subarray(offset - w.start, end - w.start));
           return;
         }
@@ -68,12 +81,12 @@ export class SnapshotDevice implements BlockDevice {
         this.release(w);
       }
     }
-    return this.volume.readSnapshot(this.snapshotId, offset, target);
+    return this.source.read(this.snapshotId, offset, target);
   }
 
   /** A range in the base image needs no read-ahead: its reader reads it in place. */
   lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
-    const r = this.volume.lendSnapshot(this.snapshotId, offset, length, until);
+    const r = this.source.lend(this.snapshotId, offset, length, until);
     if (r) this.lastEnd = offset + length;
     return r;
   }
@@ -84,8 +97,8 @@ export class SnapshotDevice implements BlockDevice {
     const end = Math.min(this.size, start + AHEAD_WINDOW);
     const buf = this.spare.pop() ?? Buffer.allocUnsafe(AHEAD_WINDOW);
     const w: Window = { start, end, buf, filled: Promise.resolve(false), users: 1, retired: false };
-    w.filled = this.volume
-      .readSnapshot(this.snapshotId, start, buf.subarray(0, end - start))
+    w.filled = this.source
+      .read(this.snapshotId, start, buf.subarray(0, end - start))
       .then(
         () => true,
         () => false,

@@ -1,123 +1,61 @@
-// The copy-on-write volume: the live BlockDevice over a base image plus an ordered chain of
-// snapshots with their diff areas. It decides when to copy; it never changes what a snapshot reads.
+// The copy-on-write volume: snapshot administration (create, delete, merge, revert, evict) and the
+// catalog, over its I/O (VolumeIo). It never changes what an existing snapshot reads.
 
-import { randomUUID } from "node:crypto";
-import { join } from "node:path";
-import pino from "pino";
-import { CorruptStoreError, einval, eio, enoent, enospc, erofs, FsError } from "../errors.js";
-import { type BlockDevice, checkRange, type HostRange } from "./block-device.js";
-import { basePath, catalogPath, readCatalog, writeCatalog } from "./catalog.js";
+import { erofs } from "../errors.js";
+import { writeCatalog } from "./catalog.js";
 import { checkOpenStore, type StoreReport } from "./check.js";
-import { DiffArea, dataPath, indexPath } from "./diff-area.js";
+import type { Catalog, Eviction, SnapshotEntry } from "./format.js";
+import { Mutex } from "./gate.js";
+import type { HostFs } from "./host.js";
+import { ShadowStorage } from "./shadow-storage.js";
+import { makeStore, openStore } from "./store-files.js";
+import { VolumeIo, type VolumeIoParts } from "./volume-io.js";
 import {
-  type Catalog,
-  type Eviction,
-  RECORD_SIZE,
-  type SnapshotEntry,
-  validChunkSize,
-} from "./format.js";
-import { Gate, Mutex } from "./gate.js";
-import type { HostFile, HostFs } from "./host.js";
-import { SnapshotDevice } from "./snapshot-device.js";
-import { WriteBack } from "./write-back.js";
+  type CreateOptions,
+  DEFAULT_WRITE_BACK,
+  defaultLogger,
+  newCatalog,
+  type OnFull,
+  type OpenOptions,
+  type Recovery,
+  type SnapshotInfo,
+} from "./volume-options.js";
 
-export type OnFull = "delete-oldest" | "fail-writes";
-/** Where the volume reports recoveries, evictions and failures (pino's signature). */
-export interface Logger {
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
-}
-
-export interface CreateOptions {
-  volumeSize: number;
-  /** Bytes per copy-on-write chunk: a power of two from 4 KiB to 1 MiB. */
-  chunkSize?: number;
-  /** Maximum bytes of all diff areas; 0 = no limit. */
-  shadowStorageLimit?: number;
-  onFull?: OnFull;
-}
-
-export interface OpenOptions {
-  readOnly?: boolean;
-  logger?: Logger;
-  /** Bytes of copy-on-write chunks staged in memory before a write-back batch starts. */
-  writeBackBytes?: number;
-}
-
-export interface SnapshotInfo {
-  id: number;
-  name: string | undefined;
-  /** The snapshot set it belongs to, if it was taken as part of one. */
-  setId: string | undefined;
-  createdAt: number;
-  /** Bytes of this snapshot's diff area (preserved chunks and index). */
-  diffAreaBytes: number;
-}
-
-/** What opening the store had to do to make it consistent. */
-export interface Recovery {
-  /** The previous process did not close the store (crash, kill -9, power loss). */
-  uncleanShutdown: boolean;
-  /** Index records of interrupted batches or merges that were dropped. */
-  droppedRecords: number;
-  /** Diff-area files no snapshot owned (an interrupted create or delete), removed. */
-  removedFiles: string[];
-  /** A revert that was interrupted and has been completed. */
-  resumedRevert: number | undefined;
-  /** A revert that was interrupted and, the store being opened read-only, is not completed yet. */
-  unfinishedRevert: number | undefined;
-}
-
-export interface Link {
-  entry: SnapshotEntry;
-  area: DiffArea;
-}
-
-export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 /**
- * Bytes staged before a write-back batch starts. First copy-on-write writes (bench:cow, 1 GiB)
- * ran at 0.26 of a raw file's speed with 4 or 8 MiB, 0.25-0.32 with 16, 0.24-0.25 with 32,
- * 0.19-0.21 with 64 and 0.16 with 128: the largest of the fastest, for the fewest syncs.
+ * Locking: the volume gate (see VolumeIo) admits I/O shared and the administration here exclusive;
+ * catalog writes take the catalog lock too, since an eviction inside a write may write it.
  */
-const DEFAULT_WRITE_BACK = 16 * 1024 * 1024;
-
-const defaultLogger = (): Logger =>
-  pino({ name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "warn" }, pino.destination(2));
-
-export class CowVolume implements BlockDevice {
-  readonly blockSize = 4096;
-  readonly size: number;
-  readonly chunkSize: number;
-  /** Oldest first. */
-  readonly chain: Link[] = [];
-  private readonly gate = new Gate();
+export class CowVolume extends VolumeIo {
+  /** Serialises catalog writes. */
   private readonly catalogLock = new Mutex();
-  private readonly writeBack: WriteBack;
-  private failure: Error | undefined;
-  private closed = false;
-  /** While a revert runs: snapshots from this id on may not be evicted. */
-  private protectedFrom = Number.POSITIVE_INFINITY;
-  recovery: Recovery = {
-    uncleanShutdown: false,
-    droppedRecords: 0,
-    removedFiles: [],
-    resumedRevert: undefined,
-    unfinishedRevert: undefined,
-  };
+  /**
+   * The catalog's entry of each snapshot in the store's chain, by id; the chain gives the order.
+   * Guarded by the volume gate (exclusive for administration, shared for I/O), and changed in the
+   * same synchronous steps as the chain.
+   */
+  private readonly entries = new Map<number, SnapshotEntry>();
+  private readonly space: ShadowStorage;
+  /** What the open had to do to make the store consistent. */
+  recovery!: Recovery;
 
   private constructor(
     private readonly host: HostFs,
-    readonly dir: string,
+    /** Guarded by the volume gate, and written under the catalog lock. */
     private readonly cat: Catalog,
-    readonly base: HostFile,
-    readonly readOnly: boolean,
-    private readonly log: Logger,
-    writeBackBytes: number,
+    parts: VolumeIoParts,
   ) {
-    this.size = cat.volumeSize;
-    this.chunkSize = cat.chunkSize;
-    this.writeBack = new WriteBack(this, writeBackBytes);
+    super(parts);
+    for (const entry of cat.snapshots) this.entries.set(entry.id, entry);
+    this.space = new ShadowStorage({
+      settings: () => this.cat,
+      oldest: () => this.store.ids()[0],
+      used: () => this.storageUsed() + this.writeBack.reservedBytes,
+      evictOldest: (reason) => this.evictOldest(reason),
+    });
+  }
+
+  protected makeRoom(bytes: number, what: string): Promise<boolean> {
+    return this.space.makeRoom(bytes, what);
   }
 
   /** Makes a new, empty store in `dir` (created if missing; must not hold a store). */
@@ -126,71 +64,25 @@ export class CowVolume implements BlockDevice {
     dir: string,
     opts: CreateOptions & OpenOptions,
   ): Promise<CowVolume> {
-    const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    if (!validChunkSize(chunkSize)) {
-      throw einval(`chunk size ${chunkSize}: must be a power of two from 4 KiB to 1 MiB`);
-    }
-    if (
-      !Number.isSafeInteger(opts.volumeSize) ||
-      opts.volumeSize <= 0 ||
-      opts.volumeSize % chunkSize !== 0
-    ) {
-      throw einval(
-        `volume size ${opts.volumeSize}: must be a positive multiple of the chunk size (${chunkSize})`,
-      );
-    }
-    const limit = opts.shadowStorageLimit ?? 0;
-    if (!Number.isSafeInteger(limit) || limit < 0)
-      throw einval(`shadow storage limit ${limit}: must be >= 0`);
-    await host.mkdir(join(dir, "diff"));
-    const exists = await host.exists(join(dir, "catalog"));
-    if (exists) throw new FsError("EEXIST", `${dir} already holds a shadowfs store`);
-    const base = await host.open(basePath(dir), { create: true });
-    await base.truncate(opts.volumeSize);
-    await base.sync();
-    await base.close();
-    const now = Date.now();
-    const cat: Catalog = {
-      uuid: randomUUID(),
-      volumeSize: opts.volumeSize,
-      chunkSize,
-      shadowStorageLimit: limit,
-      onFull: opts.onFull ?? "delete-oldest",
-      createdAt: now,
-      generation: 0,
-      nextId: 1,
-      clean: true,
-      snapshots: [],
-      evictions: [],
-    };
-    await writeCatalog(host, dir, cat);
+    await makeStore(host, dir, newCatalog(opts));
     return CowVolume.open(host, dir, opts);
   }
 
   /** Opens a store, recovering from an unclean shutdown; refuses a damaged one with CorruptStoreError. */
   static async open(host: HostFs, dir: string, opts: OpenOptions = {}): Promise<CowVolume> {
-    const readOnly = opts.readOnly ?? false;
-    const cat = await readCatalog(host, dir);
-    if (!(await host.exists(basePath(dir)))) throw new CorruptStoreError("base.img", "missing");
-    const base = await host.open(basePath(dir), { readOnly });
-    const baseSize = await base.size();
-    const vol = new CowVolume(
-      host,
+    const { cat, base, store, recovery } = await openStore(host, dir, opts.readOnly ?? false);
+    const vol = new CowVolume(host, cat, {
       dir,
-      cat,
+      size: cat.volumeSize,
+      store,
       base,
-      readOnly,
-      opts.logger ?? defaultLogger(),
-      opts.writeBackBytes ?? DEFAULT_WRITE_BACK,
-    );
+      readOnly: opts.readOnly ?? false,
+      log: opts.logger ?? defaultLogger(),
+      writeBackBytes: opts.writeBackBytes ?? DEFAULT_WRITE_BACK,
+    });
+    vol.recovery = recovery;
     try {
-      if (baseSize < cat.volumeSize) {
-        throw new CorruptStoreError(
-          "base.img",
-          `${baseSize} bytes, the volume has ${cat.volumeSize}`,
-        );
-      }
-      await vol.load();
+      if (!vol.readOnly) await vol.recover();
     } catch (e) {
       await vol.closeFiles();
       throw e;
@@ -198,39 +90,9 @@ export class CowVolume implements BlockDevice {
     return vol;
   }
 
-  private async load(): Promise<void> {
-    const { cat } = this;
-    const rec = this.recovery;
-    rec.uncleanShutdown = !cat.clean;
-    const chunkCount = cat.volumeSize / cat.chunkSize;
-    for (const [i, entry] of cat.snapshots.entries()) {
-      const newest = i === cat.snapshots.length - 1;
-      const { area, dropped } = await DiffArea.load(this.host, this.dir, entry.id, {
-        chunkSize: cat.chunkSize,
-        chunkCount,
-        committed: entry.records,
-        exact: !newest || cat.clean,
-        readOnly: this.readOnly,
-      });
-      rec.droppedRecords += dropped;
-      this.chain.push({ entry, area });
-    }
-    if (this.readOnly) {
-      rec.unfinishedRevert = cat.revert?.to;
-      return;
-    }
-    const owned = new Set(cat.snapshots.flatMap((s) => [`${s.id}.data`, `${s.id}.index`]));
-    for (const name of await this.host.readdir(join(this.dir, "diff"))) {
-      if (!owned.has(name)) {
-        await this.host.unlink(join(this.dir, "diff", name));
-        rec.removedFiles.push(`diff/${name}`);
-      }
-    }
-    if (rec.removedFiles.length > 0) await this.host.syncDir(join(this.dir, "diff"));
-    if (await this.host.exists(`${catalogPath(this.dir)}.tmp`)) {
-      await this.host.unlink(`${catalogPath(this.dir)}.tmp`);
-      rec.removedFiles.push("catalog.tmp");
-    }
+  /** Records that the store is open (clean: false) and completes an interrupted revert. */
+  private async recover(): Promise<void> {
+    const { cat, recovery: rec } = this;
     if (rec.uncleanShutdown || rec.droppedRecords > 0 || rec.removedFiles.length > 0) {
       this.log.warn({ store: this.dir, ...rec }, "store recovered after an unclean shutdown");
     }
@@ -243,51 +105,6 @@ export class CowVolume implements BlockDevice {
       await this.revertLocked(to, discardNewer);
       rec.resumedRevert = to;
     }
-  }
-
-  // ------------------------------------------------------------------ the live device
-
-  async read(offset: number, target: Uint8Array): Promise<void> {
-    checkRange(this.size, offset, target.length);
-    return this.gate.withShared(async () => {
-      this.check();
-      await this.writeBack.readLive(offset, target);
-    });
-  }
-
-  lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
-    checkRange(this.size, offset, length);
-    const fd = this.lendable();
-    if (fd === undefined || !this.writeBack.inBase(offset, length) || !this.gate.tryShared(until))
-      return undefined;
-    return { fd, position: offset };
-  }
-
-  /** The descriptor of the base image that ranges are lent from, while the volume serves. */
-  private lendable(): number | undefined {
-    return this.closed || this.failure ? undefined : this.base.fd;
-  }
-
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.readOnly) throw erofs("volume");
-    checkRange(this.size, offset, data.length);
-    return this.gate.withShared(async () => {
-      this.check();
-      await this.guard(() => this.writeBack.write(offset, data));
-    });
-  }
-
-  flush(): Promise<void> {
-    if (this.readOnly) return Promise.resolve();
-    return this.gate.withShared(async () => {
-      this.check();
-      await this.guard(() => this.flushLocked());
-    });
-  }
-
-  private async flushLocked(): Promise<void> {
-    await this.writeBack.commit();
-    await this.base.sync();
   }
 
   /** Flushes, records a clean shutdown and closes every file. */
@@ -308,19 +125,28 @@ export class CowVolume implements BlockDevice {
   }
 
   private async closeFiles(): Promise<void> {
-    await Promise.allSettled([this.base.close(), ...this.chain.map((l) => l.area.close())]);
+    await Promise.allSettled([this.base.close(), this.store.close()]);
   }
 
   // ------------------------------------------------------------------ snapshots
 
   snapshots(): SnapshotInfo[] {
-    return this.chain.map(({ entry, area }) => ({
-      id: entry.id,
-      name: entry.name,
-      setId: entry.setId,
-      createdAt: entry.createdAt,
-      diffAreaBytes: area.bytesUsed,
-    }));
+    return this.store.ids().map((id) => {
+      const entry = this.entries.get(id)!;
+      return {
+        id,
+        name: entry.name,
+        setId: entry.setId,
+        createdAt: entry.createdAt,
+        diffAreaBytes: this.store.bytesUsed(id),
+      };
+    });
+  }
+
+  /** Chunks preserved in snapshot `id`'s diff area (ENOENT when there is no such snapshot). */
+  preservedChunks(id: number): number {
+    this.position(id);
+    return this.store.chunkCount(id);
   }
 
   evictions(): Eviction[] {
@@ -337,7 +163,7 @@ export class CowVolume implements BlockDevice {
 
   /** Bytes all diff areas occupy. */
   storageUsed(): number {
-    return this.chain.reduce((sum, l) => sum + l.area.bytesUsed, 0);
+    return this.store.ids().reduce((sum, id) => sum + this.store.bytesUsed(id), 0);
   }
 
   /**
@@ -351,27 +177,22 @@ export class CowVolume implements BlockDevice {
     return this.admin(async () => {
       await this.flushLocked();
       const id = this.cat.nextId;
-      const area = await DiffArea.create(this.host, this.dir, id, this.chunkSize);
+      await this.store.add(id);
       const entry: SnapshotEntry = { id, createdAt: opts.createdAt ?? Date.now(), records: 0 };
       if (opts.name !== undefined) entry.name = opts.name;
       if (opts.setId !== undefined) entry.setId = opts.setId;
       this.cat.nextId++;
-      this.chain.push({ entry, area });
+      this.entries.set(id, entry);
       try {
         await this.saveCatalog();
       } catch (e) {
-        this.chain.pop();
-        await area.close();
+        // Its files stay (closed with the store) until the next open removes them as strays.
+        this.store.detach(id);
+        this.entries.delete(id);
         throw e;
       }
       return this.snapshots().at(-1)!;
     });
-  }
-
-  /** A read-only BlockDevice showing the volume as it was when snapshot `id` was taken. */
-  snapshotDevice(id: number): BlockDevice {
-    this.position(id);
-    return new SnapshotDevice(this, id);
   }
 
   /**
@@ -383,32 +204,6 @@ export class CowVolume implements BlockDevice {
     return checkOpenStore(this.host, this.dir, (fn) => this.gate.withShared(fn), onProgress);
   }
 
-  /** Reads snapshot `id`; used by SnapshotDevice. */
-  async readSnapshot(id: number, offset: number, target: Uint8Array): Promise<void> {
-    checkRange(this.size, offset, target.length);
-    return this.gate.withShared(async () => {
-      this.check();
-      await this.writeBack.readSnapshot(this.position(id), offset, target);
-    });
-  }
-
-  /** `lend` of snapshot `id`; used by SnapshotDevice. */
-  lendSnapshot(
-    id: number,
-    offset: number,
-    length: number,
-    until: Promise<void>,
-  ): HostRange | undefined {
-    checkRange(this.size, offset, length);
-    const fd = this.lendable();
-    const pos = this.chain.findIndex((l) => l.entry.id === id);
-    if (fd === undefined || pos < 0) return undefined;
-    if (!this.writeBack.snapshotInBase(pos, offset, length) || !this.gate.tryShared(until))
-      return undefined;
-    this.writeBack.holdBase(until);
-    return { fd, position: offset };
-  }
-
   /**
    * Deletes a snapshot. The oldest just drops its diff area; any other first merges into its
    * older neighbour the preserved chunks that neighbour reads through it.
@@ -418,12 +213,11 @@ export class CowVolume implements BlockDevice {
     return this.admin(async () => {
       await this.flushLocked();
       const pos = this.position(id);
-      const victim = this.chain[pos]!;
-      const older = this.chain[pos - 1];
-      if (older) await this.merge(victim.area, older.area);
-      this.chain.splice(pos, 1);
+      const older = this.store.ids()[pos - 1];
+      if (older !== undefined) await this.merge(id, older);
+      this.remove(id);
       await this.saveCatalog();
-      await this.dropArea(victim.area);
+      await this.store.drop(id);
     });
   }
 
@@ -446,94 +240,65 @@ export class CowVolume implements BlockDevice {
 
   /** Makes room up front for what a revert to `id` preserves, so it does not stop half-way. */
   private async planRevert(id: number): Promise<void> {
-    const active = this.chain.at(-1)!.area;
-    const copies = this.changedSince(this.position(id)).filter(
-      (c) => !active.entries.has(c),
-    ).length;
+    const active = this.store.newest()!;
+    const copies = this.changedSince(id).filter((c) => !this.store.holds(active, c)).length;
     // Each copy may come in a batch of its own: a chunk, its entry and a batch header.
-    await this.protecting(id, () =>
-      this.makeRoom(copies * (this.chunkSize + 2 * RECORD_SIZE), `revert to snapshot ${id}`),
+    const { chunkCost, batchCost } = this.store;
+    await this.space.protecting(id, () =>
+      this.space.makeRoom(copies * (chunkCost + batchCost), `revert to snapshot ${id}`),
     );
   }
 
   private async revertLocked(id: number, discardNewer: boolean): Promise<void> {
     const buf = Buffer.alloc(this.chunkSize);
-    await this.protecting(id, async () => {
-      for (const c of this.changedSince(this.position(id))) {
-        await this.writeBack.readSnapshot(this.position(id), c * this.chunkSize, buf);
+    await this.space.protecting(id, async () => {
+      for (const c of this.changedSince(id)) {
+        await this.snapshotRead.read(id, c * this.chunkSize, buf);
         await this.writeBack.write(c * this.chunkSize, buf);
       }
       await this.flushLocked();
     });
     // The live volume now equals the snapshot, so the newer diff areas hold nothing that
     // it or an older snapshot reads through them: they go without a merge.
-    const dropped = discardNewer ? this.chain.splice(this.position(id) + 1) : [];
+    const dropped = discardNewer ? this.store.ids().slice(this.position(id) + 1) : [];
+    for (const newer of dropped) this.remove(newer);
     this.cat.revert = undefined;
     await this.saveCatalog();
-    for (const l of dropped) await this.dropArea(l.area);
+    for (const newer of dropped) await this.store.drop(newer);
   }
 
-  /** Chunks whose live contents may differ from those of the snapshot at `pos`. */
-  private changedSince(pos: number): number[] {
+  /** Chunks whose live contents may differ from those of snapshot `id`. */
+  private changedSince(id: number): number[] {
     const set = new Set<number>();
-    for (const l of this.chain.slice(pos)) for (const c of l.area.entries.keys()) set.add(c);
+    for (const a of this.store.ids().slice(this.position(id)))
+      for (const c of this.store.chunks(a)) set.add(c);
     return [...set].sort((a, b) => a - b);
   }
 
-  private async merge(from: DiffArea, into: DiffArea): Promise<void> {
-    const todo = [...from.entries.keys()].filter((c) => !into.entries.has(c)).sort((a, b) => a - b);
-    const perBatch = Math.max(1, Math.floor((8 << 20) / this.chunkSize));
+  /** Preserves in area `into` the chunks of area `from` that it lacks, 8 MiB a batch. */
+  private async merge(from: number, into: number): Promise<void> {
+    const { store, chunkSize } = this;
+    const todo = store.chunks(from).filter((c) => !store.holds(into, c));
+    const perBatch = Math.max(1, Math.floor((8 << 20) / chunkSize));
     for (let i = 0; i < todo.length; i += perBatch) {
       const chunks = await Promise.all(
         todo.slice(i, i + perBatch).map(async (chunk) => {
-          const data = Buffer.alloc(this.chunkSize);
-          await from.readChunk(chunk, data);
+          const data = Buffer.alloc(chunkSize);
+          await store.read({ chunk, count: 1, area: from }, data);
           return { chunk, data };
         }),
       );
-      await into.append(chunks);
+      await store.publish(await store.write(into, chunks));
     }
   }
 
   // ------------------------------------------------------------------ shadow storage
 
-  /**
-   * Makes room for `bytes` more of diff area under the shadow storage limit: deletes the oldest
-   * snapshots (never one a running revert needs) or, with onFull = fail-writes, throws ENOSPC.
-   * Returns false when no snapshot is left, so nothing needs preserving.
-   */
-  async makeRoom(bytes: number, what: string): Promise<boolean> {
-    const limit = this.cat.shadowStorageLimit;
-    for (;;) {
-      const oldest = this.chain[0];
-      if (!oldest) return false;
-      if (limit === 0) return true;
-      const used = this.storageUsed() + this.writeBack.reservedBytes;
-      if (used + bytes <= limit) return true;
-      if (this.cat.onFull === "fail-writes" || oldest.entry.id >= this.protectedFrom) {
-        throw enospc(
-          `${what}: shadow storage limit reached (${used} of ${limit} bytes used); delete snapshots or raise the limit`,
-        );
-      }
-      await this.evictOldest(
-        `shadow storage limit of ${limit} bytes reached (${used} used, ${bytes} more needed)`,
-      );
-    }
-  }
-
-  /** Runs `fn` with snapshot `id` and newer ones safe from eviction. */
-  private async protecting<T>(id: number, fn: () => Promise<T>): Promise<T> {
-    this.protectedFrom = id;
-    try {
-      return await fn();
-    } finally {
-      this.protectedFrom = Number.POSITIVE_INFINITY;
-    }
-  }
-
+  /** Deletes the oldest snapshot to make room (see ShadowStorage), recording and logging why. */
   private async evictOldest(reason: string): Promise<void> {
-    const victim = this.chain.shift()!;
-    const { entry } = victim;
+    const id = this.store.ids()[0]!;
+    const entry = this.entries.get(id)!;
+    this.remove(id);
     const eviction: Eviction = {
       id: entry.id,
       createdAt: entry.createdAt,
@@ -547,71 +312,25 @@ export class CowVolume implements BlockDevice {
       "snapshot deleted to make room",
     );
     await this.saveCatalog();
-    await this.dropArea(victim.area);
+    await this.store.drop(id);
   }
 
   // ------------------------------------------------------------------ helpers
 
-  /** Index in the chain of snapshot `id`, or ENOENT. */
-  position(id: number): number {
-    const pos = this.chain.findIndex((l) => l.entry.id === id);
-    if (pos < 0) throw enoent(`snapshot ${id} does not exist`);
-    return pos;
+  /** Takes snapshot `id` out of the chain and the catalog's list, in one step; its files stay. */
+  private remove(id: number): void {
+    this.store.detach(id);
+    this.entries.delete(id);
   }
 
-  private async dropArea(area: DiffArea): Promise<void> {
-    await area.close();
-    await this.host.unlink(dataPath(this.dir, area.id));
-    await this.host.unlink(indexPath(this.dir, area.id));
-    await this.host.syncDir(join(this.dir, "diff"));
-  }
-
-  /** Writes the catalog with the snapshot list and each area's durable record count. */
+  /** Writes the catalog with the snapshot list and each area's checkpoint (durable records). */
   private saveCatalog(): Promise<void> {
     return this.catalogLock.run(async () => {
-      this.cat.snapshots = this.chain.map(({ entry, area }) => ({
-        ...entry,
-        records: area.records,
+      this.cat.snapshots = this.store.ids().map((id) => ({
+        ...this.entries.get(id)!,
+        records: this.store.checkpoint(id),
       }));
       await writeCatalog(this.host, this.dir, this.cat);
     });
-  }
-
-  private admin<T>(fn: () => Promise<T>): Promise<T> {
-    return this.gate.withExclusive(async () => {
-      this.check();
-      return this.guard(fn);
-    });
-  }
-
-  /** Runs `fn`; an I/O failure leaves the volume failed: it must be reopened (recovery). */
-  private async guard<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      if (!(e instanceof FsError) || e.code === "EIO") {
-        this.failure = e as Error;
-        this.log.error(
-          { store: this.dir, err: e },
-          "I/O error: the volume stops; reopen it to recover",
-        );
-      }
-      throw e;
-    }
-  }
-
-  /** Stops the volume after a failure found in the background (a write-back batch). */
-  stop(e: Error): void {
-    this.failure ??= e;
-    this.log.error(
-      { store: this.dir, err: e },
-      "I/O error: the volume stops; reopen it to recover",
-    );
-  }
-
-  private check(): void {
-    if (this.closed) throw eio("volume is closed");
-    if (this.failure)
-      throw eio(`volume stopped after an I/O error (${this.failure.message}); reopen it`);
   }
 }

@@ -1,10 +1,30 @@
-// Placement of live writes and of reads: which chunk goes straight to the base image, which is
-// staged until its original is preserved in a batch. It never lets a base chunk be overwritten
-// before the original a snapshot reads is durable in a diff area.
+// The copy-on-write policy for live writes and reads: which chunk goes straight to the base image,
+// which is staged until its original is published in the chunk store. It never lets a base chunk be
+// overwritten before the original a snapshot reads is durable there.
 
-import type { Batch, DiffArea } from "./diff-area.js";
-import { RECORD_SIZE, ZERO_SLOT } from "./format.js";
-import type { CowVolume } from "./volume.js";
+import type { ChunkStore, Written } from "./chunk-store.js";
+import type { ReadHolds } from "./gate.js";
+import type { HostFile } from "./host.js";
+
+/** What a WriteBack works on and whom it asks; its owner (the volume) provides them. */
+export interface WriteBackParts {
+  /** The chain of diff areas: where originals go. */
+  store: ChunkStore;
+  /** The production volume's blocks. */
+  base: HostFile;
+  /** Snapshot reads of the base image; a batch overwrites the base only once they have settled. */
+  baseReads: ReadHolds;
+  /** Bytes of chunks staged in memory before a batch starts. */
+  batchBytes: number;
+  /**
+   * The space policy: finds room for `bytes` more of diff area (it may delete the oldest
+   * snapshots) or throws (ENOSPC). False when no snapshot is left, so nothing needs preserving.
+   * Called by a write before it applies any byte; the store may change meanwhile.
+   */
+  makeRoom(bytes: number, what: string): Promise<boolean>;
+  /** A batch failed in the background: the owner stops serving (later calls fail with EIO). */
+  stop(e: Error): void;
+}
 
 interface Landing {
   batch: Map<number, Staged>;
@@ -14,8 +34,8 @@ interface Landing {
 /** A chunk whose original must be preserved before its new contents reach the base image. */
 interface Staged {
   chunk: number;
-  /** The diff area that takes the original (the newest when the chunk was staged). */
-  area: DiffArea;
+  /** The snapshot whose diff area takes the original (the newest when the chunk was staged). */
+  area: number;
   /**
    * Staged while the chunk was landing: its original is preserved by that earlier batch, so
    * this one only writes the new contents to the base image, after that batch's.
@@ -40,6 +60,8 @@ interface Staged {
  * - Writes resolve once visible to reads; durability comes from `commit` plus a base sync.
  */
 export class WriteBack {
+  // Every field: guarded by the volume gate, entered shared by I/O (which changes them only in
+  // synchronous steps, consistent at every await) and exclusive by administration (after `commit`).
   private staged = new Map<number, Staged>();
   /**
    * Batches landing, oldest first: writes start a new one while fewer than two are (a commit
@@ -50,24 +72,26 @@ export class WriteBack {
   private written: Promise<void> = Promise.resolve();
   /** Chunks a write found room for and has yet to stage. */
   private planned = 0;
-  private readonly baseReads = new Set<Promise<void>>();
   /** Where a batch reads the originals of chunks written whole (see `readOriginals`). */
   private originals = Buffer.alloc(0);
   /** Chunk buffers of landed batches, staged again rather than allocated (see `readOriginals`). */
   private readonly spare: Buffer[] = [];
 
-  constructor(
-    private readonly vol: CowVolume,
-    private readonly batchBytes: number,
-  ) {}
+  private readonly store: ChunkStore;
+  private readonly base: HostFile;
+  private readonly batchBytes: number;
+  private readonly cs: number;
 
-  private get cs(): number {
-    return this.vol.chunkSize;
+  constructor(private readonly parts: WriteBackParts) {
+    this.store = parts.store;
+    this.base = parts.base;
+    this.batchBytes = parts.batchBytes;
+    this.cs = parts.store.chunkSize;
   }
 
   private needsCopy(chunk: number): boolean {
-    const newest = this.vol.chain.at(-1);
-    return newest !== undefined && !newest.area.entries.has(chunk);
+    const newest = this.store.newest();
+    return newest !== undefined && !this.store.holds(newest, chunk);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -80,7 +104,7 @@ export class WriteBack {
     for (let c = first; c <= last; c++)
       if (!this.staged.has(c) && !this.landed(c) && this.needsCopy(c)) fresh.add(c);
     if (fresh.size > 0) {
-      if (await this.vol.makeRoom(fresh.size * this.unit, "write")) {
+      if (await this.parts.makeRoom(fresh.size * this.store.chunkCost, "write")) {
         this.planned += fresh.size;
       } else fresh.clear();
     }
@@ -90,7 +114,7 @@ export class WriteBack {
     const direct = async () => {
       if (runEnd === runStart) return;
       waited = true;
-      await this.vol.base.write(data.subarray(runStart - offset, runEnd - offset), runStart);
+      await this.base.write(data.subarray(runStart - offset, runEnd - offset), runStart);
     };
     for (let c = first; c <= last; c++) {
       const lo = Math.max(offset, c * cs);
@@ -110,7 +134,7 @@ export class WriteBack {
     if (this.landing.length > 0 && !waited) await new Promise(setImmediate);
     while (this.stagedBytes >= this.batchBytes) {
       if (this.landing.length < 2) {
-        this.land().catch((e: Error) => this.vol.stop(e)); // later calls then fail with EIO
+        this.land().catch((e: Error) => this.parts.stop(e)); // later calls then fail with EIO
         break;
       }
       if (this.stagedBytes < 2 * this.batchBytes) break;
@@ -126,13 +150,8 @@ export class WriteBack {
     let n = this.planned;
     for (const s of this.staged.values()) if (!s.follows) n++;
     for (const l of this.landing)
-      for (const s of l.batch.values()) if (!s.follows && !s.area.entries.has(s.chunk)) n++;
-    return n * this.unit;
-  }
-
-  /** Shadow storage one preserved chunk may take. */
-  private get unit(): number {
-    return this.cs + RECORD_SIZE;
+      for (const s of l.batch.values()) if (!s.follows && !this.store.holds(s.area, s.chunk)) n++;
+    return n * this.store.chunkCost;
   }
 
   private get stagedBytes(): number {
@@ -158,7 +177,7 @@ export class WriteBack {
       const data = this.spare.pop() ?? Buffer.allocUnsafe(this.cs);
       const made: Staged = {
         chunk,
-        area: prior?.area ?? this.vol.chain.at(-1)!.area,
+        area: prior?.area ?? this.store.newest()!,
         follows: prior !== undefined,
         original: null,
         data,
@@ -179,7 +198,7 @@ export class WriteBack {
           prior.readers--;
         });
       } else {
-        made.ready = this.vol.base.read(data, chunk * this.cs).then(() => {
+        made.ready = this.base.read(data, chunk * this.cs).then(() => {
           made.original = Buffer.from(data);
         });
       }
@@ -232,34 +251,36 @@ export class WriteBack {
     const list = [...batch.values()].sort((a, b) => a.chunk - b.chunk);
     await writtenBefore;
     await Promise.all(list.map((s) => s.ready));
-    const byArea = new Map<DiffArea, Staged[]>();
+    const byArea = new Map<number, Staged[]>();
     for (const s of list) {
       // An area deleted since (evicted) protects no snapshot any more: nothing to preserve.
-      if (s.follows || !this.vol.chain.some((l) => l.area === s.area)) continue;
+      if (s.follows || !this.store.has(s.area)) continue;
       const group = byArea.get(s.area) ?? [];
       group.push(s);
       byArea.set(s.area, group);
     }
-    for (const area of byArea.keys()) area.pin();
+    const releases = [...byArea.keys()].map((area) => this.store.hold(area));
     try {
       await this.readOriginals([...byArea.values()].flat().filter((s) => !s.original));
-      const batches: Array<[DiffArea, Batch]> = [];
+      const batches: Written[] = [];
       for (const [area, group] of byArea) {
-        batches.push([
-          area,
-          await area.write(group.map((s) => ({ chunk: s.chunk, data: original(s) }))),
-        ]);
+        batches.push(
+          await this.store.write(
+            area,
+            group.map((s) => ({ chunk: s.chunk, data: original(s) })),
+          ),
+        );
       }
       written();
       await before; // a failed batch stops the volume: none after it publishes
-      for (const [area, b] of batches) await area.publish(b);
+      for (const b of batches) await this.store.publish(b);
     } finally {
-      for (const area of byArea.keys()) area.unpin();
+      for (const release of releases) release();
     }
     // Snapshot reads that chose the base before the originals became visible finish first.
-    await Promise.all([...this.baseReads]);
+    await this.parts.baseReads.settled();
     for (const run of runs(list)) {
-      await this.vol.base.writev(
+      await this.base.writev(
         run.map((s) => s.data),
         run[0]!.chunk * cs,
       );
@@ -280,7 +301,7 @@ export class WriteBack {
     for (const run of runs(list)) {
       const buf = this.originals.subarray(at, at + run.length * cs);
       at += buf.length;
-      await this.vol.base.read(buf, run[0]!.chunk * cs);
+      await this.base.read(buf, run[0]!.chunk * cs);
       run.forEach((s, i) => {
         s.original = buf.subarray(i * cs, (i + 1) * cs);
       });
@@ -298,7 +319,7 @@ export class WriteBack {
     const flushRun = (upTo: number) => {
       if (upTo > runStart)
         reads.push(
-          this.vol.base
+          this.base
             .read(target.subarray(runStart - offset, upTo - offset), runStart)
             .then(() => {}),
         );
@@ -328,88 +349,6 @@ export class WriteBack {
     for (let c = Math.floor(offset / cs); c * cs < offset + length; c++)
       if (this.staged.has(c) || this.landed(c)) return false;
     return true;
-  }
-
-  /** True when the snapshot at chain position `pos` reads the whole range from the base image. */
-  snapshotInBase(pos: number, offset: number, length: number): boolean {
-    const { cs } = this;
-    const chain = this.vol.chain.slice(pos);
-    for (let c = Math.floor(offset / cs); c * cs < offset + length; c++)
-      if (chain.some((l) => l.area.entries.has(c))) return false;
-    return true;
-  }
-
-  /** Batches overwrite nothing in the base image before `until` settles (a snapshot read of it). */
-  holdBase(until: Promise<void>): void {
-    this.baseReads.add(until);
-    const done = () => this.baseReads.delete(until);
-    until.then(done, done);
-  }
-
-  /** Reads the snapshot at chain position `pos`: each chunk from the first diff area at or after it that holds it, else the base. */
-  async readSnapshot(pos: number, offset: number, target: Uint8Array): Promise<void> {
-    const { cs } = this;
-    const chain = this.vol.chain.slice(pos);
-    const first = Math.floor(offset / cs);
-    const last = Math.floor((offset + target.length - 1) / cs);
-    const end = offset + target.length;
-    const reads: Promise<void>[] = [];
-    const pinned = new Set<DiffArea>();
-    // Sources are decided for the whole range before the first await, so that a batch landing
-    // meanwhile waits for the base reads chosen here.
-    let c = first;
-    while (c <= last) {
-      const owner = chain.find((l) => l.area.entries.has(c))?.area;
-      let n = 1;
-      if (!owner) {
-        while (c + n <= last && !chain.some((l) => l.area.entries.has(c + n))) n++;
-        const lo = Math.max(offset, c * cs);
-        const hi = Math.min(end, (c + n) * cs);
-        const r = this.vol.base.read(target.subarray(lo - offset, hi - offset), lo).then(() => {});
-        this.holdBase(r);
-        reads.push(r);
-      } else {
-        const slot0 = owner.entries.get(c)!.slot;
-        while (
-          c + n <= last &&
-          slot0 !== ZERO_SLOT &&
-          chain.find((l) => l.area.entries.has(c + n))?.area === owner &&
-          owner.entries.get(c + n)!.slot === slot0 + n
-        )
-          n++;
-        if (!pinned.has(owner)) owner.pin();
-        pinned.add(owner);
-        reads.push(this.readPreserved(owner, c, n, offset, target));
-      }
-      c += n;
-    }
-    try {
-      await Promise.all(reads);
-    } finally {
-      for (const a of pinned) a.unpin();
-    }
-  }
-
-  /** Reads `n` chunks from consecutive slots of an area, verifies them, copies the part asked for. */
-  private async readPreserved(
-    area: DiffArea,
-    c: number,
-    n: number,
-    offset: number,
-    target: Uint8Array,
-  ): Promise<void> {
-    const { cs } = this;
-    const lo = Math.max(offset, c * cs);
-    const hi = Math.min(offset + target.length, (c + n) * cs);
-    // Whole chunks are read straight into the caller's buffer; partial ones through a bounce buffer.
-    const whole = lo === c * cs && hi === (c + n) * cs;
-    const t = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
-    const buf = whole ? t.subarray(lo - offset, hi - offset) : Buffer.allocUnsafe(n * cs);
-    await area.readSlots(area.entries.get(c)!.slot, n, buf);
-    for (let i = 0; i < n; i++) {
-      area.verify(c + i, area.entries.get(c + i)!, buf.subarray(i * cs, (i + 1) * cs));
-    }
-    if (!whole) t.set(buf.subarray(lo - c * cs, hi - c * cs), lo - offset);
   }
 
   /** The chunk's entry in the newest landing batch that holds it, if any. */
