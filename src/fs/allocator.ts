@@ -8,21 +8,32 @@ import type { Superblock } from "./superblock.js";
 
 const BITS = 4096 * 8;
 
+/**
+ * Every field is guarded by the metadata lock: changed by `allocate` and `release` inside
+ * `MetaStore.run`, and by the store's commit, checkpoint and rollback listeners, which run under
+ * it.
+ */
 export class Allocator {
-  /** Free blocks counted in each bitmap block. */
+  /** Free blocks counted in each bitmap block. Guarded by the metadata lock. */
   private readonly freeIn: Int32Array;
+  /** Guarded by the metadata lock; `freeBlocks` reads it anywhere (a count, never half-made). */
   private total = 0;
-  /** Where the next search starts when the caller gives no goal (next fit). */
+  /**
+   * Where the next search starts when the caller gives no goal (next fit). Guarded by the metadata
+   * lock.
+   */
   private cursor: number;
   /**
    * Blocks freed since the last commit. They are not handed out again before it: if the power
    * failed first, the file that freed them would still own them, with another file's data.
+   * Guarded by the metadata lock.
    */
   private readonly quarantine = new Set<number>();
   /**
    * Freed blocks, committed, whose old metadata images are still in the journal's log. They are
    * not handed out before the next checkpoint: a replay would write those images over whatever
    * the block held by then, and file data is written in place, outside the journal.
+   * Guarded by the metadata lock.
    */
   private readonly deferred = new Set<number>();
 

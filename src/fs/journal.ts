@@ -27,19 +27,32 @@ export interface JournalRegion {
  *   commit block {magic, seq, count, crc32c of descriptors and data}
  * A transaction counts only once its commit block is valid; replay stops at the first that is not.
  */
+/**
+ * Only the MetaStore calls `commit` and `checkpoint`, holding its lock (`MetaStore.run`, `commit`,
+ * `checkpoint`), so that lock guards every field below; `open` runs before anyone else has it.
+ */
 export class Journal {
-  /** Blocks of the log (region minus header) in use by committed, not yet checkpointed transactions. */
+  /**
+   * Blocks of the log (region minus header) in use by committed, not yet checkpointed transactions.
+   * Guarded by the metadata lock.
+   */
   private used = 0;
-  /** Transactions were replayed at open: the header still names them until a checkpoint. */
+  /**
+   * Transactions were replayed at open: the header still names them until a checkpoint. Guarded by
+   * the metadata lock.
+   */
   private replayed = false;
-  /** Home blocks that a committed, not yet checkpointed transaction holds: a replay rewrites them. */
+  /**
+   * Home blocks that a committed, not yet checkpointed transaction holds: a replay rewrites them.
+   * Guarded by the metadata lock.
+   */
   private readonly logged = new Set<number>();
   private readonly checkpointListeners: Array<() => void> = [];
 
   private constructor(
     private readonly dev: BlockDevice,
     private readonly region: JournalRegion,
-    /** Sequence number the next transaction gets. */
+    /** Sequence number the next transaction gets. Guarded by the metadata lock. */
     private seq: number,
     /** Home images of replayed transactions, kept in memory when the device is read-only. */
     readonly overlay: Map<number, Buffer>,

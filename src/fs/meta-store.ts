@@ -45,19 +45,36 @@ export type MetaSeed = ReadonlyArray<readonly [number, Buffer]>;
  * previous commit into one journal transaction.
  */
 export class MetaStore {
-  private readonly clean: LRUCache<number, Buffer>;
-  /** See `changes`. */
-  private changed = 0;
-  /** Images changed since the last commit. */
-  private running = new Map<number, Buffer>();
-  /** Images as they were before the operation in progress first changed them (its undo log). */
-  private undo: Map<number, { image: Buffer | undefined; wasDirty: boolean }> | undefined;
+  /**
+   * The metadata lock: `run`, `view`, `commit` and `checkpoint` hold it, one at a time. It
+   * guards the images below, and the allocator, inode table and journal built on this store.
+   */
   private readonly lock = new Mutex();
-  /** Calls holding or waiting for the lock. */
+  /**
+   * Images as the device (with the journal) holds them. Guarded by `lock`; `peek` and `read`
+   * may look outside it, when `idle` or for blocks no operation is changing.
+   */
+  private readonly clean: LRUCache<number, Buffer>;
+  /** See `changes`. Guarded by `lock`. */
+  private changed = 0;
+  /** Images changed since the last commit. Guarded by `lock`. */
+  private running = new Map<number, Buffer>();
+  /**
+   * Images as they were before the operation in progress first changed them (its undo log). Guarded
+   * by `lock`.
+   */
+  private undo: Map<number, { image: Buffer | undefined; wasDirty: boolean }> | undefined;
+  /** Calls holding or waiting for the lock. No lock: counted in synchronous steps. */
   private busy = 0;
-  /** File data reads in flight outside the lock (see `reading`). */
+  /**
+   * File data reads in flight outside the lock (see `reading`). No lock: added and removed in
+   * synchronous steps.
+   */
   private readonly reads = new Set<Promise<unknown>>();
-  /** Cluster reads in flight, by first block: blocks of one cluster wait for the same read. */
+  /**
+   * Cluster reads in flight, by first block: blocks of one cluster wait for the same read. No lock:
+   * as `reads`.
+   */
   private readonly clusters = new Map<number, Promise<Buffer>>();
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
   private readonly commitListeners: Array<() => void> = [];
