@@ -58,6 +58,9 @@ interface Staged {
  * - Live reads see every write that resolved before they started; a live read racing a write to
  *   the same range may see either contents per chunk (as with pread/pwrite on a file).
  * - Writes resolve once visible to reads; durability comes from `commit` plus a base sync.
+ * - Precondition: an area joins the chain (a snapshot is taken) only after `commit` has resolved
+ *   with no write since; the staged chunks of the interval before would otherwise be taken as
+ *   this one's. Areas may leave the chain at any time (an eviction in `makeRoom`).
  */
 export class WriteBack {
   // Every field: guarded by the volume gate, entered shared by I/O (which changes them only in
