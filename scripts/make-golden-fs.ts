@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { type BlockDevice, MemoryBlockDevice } from "../src/cow/index.js";
 import { isDir, isLink, S_IFMT } from "../src/fs/attr.js";
+import { directoryOf } from "../src/fs/context.js";
 import { FileSystem, ROOT, SUPERUSER } from "../src/fs/filesystem.js";
 import { check } from "../src/fs/fsck.js";
 import type { Time } from "../src/fs/inode.js";
@@ -133,7 +134,7 @@ async function main(): Promise<number> {
   await fs.setxattr(ROOT, JOURNAL_XATTR.name, JOURNAL_XATTR.value);
   await fs.fsync();
   const after = await image(dev);
-  const { journal } = fs.sb;
+  const { journal } = fs.context.sb;
   const logStart = journal.start * BS;
   const logEnd = (journal.start + journal.blocks) * BS;
   const out = Buffer.from(before);
@@ -149,7 +150,7 @@ async function main(): Promise<number> {
     console.error(`golden-fs: the image does not check as planned: ${JSON.stringify(report)}`);
     return 1;
   }
-  const big = await ro.dir(await ro.table.get(inoOf.get("big")!)).stats();
+  const big = await directoryOf(ro.context, await ro.context.table.get(inoOf.get("big")!)).stats();
   if (big.depth < 1) throw new Error(`big/ did not split: ${JSON.stringify(big)}`);
 
   const gz = gzipSync(out, { level: 9 });

@@ -1,10 +1,11 @@
 // A file's block map: 12 direct pointers, then single, double and triple indirect blocks of 1024
 // 32-bit pointers; 0 is a hole, so sparse files cost nothing. It changes the inode in memory only.
+// Each function takes the part of the filesystem's context it needs (metadata, allocator): those
+// that change anything run inside the caller's `meta.run`; the `…Now` ones never wait.
 
 import { FsError } from "../errors.js";
-import type { Allocator } from "./allocator.js";
+import type { AllocContext, MapContext } from "./context.js";
 import { DIRECT, type Inode } from "./inode.js";
-import type { MetaStore } from "./meta-store.js";
 
 export const PTRS = 1024;
 /** Spans of file blocks under the single, double and triple indirect pointers. */
@@ -29,7 +30,8 @@ function locate(f: number): { slot: number; depth: number; rel: number } {
 }
 
 /** The device block holding file block `f`, or 0 for a hole. */
-export async function mapBlock(meta: MetaStore, ino: Inode, f: number): Promise<number> {
+export async function mapBlock(ctx: MapContext, ino: Inode, f: number): Promise<number> {
+  const { meta } = ctx;
   const { slot, depth, rel } = locate(f);
   let block = ino.ptrs[slot]!;
   for (let d = depth; d > 0 && block !== 0; d--) {
@@ -40,7 +42,8 @@ export async function mapBlock(meta: MetaStore, ino: Inode, f: number): Promise<
 }
 
 /** `mapBlock` if every indirect block on the way is in memory, else undefined. It never waits. */
-export function mapBlockNow(meta: MetaStore, ino: Inode, f: number): number | undefined {
+export function mapBlockNow(ctx: MapContext, ino: Inode, f: number): number | undefined {
+  const { meta } = ctx;
   const { slot, depth, rel } = locate(f);
   let block = ino.ptrs[slot]!;
   for (let d = depth; d > 0 && block !== 0; d--) {
@@ -53,11 +56,12 @@ export function mapBlockNow(meta: MetaStore, ino: Inode, f: number): number | un
 
 /** The device blocks of file blocks [first, first + count), 0 for holes: one read per indirect block. */
 export async function mapRange(
-  meta: MetaStore,
+  ctx: MapContext,
   ino: Inode,
   first: number,
   count: number,
 ): Promise<number[]> {
+  const { meta } = ctx;
   const out = new Array<number>(count).fill(0);
   for (let i = 0; i < count; ) {
     const { slot, depth, rel } = locate(first + i);
@@ -85,11 +89,12 @@ export async function mapRange(
  * in memory (see `MetaStore.peek`), else undefined; 0 for holes. It never waits.
  */
 export function mapRangeNow(
-  meta: MetaStore,
+  ctx: MapContext,
   ino: Inode,
   first: number,
   count: number,
 ): number[] | undefined {
+  const { meta } = ctx;
   const out = new Array<number>(count).fill(0);
   for (let i = 0; i < count; ) {
     const { slot, depth, rel } = locate(first + i);
@@ -123,21 +128,21 @@ export function mapRangeNow(
  * allocated: it holds garbage until the caller writes it.
  */
 export async function ensureRange(
-  meta: MetaStore,
-  alloc: Allocator,
+  ctx: AllocContext,
   ino: Inode,
   first: number,
   count: number,
   goal?: number,
 ): Promise<{ blocks: number[]; fresh: boolean[] }> {
+  const { meta, alloc } = ctx;
   if (count === 0) return { blocks: [], fresh: [] };
   locate(first + count - 1); // EFBIG before anything changes
-  const blocks = await mapRange(meta, ino, first, count);
+  const blocks = await mapRange(ctx, ino, first, count);
   const fresh = new Array<boolean>(count).fill(false);
   const holes = blocks.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
   if (holes === 0) return { blocks, fresh };
   if (goal === undefined && first > 0) {
-    const before = await mapBlock(meta, ino, first - 1);
+    const before = await mapBlock(ctx, ino, first - 1);
     if (before !== 0) goal = before + 1;
   }
   const got = await alloc.allocate(holes, goal);
@@ -194,13 +199,12 @@ export async function ensureRange(
  * holds garbage until the caller writes it.
  */
 export async function ensureBlock(
-  meta: MetaStore,
-  alloc: Allocator,
+  ctx: AllocContext,
   ino: Inode,
   f: number,
   goal?: number,
 ): Promise<{ block: number; fresh: boolean }> {
-  const { blocks, fresh } = await ensureRange(meta, alloc, ino, f, 1, goal);
+  const { blocks, fresh } = await ensureRange(ctx, ino, f, 1, goal);
   return { block: blocks[0]!, fresh: fresh[0]! };
 }
 
@@ -217,12 +221,12 @@ const BASES = [DIRECT, DIRECT + SPANS[0], DIRECT + SPANS[0] + SPANS[1]] as const
  * next call). Returns true when nothing is left at or past `from`.
  */
 export async function truncateBlocks(
-  meta: MetaStore,
-  alloc: Allocator,
+  ctx: AllocContext,
   ino: Inode,
   from: number,
   mayFree: () => boolean = () => true,
 ): Promise<boolean> {
+  const { meta, alloc } = ctx;
   from = Math.max(0, from);
   const release = async (block: number): Promise<boolean> => {
     if (!mayFree()) return false;
@@ -280,9 +284,10 @@ export async function truncateBlocks(
 
 /** Every block a map uses: data blocks (with their file block numbers) and indirect blocks. */
 export async function blocksOf(
-  meta: MetaStore,
+  ctx: MapContext,
   ino: Inode,
 ): Promise<{ data: Array<[file: number, block: number]>; indirect: number[] }> {
+  const { meta } = ctx;
   const data: Array<[number, number]> = [];
   const indirect: number[] = [];
   for (let i = 0; i < DIRECT; i++) if (ino.ptrs[i]) data.push([i, ino.ptrs[i]!]);

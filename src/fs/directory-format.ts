@@ -316,7 +316,8 @@ export function kindProblem(b: Buffer, kind: Kind, level: number): string | unde
   if (b.readUInt32LE(N_KIND) !== kind) {
     const want = Buffer.alloc(4);
     want.writeUInt32LE(kind);
-    return `a ${b.toString("latin1", N_KIND, N_KIND + 4)} block where a ${want.toString("latin1")} was due`;
+    const found = b.toString("latin1", N_KIND, N_KIND + 4);
+    return `a ${found} block where a ${want.toString("latin1")} was due`;
   }
   if (kind === INNER && nodeLevel(b) !== level) return `level ${nodeLevel(b)}, not ${level}`;
   return undefined;

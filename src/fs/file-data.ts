@@ -3,7 +3,6 @@
 
 import type { BlockDevice, HostRange } from "../cow/index.js";
 import { FsError } from "../errors.js";
-import type { Allocator } from "./allocator.js";
 import {
   ensureRange,
   MAX_FILE_BLOCKS,
@@ -12,8 +11,8 @@ import {
   mapRangeNow,
   truncateBlocks,
 } from "./block-map.js";
+import type { DataContext } from "./context.js";
 import type { Inode } from "./inode.js";
-import type { MetaStore } from "./meta-store.js";
 import { ReadAhead } from "./read-ahead.js";
 
 const BS = 4096;
@@ -39,21 +38,24 @@ export interface Lender {
 }
 
 export class FileData {
-  /** Windows of files read in order; every change below forgets the file's first. */
+  /**
+   * Windows of files read in order; every change below forgets the file's first. No lock: its
+   * state changes in synchronous steps, and a window killed while its fill runs serves nothing.
+   */
   readonly ahead = new ReadAhead();
+  private readonly dev: BlockDevice;
 
-  constructor(
-    private readonly dev: BlockDevice,
-    private readonly meta: MetaStore,
-    private readonly alloc: Allocator,
-  ) {}
+  /** `ctx`: the device for data; the metadata and allocator for the block maps. */
+  constructor(private readonly ctx: DataContext) {
+    this.dev = ctx.dev;
+  }
 
   /** Plans a read of up to `length` bytes at `offset`, stopping at the end of the file. */
   async plan(ino: Inode, offset: number, length: number): Promise<ReadPlan> {
     const end = Math.min(ino.size, offset + length);
     if (end <= offset) return { length: 0, runs: [] };
     const first = Math.floor(offset / BS);
-    return runsOf(offset, end, await mapRange(this.meta, ino, first, Math.ceil(end / BS) - first));
+    return runsOf(offset, end, await mapRange(this.ctx, ino, first, Math.ceil(end / BS) - first));
   }
 
   /** `plan`, if every metadata block it needs is in memory; else undefined. It never waits. */
@@ -61,7 +63,7 @@ export class FileData {
     const end = Math.min(ino.size, offset + length);
     if (end <= offset) return { length: 0, runs: [] };
     const first = Math.floor(offset / BS);
-    const map = mapRangeNow(this.meta, ino, first, Math.ceil(end / BS) - first);
+    const map = mapRangeNow(this.ctx, ino, first, Math.ceil(end / BS) - first);
     return map && runsOf(offset, end, map);
   }
 
@@ -110,7 +112,7 @@ export class FileData {
     this.ahead.invalidate(ino.ino);
     const first = Math.floor(offset / BS);
     const count = Math.ceil(end / BS) - first;
-    const { blocks, fresh } = await ensureRange(this.meta, this.alloc, ino, first, count);
+    const { blocks, fresh } = await ensureRange(this.ctx, ino, first, count);
     const writes: Array<{ dev: number; bytes: Uint8Array }> = [];
     let run: { dev: number; lo: number; hi: number } | undefined;
     const endRun = () => {
@@ -158,7 +160,7 @@ export class FileData {
     this.ahead.invalidate(ino.ino);
     const tail = size % BS;
     if (size < ino.size && tail !== 0) {
-      const block = await mapBlock(this.meta, ino, Math.floor(size / BS));
+      const block = await mapBlock(this.ctx, ino, Math.floor(size / BS));
       if (block !== 0) await this.dev.write(block * BS + tail, Buffer.alloc(BS - tail));
     }
     ino.size = size;
@@ -170,7 +172,7 @@ export class FileData {
    */
   free(ino: Inode, from: number, mayFree?: () => boolean): Promise<boolean> {
     this.ahead.invalidate(ino.ino);
-    return truncateBlocks(this.meta, this.alloc, ino, from, mayFree);
+    return truncateBlocks(this.ctx, ino, from, mayFree);
   }
 }
 

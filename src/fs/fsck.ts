@@ -4,7 +4,8 @@
 import type { BlockDevice } from "../cow/index.js";
 import { dirType, isDir, isLink, isReg } from "./attr.js";
 import { blocksOf } from "./block-map.js";
-import { FileSystem, ROOT } from "./filesystem.js";
+import { directoryOf, type FsContext, ROOT } from "./context.js";
+import { FileSystem } from "./filesystem.js";
 import { FLAG_ORPHAN, type Inode } from "./inode.js";
 
 const BS = 4096;
@@ -43,11 +44,16 @@ export async function fsck(dev: BlockDevice): Promise<FsckReport> {
   return check(fs);
 }
 
-export async function check(fs: FileSystem): Promise<FsckReport> {
+/** Checks an open filesystem (one nothing changes meanwhile: a snapshot's, or one held). */
+export function check(fs: FileSystem): Promise<FsckReport> {
+  return checkContext(fs.context);
+}
+
+async function checkContext(ctx: FsContext): Promise<FsckReport> {
   const problems: string[] = [];
   const notes: string[] = [];
   const say = (p: string) => problems.push(p);
-  const { sb, table, meta } = fs;
+  const { sb, table } = ctx;
   const owner = new Map<number, string>();
   const own = (block: number, who: string) => {
     if (block < sb.dataStart || block >= sb.totalBlocks)
@@ -67,7 +73,7 @@ export async function check(fs: FileSystem): Promise<FsckReport> {
 
   for (const [k, sys] of table.systemInodes().entries()) {
     const who = k === 0 ? "the inode table" : "the inode bitmap";
-    const { data, indirect } = await blocksOf(meta, sys);
+    const { data, indirect } = await blocksOf(ctx, sys);
     for (const [, b] of data) own(b, who);
     for (const b of indirect) own(b, who);
   }
@@ -87,7 +93,7 @@ export async function check(fs: FileSystem): Promise<FsckReport> {
     inodes.set(dir.ino, dir);
     if (dir.rdev !== parent)
       say(`directory ${dir.ino}: ".." is ${dir.rdev}, but it is listed in ${parent}`);
-    const directory = fs.dir(dir);
+    const directory = directoryOf(ctx, dir);
     const dirProblems = await directory.check();
     for (const p of dirProblems) say(p);
     if (dirProblems.length > 0) continue;
@@ -176,7 +182,7 @@ export async function check(fs: FileSystem): Promise<FsckReport> {
       if (inode.blocks !== owned) say(`${who}: counts ${inode.blocks} blocks, owns ${owned}`);
       continue;
     }
-    const { data, indirect } = await blocksOf(meta, inode);
+    const { data, indirect } = await blocksOf(ctx, inode);
     // An orphan may still own blocks past its size: the rest of a truncation.
     const past = orphans.has(ino) ? undefined : inode.size;
     for (const [f, b] of data) {
@@ -208,7 +214,7 @@ export async function check(fs: FileSystem): Promise<FsckReport> {
   let marked = 0;
   const bitmap: Buffer[] = [];
   for (let i = 0; i < sb.bitmap.blocks; i++) {
-    const img = await meta.read(sb.bitmap.start + i);
+    const img = await ctx.meta.read(sb.bitmap.start + i);
     bitmap.push(img);
     for (let byte = 0; byte < BS; byte++) {
       const v = img[byte]!;

@@ -6,6 +6,7 @@ import { LRUCache } from "lru-cache";
 import { CorruptStoreError, FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
 import { ensureBlock, mapBlock } from "./block-map.js";
+import type { AllocContext } from "./context.js";
 import {
   copyInode,
   decodeInode,
@@ -48,33 +49,48 @@ function encodeOrphanList(list: OrphanList, img: Buffer): void {
   r.writeUInt32LE(crc32c(r.subarray(0, 12)), 12);
 }
 
+/**
+ * Every method runs inside the metadata lock (`MetaStore.view` to read, `run` to change), but
+ * `peek`, which only looks at the cache; every field below is guarded by that lock.
+ */
 export class InodeTable {
-  /** The inode of the table file (slot 0 of the system block) and of the bitmap file (slot 1). */
+  /**
+   * The inode of the table file (slot 0 of the system block) and of the bitmap file (slot 1).
+   * Guarded by the metadata lock (they grow inside `meta.run`).
+   */
   private table!: Inode;
   private bitmap!: Inode;
   /**
    * Inodes whose blocks are still to be freed: unlinked while open (freed at the last release),
    * or in the middle of a truncation that took several transactions. A doubly linked list
    * through the inodes, its head in the system block; a read-write open finishes them all.
+   * Guarded by the metadata lock.
    */
   private orphanList: OrphanList = { head: 0, count: 0 };
-  /** Where the search for a free number starts. */
+  /** Where the search for a free number starts. Guarded by the metadata lock. */
   private hint = 1;
   /**
    * Decoded inodes as their slots hold them now: filled by `get`, replaced by `put`, emptied
-   * when an operation is undone. Never handed out: callers get copies to change.
+   * when an operation is undone. Never handed out: callers get copies to change. Guarded by
+   * the metadata lock; `peek` reads it outside, while the metadata store is idle.
    */
   private readonly inodes: LRUCache<number, Inode>;
-  /** Device blocks of the table file's blocks (table blocks never move nor go). */
+  /**
+   * Device blocks of the table file's blocks (table blocks never move nor go). Guarded by the
+   * metadata lock.
+   */
   private readonly slots = new Map<number, number>();
+  /** What the block maps of the two system files need. */
+  private readonly maps: AllocContext;
 
   private constructor(
     private readonly meta: MetaStore,
-    private readonly alloc: Allocator,
+    alloc: Allocator,
     private readonly sb: Superblock,
     cachedInodes: number,
   ) {
     this.inodes = new LRUCache({ max: Math.max(1, cachedInodes) });
+    this.maps = { meta, alloc };
   }
 
   static async load(
@@ -148,7 +164,7 @@ export class InodeTable {
     const f = Math.floor(ino / PER_BLOCK);
     const known = this.slots.get(f);
     if (known !== undefined) return known;
-    const block = await mapBlock(this.meta, this.table, f);
+    const block = await mapBlock(this.maps, this.table, f);
     if (block !== 0) this.slots.set(f, block);
     return block;
   }
@@ -161,7 +177,7 @@ export class InodeTable {
     for (let pass = 0; pass < 2; pass++) {
       const blocks = Math.ceil(this.bitmap.size / 4096);
       for (let i = Math.floor(this.hint / BITS); i < blocks; i++) {
-        const dev = await mapBlock(this.meta, this.bitmap, i);
+        const dev = await mapBlock(this.maps, this.bitmap, i);
         const img = await this.meta.read(dev);
         const from = i === Math.floor(this.hint / BITS) ? this.hint % BITS : 0;
         for (let bit = from; bit < BITS; bit++) {
@@ -187,7 +203,7 @@ export class InodeTable {
     }
     // Every number in the bitmap is taken: add a bitmap block.
     const i = Math.ceil(this.bitmap.size / 4096);
-    const { block } = await ensureBlock(this.meta, this.alloc, this.bitmap, i, this.sb.systemBlock);
+    const { block } = await ensureBlock(this.maps, this.bitmap, i, this.sb.systemBlock);
     this.meta.create(block);
     this.bitmap.size = (i + 1) * 4096;
     await this.saveSystem();
@@ -200,7 +216,7 @@ export class InodeTable {
     const inode = await this.get(ino);
     if (inode.flags & FLAG_ORPHAN)
       throw new Error(`inode ${ino} is freed while on the orphan list`);
-    const dev = await mapBlock(this.meta, this.bitmap, Math.floor(ino / BITS));
+    const dev = await mapBlock(this.maps, this.bitmap, Math.floor(ino / BITS));
     const bit = ino % BITS;
     const img = dev ? await this.meta.write(dev) : undefined;
     if (!img || !(img[bit >> 3]! & (1 << (bit & 7))))
@@ -270,7 +286,7 @@ export class InodeTable {
   async used(): Promise<number> {
     let n = 0;
     for (let i = 0; i * 4096 < this.bitmap.size; i++) {
-      const dev = await mapBlock(this.meta, this.bitmap, i);
+      const dev = await mapBlock(this.maps, this.bitmap, i);
       if (dev === 0) continue;
       for (const byte of await this.meta.read(dev)) for (let b = byte; b; b &= b - 1) n++;
     }
@@ -279,7 +295,7 @@ export class InodeTable {
 
   /** True when `ino` is marked in use. */
   async inUse(ino: number): Promise<boolean> {
-    const dev = await mapBlock(this.meta, this.bitmap, Math.floor(ino / BITS));
+    const dev = await mapBlock(this.maps, this.bitmap, Math.floor(ino / BITS));
     if (dev === 0) return false;
     const bit = ino % BITS;
     return ((await this.meta.read(dev))[bit >> 3]! & (1 << (bit & 7))) !== 0;
@@ -289,7 +305,7 @@ export class InodeTable {
   private async slotFor(ino: number): Promise<void> {
     const f = Math.floor(ino / PER_BLOCK);
     if ((await this.slot(ino)) !== 0) return;
-    const { block } = await ensureBlock(this.meta, this.alloc, this.table, f, this.sb.systemBlock);
+    const { block } = await ensureBlock(this.maps, this.table, f, this.sb.systemBlock);
     this.meta.create(block);
     this.table.size = Math.max(this.table.size, (f + 1) * 4096);
     await this.saveSystem();

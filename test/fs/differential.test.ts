@@ -83,7 +83,7 @@ type Pair = Awaited<ReturnType<typeof setup>>;
 async function ownedBlocks(fs: FileSystem, inos: Iterable<number>): Promise<number> {
   let n = 0;
   for (const ino of inos) n += (await fs.getattr(ino)).blocks / 8;
-  for (const sys of fs.table.systemInodes()) n += sys.blocks;
+  for (const sys of fs.context.table.systemInodes()) n += sys.blocks;
   return n;
 }
 

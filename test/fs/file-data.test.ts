@@ -14,7 +14,7 @@ async function setup() {
   const dev = new MemoryBlockDevice(8192 * BS);
   await formatLayers(dev, 256);
   const { meta, alloc } = await mountLayers(dev);
-  return { meta, alloc, data: new FileData(dev, meta, alloc) };
+  return { meta, alloc, data: new FileData({ dev, meta, alloc }) };
 }
 
 describe("file data", () => {

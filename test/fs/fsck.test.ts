@@ -38,26 +38,26 @@ describe("fsck", () => {
 
   it("reports a wrong link count, a leaked block and a block marked free", async () => {
     const { fs, f } = await populated();
-    await fs.meta.run(async () => {
-      const ino = await fs.table.get(f.ino);
+    await fs.context.meta.run(async () => {
+      const ino = await fs.context.table.get(f.ino);
       ino.nlink = 5;
-      await fs.table.put(ino);
-      await fs.alloc.allocate(1, fs.sb.totalBlocks - 10);
+      await fs.context.table.put(ino);
+      await fs.context.alloc.allocate(1, fs.context.sb.totalBlocks - 10);
     });
-    const data = (await fs.table.get(f.ino)).ptrs[0]!;
-    await fs.meta.run(() => fs.alloc.release([data]));
+    const data = (await fs.context.table.get(f.ino)).ptrs[0]!;
+    await fs.context.meta.run(() => fs.context.alloc.release([data]));
     const r = await check(fs);
     expect(r.ok).toBe(false);
     expect(r.problems).toContain(`inode ${f.ino}: link count 5, but 2 names`);
     expect(r.problems).toContain(
-      `block ${fs.sb.totalBlocks - 10} is marked in use but nothing owns it (leaked)`,
+      `block ${fs.context.sb.totalBlocks - 10} is marked in use but nothing owns it (leaked)`,
     );
     expect(r.problems).toContain(`block ${data} is used by inode ${f.ino} but marked free`);
   });
 
   it("reports a damaged inode and an unreadable superblock", async () => {
     const { dev, fs, f } = await populated();
-    const slotBlock = (await fs.table.systemInodes()[0]!.ptrs[0])!;
+    const slotBlock = (await fs.context.table.systemInodes()[0]!.ptrs[0])!;
     const b = Buffer.alloc(BS);
     await dev.read(slotBlock * BS, b);
     b[(f.ino % 16) * 256 + 20]! ^= 0xff;

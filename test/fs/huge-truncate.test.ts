@@ -39,9 +39,9 @@ const built = (async () => {
   const writes: Array<{ offset: number; bytes: Buffer }> = [];
   for (let g = 0; g < GROUPS; g++) {
     // The allocator searches on from where it last took a block: move that into group g.
-    await fs.meta.run(async () => {
-      const [b] = await fs.alloc.allocate(1, g * BITS + 100);
-      await fs.alloc.release([b!]);
+    await fs.context.meta.run(async () => {
+      const [b] = await fs.context.alloc.allocate(1, g * BITS + 100);
+      await fs.context.alloc.release([b!]);
     });
     const offset = g === 0 ? 5 * BS : g * (TIB / GROUPS) + (g % 5) * 777;
     const bytes = fill(offset, BS + 300);
@@ -49,7 +49,7 @@ const built = (async () => {
     writes.push({ offset, bytes });
   }
   await fs.flush();
-  const { data, indirect } = await blocksOf(fs.meta, await fs.table.get(f.ino));
+  const { data, indirect } = await blocksOf(fs.context, await fs.context.table.get(f.ino));
   const blocks = [...data.map(([, b]) => b), ...indirect];
   return {
     dev,
@@ -65,7 +65,7 @@ async function scattered() {
   const b = await built;
   const dev = b.dev.copy();
   const fs = await FileSystem.open(dev);
-  return { ...b, dev, fs, free: fs.alloc.freeBlocks };
+  return { ...b, dev, fs, free: fs.context.alloc.freeBlocks };
 }
 
 async function expectClean(fs: FileSystem) {
@@ -73,7 +73,9 @@ async function expectClean(fs: FileSystem) {
   expect(report.problems).toEqual([]);
   expect(report.notes).toEqual([]);
   expect(await fs.orphans()).toEqual([]);
-  expect(report.blocksUsed).toBe(fs.sb.totalBlocks - fs.sb.dataStart - fs.alloc.freeBlocks);
+  expect(report.blocksUsed).toBe(
+    fs.context.sb.totalBlocks - fs.context.sb.dataStart - fs.context.alloc.freeBlocks,
+  );
   expect(
     (await fs.read((await fs.lookup(ROOT, "neighbour")).ino, 0, 4 * BS)).equals(fill(0, 3 * BS)),
   ).toBe(true);
@@ -89,7 +91,7 @@ describe("huge truncations", () => {
   it("truncates in parts a file spread wider than the journal holds, then deletes it", async () => {
     const { dev, fs, ino, writes, groups, owned, size, free } = await scattered();
     expect(groups).toBe(GROUPS);
-    expect(groups).toBeGreaterThan(fs.meta.room); // more bitmap blocks than one transaction takes
+    expect(groups).toBeGreaterThan(fs.context.meta.room); // more bitmap blocks than one transaction takes
     expect(dev.blocksStored).toBeLessThan(1000);
     expect((await fs.getattr(ino)).size).toBe(size);
 
@@ -105,7 +107,7 @@ describe("huge truncations", () => {
 
     await fs.setattr(ino, { size: 0 });
     expect((await fs.getattr(ino)).blocks).toBe(0);
-    expect(fs.alloc.freeBlocks).toBe(free + owned);
+    expect(fs.context.alloc.freeBlocks).toBe(free + owned);
     await expectClean(fs);
     await fs.unlink(ROOT, "huge");
     await expect(fs.getattr(ino)).rejects.toThrow(/ENOENT/);
@@ -117,7 +119,7 @@ describe("huge truncations", () => {
     const a = await scattered();
     await a.fs.unlink(ROOT, "huge");
     await expect(a.fs.getattr(a.ino)).rejects.toThrow(/ENOENT/);
-    expect(a.fs.alloc.freeBlocks).toBe(a.free + a.owned);
+    expect(a.fs.context.alloc.freeBlocks).toBe(a.free + a.owned);
     await expectClean(a.fs);
 
     const b = await scattered();
@@ -130,7 +132,7 @@ describe("huge truncations", () => {
     ).toBe(true);
     expect((await check(b.fs)).ok).toBe(true);
     await b.fs.release(b.ino);
-    expect(b.fs.alloc.freeBlocks).toBe(b.free + b.owned);
+    expect(b.fs.context.alloc.freeBlocks).toBe(b.free + b.owned);
     await expectClean(b.fs);
   });
 
@@ -172,7 +174,7 @@ describe("huge truncations", () => {
                 )
               : (await after.getattr(ino)).size;
           expect([0, size]).toContain(now);
-          expect(after.alloc.freeBlocks).toBe(now === 0 ? free + owned : free);
+          expect(after.context.alloc.freeBlocks).toBe(now === 0 ? free + owned : free);
         }
       }
       // Some cuts fell between the parts: the open finished an operation left half done.

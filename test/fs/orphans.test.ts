@@ -26,7 +26,7 @@ async function fresh() {
   const dev = new MemoryBlockDevice(16 << 20);
   await FileSystem.mkfs(dev, me);
   const fs = await FileSystem.open(dev);
-  return { dev, fs, free: fs.alloc.freeBlocks };
+  return { dev, fs, free: fs.context.alloc.freeBlocks };
 }
 
 /** A file of `n` bytes in the root. */
@@ -64,7 +64,7 @@ describe("orphan list", () => {
     await fs.release(ino);
     await expect(fs.getattr(ino)).rejects.toThrow(/ENOENT/);
     await fs.fsync();
-    expect(fs.alloc.freeBlocks).toBe(free);
+    expect(fs.context.alloc.freeBlocks).toBe(free);
     await expectClean(fs);
   });
 
@@ -83,7 +83,7 @@ describe("orphan list", () => {
     await fs.release(inos[0]!);
     await expectClean(fs);
     await fs.fsync();
-    expect(fs.alloc.freeBlocks).toBe(free);
+    expect(fs.context.alloc.freeBlocks).toBe(free);
   });
 
   it("makes an orphan of a file replaced by a rename, and of a directory removed while open", async () => {
@@ -115,7 +115,7 @@ describe("orphan list", () => {
     const b = await file(fs, "b", 20, 2);
     const kept = await file(fs, "kept", 30_000, 3);
     await fs.flush();
-    const free = fs.alloc.freeBlocks;
+    const free = fs.context.alloc.freeBlocks;
     const ownedA = (await fs.getattr(a)).blocks / 8;
     const ownedB = (await fs.getattr(b)).blocks / 8;
     await fs.open(a);
@@ -133,7 +133,7 @@ describe("orphan list", () => {
     expect(after.recovery.freedOrphans.sort()).toEqual([a, b].sort());
     await expect(after.getattr(a)).rejects.toThrow(/ENOENT/);
     await expect(after.getattr(b)).rejects.toThrow(/ENOENT/);
-    expect(after.alloc.freeBlocks).toBe(free + ownedA + ownedB);
+    expect(after.context.alloc.freeBlocks).toBe(free + ownedA + ownedB);
     expect(
       (await after.read((await after.lookup(ROOT, "b")).ino, 0, 30_000)).equals(bytes(30_000, 3)),
     ).toBe(true);
@@ -152,7 +152,7 @@ describe("orphan list", () => {
       const fs = await FileSystem.open(dev);
       const ino = await file(fs, "f", 40_000);
       await fs.flush();
-      const free = fs.alloc.freeBlocks;
+      const free = fs.context.alloc.freeBlocks;
       await fs.open(ino);
       host.arm({ cutAfter: cut });
       try {
@@ -175,7 +175,7 @@ describe("orphan list", () => {
       );
       if (named) expect((await after.read(ino, 0, 40_000)).equals(bytes(40_000, 1))).toBe(true);
       else await expect(after.getattr(ino)).rejects.toThrow(/ENOENT/);
-      expect(after.alloc.freeBlocks).toBe(named ? free : free + 11);
+      expect(after.context.alloc.freeBlocks).toBe(named ? free : free + 11);
     }
     expect(cut).toBeGreaterThan(5);
   });

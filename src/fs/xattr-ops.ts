@@ -1,0 +1,73 @@
+// Extended attributes of an inode: get, list, set and remove, all in one block per inode that is
+// allocated on first use and freed when emptied. Never touches names or file contents.
+
+import { eexist, FsError } from "../errors.js";
+import { change, type FsContext, live, seen } from "./context.js";
+import type { Inode } from "./inode.js";
+import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
+
+const noData = (ino: number, name: string) =>
+  new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
+
+export function getxattr(ctx: FsContext, ino: number, name: string): Promise<Buffer> {
+  return ctx.meta.view(async () => {
+    const value = (await xattrs(ctx, await seen(ctx, ino))).get(name);
+    if (!value) throw noData(ino, name);
+    return Buffer.from(value);
+  });
+}
+
+export function listxattr(ctx: FsContext, ino: number): Promise<string[]> {
+  return ctx.meta.view(async () => [...(await xattrs(ctx, await seen(ctx, ino))).keys()]);
+}
+
+/** Sets an attribute; `create` fails with EEXIST if it exists, `replace` with ENODATA if not. */
+export function setxattr(
+  ctx: FsContext,
+  ino: number,
+  name: string,
+  value: Uint8Array,
+  flags: { create?: boolean; replace?: boolean },
+): Promise<void> {
+  return change(ctx, async () => {
+    checkName(name);
+    const inode = await live(ctx, ino);
+    const attrs = await xattrs(ctx, inode);
+    if (flags.create && attrs.has(name)) throw eexist(`attribute ${name} exists`);
+    if (flags.replace && !attrs.has(name)) throw noData(ino, name);
+    attrs.set(name, Buffer.from(value));
+    await save(ctx, inode, attrs);
+  });
+}
+
+export function removexattr(ctx: FsContext, ino: number, name: string): Promise<void> {
+  return change(ctx, async () => {
+    const inode = await live(ctx, ino);
+    const attrs = await xattrs(ctx, inode);
+    if (!attrs.delete(name)) throw noData(ino, name);
+    await save(ctx, inode, attrs);
+  });
+}
+
+async function xattrs(ctx: FsContext, inode: Readonly<Inode>): Promise<Xattrs> {
+  return inode.xattrBlock
+    ? decodeXattrs(await ctx.meta.read(inode.xattrBlock), inode.ino)
+    : new Map();
+}
+
+/** Writes the attribute block (allocated on first use, freed when empty) and the inode. */
+async function save(ctx: FsContext, inode: Inode, attrs: Xattrs): Promise<void> {
+  const image = attrs.size > 0 ? encodeXattrs(attrs) : undefined;
+  if (image && !inode.xattrBlock) {
+    [inode.xattrBlock] = (await ctx.alloc.allocate(1, ctx.sb.dataStart)) as [number];
+    inode.blocks++;
+    ctx.meta.create(inode.xattrBlock).set(image);
+  } else if (image) (await ctx.meta.write(inode.xattrBlock)).set(image);
+  else if (inode.xattrBlock) {
+    await ctx.alloc.release([inode.xattrBlock]);
+    inode.xattrBlock = 0;
+    inode.blocks--;
+  }
+  inode.ctime = ctx.now();
+  await ctx.table.put(inode);
+}
