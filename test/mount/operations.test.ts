@@ -1,0 +1,71 @@
+// What FuseOps hands fuse-native: the binding tells the kernel it implements exactly the
+// operations it is given, so a family file that loses or gains one changes what the kernel sends.
+
+import { describe, expect, it } from "vitest";
+import { Gate, MemoryBlockDevice } from "../../src/cow/index.js";
+import { FileSystem, SUPERUSER } from "../../src/fs/filesystem.js";
+import { FuseOps, View } from "../../src/mount/index.js";
+
+async function ops(): Promise<Record<string, unknown>> {
+  const dev = new MemoryBlockDevice(16 << 20);
+  await FileSystem.mkfs(dev, {});
+  return new FuseOps({
+    root: new View(await FileSystem.open(dev), "production"),
+    gate: new Gate(),
+    log: { error: () => undefined },
+    caller: () => SUPERUSER,
+  }).operations();
+}
+
+describe("the operations handed to fuse-native", () => {
+  it("are exactly these, each a function; no flush, so the kernel stops sending one", async () => {
+    const all = await ops();
+    expect(Object.keys(all).sort()).toEqual(
+      [
+        "access",
+        "chmod",
+        "chown",
+        "create",
+        "fsync",
+        "fsyncdir",
+        "ftruncate",
+        "getattr",
+        "getxattr",
+        "init",
+        "link",
+        "listxattr",
+        "mkdir",
+        "mknod",
+        "open",
+        "opendir",
+        "read",
+        "readdir",
+        "readlink",
+        "release",
+        "releasedir",
+        "removexattr",
+        "rename",
+        "rmdir",
+        "setxattr",
+        "statfs",
+        "symlink",
+        "truncate",
+        "unlink",
+        "utimens",
+        "write",
+      ].sort(),
+    );
+    for (const fn of Object.values(all)) expect(typeof fn).toBe("function");
+  });
+
+  it("answer through the callback, with -errno for what fails", async () => {
+    const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
+    const answer = (name: string, ...args: unknown[]) =>
+      new Promise<unknown[]>((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+    const [err, stat] = await answer("mkdir", "/d", 0o755);
+    expect(err).toBe(0);
+    expect((stat as { mode: number }).mode & 0o170000).toBe(0o040000);
+    expect((await answer("getattr", "/missing"))[0]).toBe(-2);
+    expect((await answer("getattr", "/d"))[0]).toBe(0);
+  });
+});
