@@ -102,6 +102,7 @@ export class Mutex {
  * reads of the base image, before a batch writes over the chunks they chose the base for).
  */
 export class ReadHolds {
+  /** Guarded by its users' lock (the volume gate, shared); changed in synchronous steps only. */
   private readonly reads = new Set<Promise<void>>();
 
   /** Holds until `until` settles. */

@@ -38,7 +38,10 @@ interface MemoryWritten extends Written {
 export class MemoryChunkStore implements ChunkStore {
   readonly chunkCost: number;
   readonly batchCost = RECORD_SIZE;
-  /** Oldest first. Changed only in synchronous steps (see FileChunkStore.chain). */
+  /**
+   * The chain, oldest first, and its ids; every area not dropped. Guarded by the caller's lock
+   * (the volume gate), as FileChunkStore's: changed only in synchronous steps.
+   */
   private chain: Area[] = [];
   private chainIds: readonly number[] = [];
   private readonly areas = new Map<number, Area>();

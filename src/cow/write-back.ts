@@ -48,6 +48,8 @@ interface Staged {
   ready: Promise<void>;
   /** Live reads still to copy from `data`: until they have, it is not staged again. */
   readers: number;
+  /** Its original is published in its area (which counts it in its usage from then on). */
+  published: boolean;
 }
 
 /**
@@ -153,7 +155,7 @@ export class WriteBack {
     let n = this.planned;
     for (const s of this.staged.values()) if (!s.follows) n++;
     for (const l of this.landing)
-      for (const s of l.batch.values()) if (!s.follows && !this.store.holds(s.area, s.chunk)) n++;
+      for (const s of l.batch.values()) if (!s.follows && !s.published) n++;
     return n * this.store.chunkCost;
   }
 
@@ -186,6 +188,7 @@ export class WriteBack {
         data,
         ready: Promise.resolve(),
         readers: 0,
+        published: false,
       };
       this.staged.set(chunk, made);
       // A write of the whole chunk needs neither its original (the batch reads those in long
@@ -265,18 +268,17 @@ export class WriteBack {
     const releases = [...byArea.keys()].map((area) => this.store.hold(area));
     try {
       await this.readOriginals([...byArea.values()].flat().filter((s) => !s.original));
-      const batches: Written[] = [];
+      const batches: Array<[Written, Staged[]]> = [];
       for (const [area, group] of byArea) {
-        batches.push(
-          await this.store.write(
-            area,
-            group.map((s) => ({ chunk: s.chunk, data: original(s) })),
-          ),
-        );
+        const originals = group.map((s) => ({ chunk: s.chunk, data: original(s) }));
+        batches.push([await this.store.write(area, originals), group]);
       }
       written();
       await before; // a failed batch stops the volume: none after it publishes
-      for (const b of batches) await this.store.publish(b);
+      for (const [b, group] of batches) {
+        await this.store.publish(b);
+        for (const s of group) s.published = true;
+      }
     } finally {
       for (const release of releases) release();
     }
