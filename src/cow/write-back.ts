@@ -1,6 +1,5 @@
-// The copy-on-write policy for live writes and reads: which chunk goes straight to the base image,
-// which is staged until its original is published in the chunk store. It never lets a base chunk be
-// overwritten before the original a snapshot reads is durable there.
+// The copy-on-write policy for live writes: which chunk goes straight to the base image, which waits
+// staged until its original is published. It never overwrites a base chunk before that is durable.
 
 import type { ChunkStore, Written } from "./chunk-store.js";
 import type { ReadHolds } from "./gate.js";
