@@ -11,6 +11,7 @@ import {
   entryName,
   entryType,
   FREE,
+  HEADER_BLOCK,
   headerProblem,
   INNER,
   type Key,
@@ -41,11 +42,11 @@ export async function checkDirectory(
 ): Promise<string[]> {
   const problems: string[] = [];
   const say = (block: number, what: string) => problems.push(`${label} block ${block}: ${what}`);
-  const hb = blocks.count > 0 ? await blocks.read(0) : undefined;
+  const hb = blocks.count > 0 ? await blocks.read(HEADER_BLOCK) : undefined;
   const hp = hb ? headerProblem(hb, blocks.count, false) : "no blocks: not formatted";
-  if (hp || !hb) return [`${label} block 0: ${hp}`];
+  if (hp || !hb) return [`${label} block ${HEADER_BLOCK}: ${hp}`];
   const hdr = readHeader(hb);
-  const seen = new Set<number>([0]);
+  const seen = new Set<number>([HEADER_BLOCK]);
   let entries = 0;
   let group = { h: -1, names: new Set<string>() };
   const walk = async (block: number, level: number, lo?: Key, hi?: Key): Promise<void> => {
@@ -95,7 +96,8 @@ export async function checkDirectory(
     entries += n;
   };
   await walk(hdr.root, hdr.depth);
-  if (entries !== hdr.count) say(0, `counts ${hdr.count} entries, the tree holds ${entries}`);
+  if (entries !== hdr.count)
+    say(HEADER_BLOCK, `counts ${hdr.count} entries, the tree holds ${entries}`);
   let free = 0;
   for (let i = hdr.freeHead; i !== 0; free++) {
     if (i >= blocks.count || seen.has(i)) {
@@ -111,7 +113,8 @@ export async function checkDirectory(
     }
     i = nextFree(b);
   }
-  if (free !== hdr.freeCount) say(0, `counts ${hdr.freeCount} free blocks, the list has ${free}`);
+  if (free !== hdr.freeCount)
+    say(HEADER_BLOCK, `counts ${hdr.freeCount} free blocks, the list has ${free}`);
   for (let i = 1; i < blocks.count; i++) if (!seen.has(i)) say(i, "neither in the tree nor free");
   return problems;
 }

@@ -28,6 +28,11 @@ export const DEPTH_MAX = 8;
 /** Collision indexes run from 0 to this within one hash. */
 export const MINOR_MAX = 0xffff;
 
+/** The header is block 0 of the directory; every other block is a node. */
+export const HEADER_BLOCK = 0;
+/** Bits of a name's hash in its key (SipHash-2-4's top bits), above the 16-bit collision index. */
+export const HASH_BITS = 46;
+
 /** Every node: the crc32c of bytes [0, NODE_CRC) is stored at NODE_CRC. */
 export const NODE_CRC = BLOCK_SIZE - 4;
 

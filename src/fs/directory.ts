@@ -11,6 +11,9 @@ import { sipHash46 } from "./siphash.js";
 export type { DirEntry } from "./directory-format.js";
 export { NAME_MAX } from "./directory-format.js";
 
+/** A 64-bit hash shifted right by this keeps the bits a key holds. */
+const HASH_SHIFT = BigInt(64 - fmt.HASH_BITS);
+
 /** The blocks of one directory, numbered from 0. */
 export interface DirectoryBlocks {
   /** Number of blocks the directory has. */
@@ -83,7 +86,7 @@ export class Directory {
     if (blocks.count !== 0) throw einval(`format of a directory that has ${blocks.count} blocks`);
     const head = await blocks.append();
     fmt.writeLeaf(await blocks.append(), 1, []);
-    const key = randomBytes(16);
+    const key = randomBytes(fmt.SIP_KEY_BYTES);
     fmt.writeHeader(head, { depth: 0, root: 1, freeHead: 0, freeCount: 0, count: 0, key }, key);
   }
 
@@ -196,15 +199,15 @@ export class Directory {
 
   private async header(): Promise<Header> {
     if (this.blocks.count === 0) throw new CorruptStoreError(this.label, "not formatted");
-    const b = await this.blocks.read(0);
+    const b = await this.blocks.read(fmt.HEADER_BLOCK);
     const p = fmt.headerProblem(b, this.blocks.count, fmt.isVerified(b));
-    if (p) throw new CorruptStoreError(`${this.label} block 0`, p);
+    if (p) throw new CorruptStoreError(`${this.label} block ${fmt.HEADER_BLOCK}`, p);
     fmt.markVerified(b);
     return fmt.readHeader(b);
   }
 
   private async saveHeader(h: Header): Promise<void> {
-    fmt.writeHeader(await this.blocks.write(0), h);
+    fmt.writeHeader(await this.blocks.write(fmt.HEADER_BLOCK), h);
   }
 
   /** Node `i`, verified to be of `kind` at `level`; CorruptStoreError naming the block if not. */
@@ -224,7 +227,7 @@ export class Directory {
 
   private hashOf(key: Buffer, name: Uint8Array): number {
     const f = this.opts.hash;
-    if (f) return Number(BigInt.asUintN(64, f(name)) >> 18n);
+    if (f) return Number(BigInt.asUintN(64, f(name)) >> HASH_SHIFT);
     return sipHash46(key, name);
   }
 
@@ -312,7 +315,7 @@ export class Directory {
     let child = fresh.pop()!;
     fmt.writeLeaf(b, leaf, recs.slice(0, s));
     fmt.writeLeaf(await this.blocks.write(child), child, recs.slice(s));
-    let sep = fmt.entryKey(recs[s]!, 0);
+    let sep = fmt.entryKey(recs[s]!, 0); // a record alone: its entry starts at 0
     for (let i = path.length - 1; i >= 0; i--) {
       const { block, index } = path[i]!;
       const level = path.length - i;

@@ -34,6 +34,8 @@ interface Window {
  * device read or a copy may still touch them.
  */
 export class ReadAhead {
+  // No lock guards these: every method changes them in one synchronous step (reads call it
+  // outside the metadata lock), and a fill that settles later finds its window by reference.
   private readonly windows = new Map<number, Window>();
   private readonly ends = new Map<number, number>();
   private readonly pool: Buffer[] = [];
