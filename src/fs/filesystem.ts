@@ -12,7 +12,8 @@ import * as io from "./file-io.js";
 import * as life from "./lifecycle.js";
 import type { MetaSeed } from "./meta-store.js";
 import * as names from "./namespace.js";
-import { type RenameFlags, rename } from "./rename.js";
+import type { RenameFlags } from "./rename.js";
+import * as renames from "./rename.js";
 import * as xattrs from "./xattr-ops.js";
 
 // The families of operations live in modules of their own, which all receive the FsContext:
@@ -172,7 +173,7 @@ export class FileSystem {
     flags: RenameFlags = {},
     cred: Cred = SUPERUSER,
   ): Promise<void> {
-    return rename(this.context, fromDir, bytes(from), toDir, bytes(to), flags, cred);
+    return renames.rename(this.context, fromDir, bytes(from), toDir, bytes(to), flags, cred);
   }
 
   readdir(ino: number, cookie: bigint, max: number): Promise<names.DirEntry[]> {
