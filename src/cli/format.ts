@@ -1,6 +1,27 @@
-// Sizes as people write them, and tables as people read them.
+// What a command prints and how: sizes as people write them, tables, lines, JSON, progress on a
+// terminal, and errors as one line. It never decides what a command prints or how it exits.
 
-import { einval } from "../errors.js";
+import { einval, isFsError } from "../errors.js";
+import type { OnProgress } from "./connect.js";
+
+export const print = (text: string) => process.stdout.write(`${text}\n`);
+
+export const json = (value: unknown) => print(JSON.stringify(value, null, 2));
+
+/** A progress line on a terminal; nothing when stderr is not one. */
+export function progress(what: string): OnProgress | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  return (done, total) => {
+    process.stderr.write(`\r${what}: ${done}/${total}${done === total ? "\n" : ""}`);
+  };
+}
+
+/** An error we made (here or in the daemon) reads as its message, without the errno prefix. */
+export const ours = (e: unknown): e is Error =>
+  isFsError(e) || (e instanceof Error && e.name === "RpcError");
+
+export const message = (e: unknown) =>
+  ours(e) ? e.message.replace(/^E[A-Z0-9]+: /, "") : e instanceof Error ? e.message : String(e);
 
 const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 

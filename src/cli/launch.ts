@@ -9,7 +9,8 @@ import { lockHolder } from "../daemon/lock.js";
 import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
 import { isStore, storePaths } from "../daemon/paths.js";
 import { FsError } from "../errors.js";
-import { message, print } from "./output.js";
+import { parseMountOptions } from "../mount/options.js";
+import { message, print } from "./format.js";
 
 /** What `shadowfs mount` was told. */
 export interface MountRequest {
@@ -17,10 +18,8 @@ export interface MountRequest {
   store: string;
   /** The mount point, resolved. */
   mountpoint: string;
-  /** The `-o` list as given (passed on to a daemon started in the background). */
-  optionList: string | undefined;
-  /** The `-o` list checked (`parseMountOptions`). */
-  options: string[];
+  /** The `-o` list as given; checked first, passed on to a daemon started in the background. */
+  options: string | undefined;
   foreground: boolean;
   /** Set in a daemon started in the background: where it tells its starter how it went. */
   readyFd: number | undefined;
@@ -29,6 +28,7 @@ export interface MountRequest {
 /** Checks, then mounts: the daemon runs here in the foreground, or is started and waited for. */
 export async function mountStore(r: MountRequest): Promise<void> {
   const { store: dir, mountpoint: mnt } = r;
+  const options = parseMountOptions(r.options);
   try {
     if (!(await isStore(dir))) throw new FsError("ENOENT", `${dir} is not a shadowfs store`);
     await requireFuse();
@@ -47,8 +47,8 @@ export async function mountStore(r: MountRequest): Promise<void> {
     tellStarter(r.readyFd, { ok: false, error: message(e) });
     throw e;
   }
-  if (r.foreground) await runDaemon(dir, mnt, r.options, r.readyFd);
-  else await startDaemon(dir, mnt, r.optionList);
+  if (r.foreground) await runDaemon(dir, mnt, options, r.readyFd);
+  else await startDaemon(dir, mnt, r.options);
 }
 
 async function requireFuse(): Promise<void> {

@@ -10,7 +10,7 @@ import { healthCommands } from "./commands/health.js";
 import { snapshotCommands } from "./commands/snapshot.js";
 import { storeCommands } from "./commands/store.js";
 import { writerCommands } from "./commands/writers.js";
-import { message, ours } from "./output.js";
+import { message, ours } from "./format.js";
 
 // Output to a pipe whose reader is gone (`shadowfs status | head -1`) ends the command quietly
 // with status 0, as it ends `ls | head`.

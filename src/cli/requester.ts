@@ -5,7 +5,7 @@ import type { SnapshotRow } from "../daemon/index.js";
 import { FsError } from "../errors.js";
 import type { SnapshotOptions, SnapshotRun } from "../snapshot/index.js";
 import { type Backend, connect } from "./connect.js";
-import { message } from "./output.js";
+import { message } from "./format.js";
 import { resolveTarget } from "./target.js";
 
 /**

@@ -3,8 +3,7 @@
 
 import type { Command } from "commander";
 import { withTarget } from "../connect.js";
-import { formatBytes, table } from "../format.js";
-import { json, print, progress } from "../output.js";
+import { formatBytes, json, print, progress, table } from "../format.js";
 
 export function healthCommands(cli: Command): void {
   cli

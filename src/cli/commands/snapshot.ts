@@ -7,10 +7,7 @@ import type { SnapshotRow } from "../../daemon/index.js";
 import { lockHolder } from "../../daemon/lock.js";
 import { FsError } from "../../errors.js";
 import { withTarget } from "../connect.js";
-import { formatBytes, table } from "../format.js";
-import { checkMountpoint } from "../launch.js";
-import { json, print } from "../output.js";
-import { snapshotSet } from "../requester.js";
+import { formatBytes, json, print, table } from "../format.js";
 import { resolveTarget } from "../target.js";
 
 function snapshotTable(rows: SnapshotRow[]): string {
@@ -53,6 +50,7 @@ export function snapshotCommands(cli: Command): void {
     .action(async (targets: string[], o) => {
       if (targets.length > 1 && !o.set)
         throw new FsError("EINVAL", "several targets make a snapshot set: pass --set");
+      const { snapshotSet } = await import("../requester.js");
       const { setId, rows } = await snapshotSet(targets, {
         name: o.name,
         freezeLimitMs: seconds(o.freezeLimit, "--freeze-limit"),
@@ -160,6 +158,7 @@ export function snapshotCommands(cli: Command): void {
     .argument("<mountpoint>")
     .action(async (target: string, ref: string, mountpoint: string) => {
       const mnt = resolve(mountpoint);
+      const { checkMountpoint } = await import("../launch.js");
       await checkMountpoint(mnt);
       const { store } = await resolveTarget(target);
       if ((await lockHolder(store)) === undefined)

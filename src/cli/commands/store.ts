@@ -7,11 +7,8 @@ import { type Command, Option } from "commander";
 import type { OnFull } from "../../cow/index.js";
 import { lockHolder } from "../../daemon/lock.js";
 import { FsError } from "../../errors.js";
-import { parseMountOptions } from "../../mount/options.js";
 import { withTarget } from "../connect.js";
-import { formatBytes, parseSize } from "../format.js";
-import { detach, mountStore } from "../launch.js";
-import { json, print } from "../output.js";
+import { formatBytes, json, parseSize, print } from "../format.js";
 import { resolveTarget } from "../target.js";
 
 export function storeCommands(cli: Command): void {
@@ -59,11 +56,13 @@ export function storeCommands(cli: Command): void {
     .option("-o, --options <list>", "mount options (allow_other, ro, kernel_cache, ...)")
     .addOption(new Option("--ready-fd <fd>").hideHelp().argParser((v) => Number.parseInt(v, 10)))
     .action(async (store: string, mountpoint: string, o) => {
+      // Loaded only by the verbs that mount, detach or check a mount point, as is the requester:
+      // a command that asks a daemon loads neither.
+      const { mountStore } = await import("../launch.js");
       await mountStore({
         store: resolve(store),
         mountpoint: resolve(mountpoint),
-        optionList: o.options,
-        options: parseMountOptions(o.options),
+        options: o.options,
         foreground: o.foreground === true,
         readyFd: o.readyFd,
       });
@@ -84,6 +83,7 @@ export function storeCommands(cli: Command): void {
         );
       const pid = await lockHolder(store);
       if (pid === undefined) {
+        const { detach } = await import("../launch.js");
         await detach(mount.mountpoint);
         print(`detached ${mount.mountpoint} (its daemon was not running)`);
         return;

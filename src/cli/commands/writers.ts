@@ -3,8 +3,7 @@
 
 import type { Command } from "commander";
 import { withTarget } from "../connect.js";
-import { table } from "../format.js";
-import { json, print } from "../output.js";
+import { json, print, table } from "../format.js";
 
 export function writerCommands(cli: Command): void {
   const writers = cli.command("writers").description("writers of a volume");
