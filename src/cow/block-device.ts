@@ -2,6 +2,7 @@
 // It knows nothing of files; it never tells its user which kind of device it is.
 
 import { einval } from "../errors.js";
+import type { Lease } from "./gate.js";
 
 /**
  * A fixed-size array of bytes addressed by offset, read and written in whole blocks or in
@@ -23,10 +24,10 @@ export interface BlockDevice {
   /**
    * For a reader that can read a host file on its own thread: where the bytes of the range
    * [offset, offset + length) lie, when one read of one host file gives them all as they are
-   * now; else undefined (use `read`). They stay there, unchanged, until `until` settles, which
-   * the reader makes happen once it has read them.
+   * now; else undefined (use `read`). They stay there, unchanged, until `lease` is released,
+   * which the reader does once it has read them.
    */
-  lend?(offset: number, length: number, until: Promise<void>): HostRange | undefined;
+  lend?(offset: number, length: number, lease: Lease): HostRange | undefined;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -27,16 +27,16 @@ export class Gate {
 
   /**
    * Enters shared at once, if nothing holds or waits for the gate exclusive, and leaves when
-   * `until` settles; returns false (and enters not) otherwise.
+   * `lease` is released; returns false (and enters not) otherwise. It never waits, so a lease
+   * may be held by whoever holds other locks.
    */
-  tryShared(until: Promise<unknown>): boolean {
+  tryShared(lease: Lease): boolean {
     if (this.exclusive || this.waiting.length > 0) return false;
     this.shared++;
-    const leave = () => {
+    void lease.released.then(() => {
       this.shared--;
       this.wake();
-    };
-    until.then(leave, leave);
+    });
     return true;
   }
 
@@ -115,5 +115,22 @@ export class ReadHolds {
   /** Settles once every read held now has; rejects if one of them does. */
   async settled(): Promise<void> {
     await Promise.all([...this.reads]);
+  }
+}
+
+/**
+ * A hold lent to a reader that finishes elsewhere (a FUSE worker thread reading lent bytes from a
+ * host file): what was held for it is let go when `release` is called. Releasing twice does
+ * nothing more.
+ */
+export class Lease {
+  private end!: () => void;
+  /** Settles once the lease is released: for those who must wait for that. */
+  readonly released: Promise<void> = new Promise((resolve) => {
+    this.end = resolve;
+  });
+
+  release(): void {
+    this.end();
   }
 }

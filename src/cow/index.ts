@@ -5,7 +5,7 @@ export { type BlockDevice, type HostRange, readBlock, writeBlock } from "./block
 export { checkStore, type StoreProblem, type StoreReport } from "./check.js";
 export { FileBlockDevice, MemoryBlockDevice } from "./file-device.js";
 export type { Eviction } from "./format.js";
-export { Gate, Mutex } from "./gate.js";
+export { Gate, Lease, Mutex } from "./gate.js";
 export { type HostFile, type HostFs, NodeHostFs } from "./host.js";
 export { SnapshotDevice } from "./snapshot-device.js";
 export { CowVolume } from "./volume.js";

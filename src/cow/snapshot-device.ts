@@ -3,6 +3,7 @@
 
 import { erofs } from "../errors.js";
 import type { BlockDevice, HostRange } from "./block-device.js";
+import type { Lease } from "./gate.js";
 
 /**
  * Where a snapshot view reads (the volume provides it: it admits each read under its gate).
@@ -14,7 +15,7 @@ export interface ViewSource {
   /** Fills `target` with snapshot `id` at `offset` (the range lies inside the volume). */
   read(id: number, offset: number, target: Uint8Array): Promise<void>;
   /** `BlockDevice.lend` of snapshot `id`. */
-  lend(id: number, offset: number, length: number, until: Promise<void>): HostRange | undefined;
+  lend(id: number, offset: number, length: number, lease: Lease): HostRange | undefined;
   /** Throws ENOENT when snapshot `id` no longer exists. */
   check(id: number): void;
 }
@@ -85,8 +86,8 @@ export class SnapshotDevice implements BlockDevice {
   }
 
   /** A range in the base image needs no read-ahead: its reader reads it in place. */
-  lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
-    const r = this.source.lend(this.snapshotId, offset, length, until);
+  lend(offset: number, length: number, lease: Lease): HostRange | undefined {
+    const r = this.source.lend(this.snapshotId, offset, length, lease);
     if (r) this.lastEnd = offset + length;
     return r;
   }

@@ -4,7 +4,7 @@
 import { eio, enoent, erofs, FsError } from "../errors.js";
 import { type BlockDevice, checkRange, type HostRange } from "./block-device.js";
 import type { ChunkStore } from "./chunk-store.js";
-import { Gate, ReadHolds } from "./gate.js";
+import { Gate, type Lease, ReadHolds } from "./gate.js";
 import type { HostFile } from "./host.js";
 import { SnapshotDevice, type ViewSource } from "./snapshot-device.js";
 import { SnapshotRead } from "./snapshot-read.js";
@@ -74,7 +74,7 @@ export abstract class VolumeIo implements BlockDevice {
       size: this.size,
       blockSize: this.blockSize,
       read: (id, offset, target) => this.readSnapshot(id, offset, target),
-      lend: (id, offset, length, until) => this.lendSnapshot(id, offset, length, until),
+      lend: (id, offset, length, lease) => this.lendSnapshot(id, offset, length, lease),
       check: (id) => void this.position(id),
     };
   }
@@ -92,10 +92,10 @@ export abstract class VolumeIo implements BlockDevice {
     });
   }
 
-  lend(offset: number, length: number, until: Promise<void>): HostRange | undefined {
+  lend(offset: number, length: number, lease: Lease): HostRange | undefined {
     checkRange(this.size, offset, length);
     const fd = this.lendable();
-    if (fd === undefined || !this.writeBack.inBase(offset, length) || !this.gate.tryShared(until))
+    if (fd === undefined || !this.writeBack.inBase(offset, length) || !this.gate.tryShared(lease))
       return undefined;
     return { fd, position: offset };
   }
@@ -149,18 +149,13 @@ export abstract class VolumeIo implements BlockDevice {
   }
 
   /** `lend` of snapshot `id`; used by SnapshotDevice. */
-  lendSnapshot(
-    id: number,
-    offset: number,
-    length: number,
-    until: Promise<void>,
-  ): HostRange | undefined {
+  lendSnapshot(id: number, offset: number, length: number, lease: Lease): HostRange | undefined {
     checkRange(this.size, offset, length);
     const fd = this.lendable();
     if (fd === undefined || !this.store.has(id)) return undefined;
-    if (!this.snapshotRead.inBase(id, offset, length) || !this.gate.tryShared(until))
+    if (!this.snapshotRead.inBase(id, offset, length) || !this.gate.tryShared(lease))
       return undefined;
-    this.baseReads.add(until);
+    this.baseReads.add(lease.released);
     return { fd, position: offset };
   }
 

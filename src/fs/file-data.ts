@@ -1,7 +1,7 @@
 // File contents: reads and writes of byte ranges through the block map, holes as zeros, and
 // truncation. Data blocks go straight to the device, before the transaction that points to them.
 
-import type { BlockDevice, HostRange } from "../cow/index.js";
+import type { BlockDevice, HostRange, Lease } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import {
   ensureRange,
@@ -29,11 +29,11 @@ export interface ReadPlan {
 
 /**
  * A reader that can read host files on a thread of its own (see `BlockDevice.lend`): a read may
- * leave it one part, `lent`, to read there. `until` settles once it has; the device keeps the
- * bytes in place until then.
+ * leave it one part, `lent`, to read there. It releases `lease` once it has; the device keeps
+ * the bytes in place until then.
  */
 export interface Lender {
-  until: Promise<void>;
+  readonly lease: Lease;
   lent?: HostRange & { at: number; length: number };
 }
 
@@ -87,7 +87,7 @@ export class FileData {
     const first = plan.runs[0];
     if (!first || first.at >= n || (plan.runs[1]?.at ?? n) < n) return undefined;
     const len = Math.min(first.len, n - first.at);
-    const range = this.dev.lend?.(first.dev, len, lender.until);
+    const range = this.dev.lend?.(first.dev, len, lender.lease);
     if (!range) return undefined;
     lender.lent = { ...range, at: first.at, length: len };
     return zeroed({ length: n, runs: [{ dev: first.dev, at: first.at, len }] }, into);

@@ -110,7 +110,7 @@ function begin(
   if (lender) {
     const lent = data.lend(plan, length, lender, into);
     if (lent) {
-      meta.reading(lender.until);
+      meta.reading(lender.lease.released);
       ahead.note(ino, offset + lent.length);
       return Promise.resolve(lent);
     }

@@ -2,6 +2,7 @@
 // release, truncate. They never rename or remove a name, nor read a directory.
 
 import { constants } from "node:fs";
+import { Lease } from "../cow/index.js";
 import { erofs } from "../errors.js";
 import type { Lender } from "../fs/filesystem.js";
 import type { FuseStat } from "./fuse-stat.js";
@@ -63,14 +64,13 @@ export const fileOps = {
     // Straight into the binding's buffer: no allocation, no copy. A part that lies as it is in
     // a host file is read by the binding's thread that replies (`_op_read` in the binding's
     // patch), which saves a trip through the thread pool and back to this thread.
-    let done = () => {};
-    const lender: Lender = { until: new Promise<void>((resolve) => (done = resolve)) };
+    const lender: Lender = { lease: new Lease() };
     const reply = (n: number) => {
       const lent = lender.lent;
       if (n < 0 || !lent) {
-        done();
+        lender.lease.release();
         cb(n);
-      } else cb(n, { ...lent, done });
+      } else cb(n, { ...lent, done: () => lender.lease.release() });
     };
     this.count("read", path, reply, async () => {
       const h = this.handle(fd);

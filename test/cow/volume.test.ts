@@ -9,6 +9,7 @@ import {
   CowVolume,
   checkStore,
   type HostFs,
+  Lease,
   NodeHostFs,
   type OpenOptions,
 } from "../../src/cow/index.js";
@@ -292,16 +293,16 @@ describe("ranges lent to a reader with its own thread", () => {
     return b;
   };
   /** Every `until` made is settled after the test, so that the volume can close. */
-  const settle: Array<() => void> = [];
+  const settle: Lease[] = [];
+  /** A lease to lend under, released after the test if it has not been. */
   const until = () => {
-    let done = () => {};
-    const p = new Promise<void>((resolve) => (done = resolve));
-    settle.push(done);
-    return { p, done };
+    const p = new Lease();
+    settle.push(p);
+    return { p, done: () => p.release() };
   };
   const later = () => new Promise((resolve) => setTimeout(resolve, 50));
   afterEach(() => {
-    for (const done of settle.splice(0)) done();
+    for (const lease of settle.splice(0)) lease.release();
   });
 
   it("the live volume lends what the base image holds, never what is still in memory", async () => {

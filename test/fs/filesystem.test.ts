@@ -5,12 +5,25 @@ import { mkdtempSync, readSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type BlockDevice, CowVolume, MemoryBlockDevice, NodeHostFs } from "../../src/cow/index.js";
+import {
+  type BlockDevice,
+  CowVolume,
+  Lease,
+  MemoryBlockDevice,
+  NodeHostFs,
+} from "../../src/cow/index.js";
 import { S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from "../../src/fs/attr.js";
 import { FileSystem, type Lender, ROOT, SUPERUSER } from "../../src/fs/filesystem.js";
 import { fsck } from "../../src/fs/fsck.js";
 import { quiet } from "../helpers/cow-workload.js";
 import { countingReads } from "../helpers/fs-layers.js";
+
+/** A lender whose lease is already released: what it is lent, it has read. */
+function released(): Lender {
+  const lease = new Lease();
+  lease.release();
+  return { lease };
+}
 
 const SIZE = 64 << 20;
 const me = { uid: 1000, gid: 100, groups: [] };
@@ -367,7 +380,7 @@ describe("reads lent to a reader with its own thread", () => {
     await fs.getattr(f.ino);
     counted.reads = 0;
     for (let at = 0; at < 3 << 20; at += 128 << 10) {
-      const lender: Lender = { until: Promise.resolve() };
+      const lender: Lender = released();
       const got = await fs.read(f.ino, at, 128 << 10, undefined, lender);
       expect(got.equals(Buffer.alloc(128 << 10, 5))).toBe(true);
       expect(lender.lent).toBeUndefined();
@@ -384,9 +397,9 @@ describe("reads lent to a reader with its own thread", () => {
     await fs.write(f.ino, 0, Buffer.alloc(64 << 10, 7));
     await fs.write(f.ino, 1 << 20, Buffer.alloc(4096, 8)); // a hole before it
     await fs.fsync();
-    let done = () => {};
-    const lender: Lender = { until: new Promise<void>((resolve) => (done = resolve)) };
-    cleanups.push(() => done()); // before the volume closes, which waits for it
+    const lender: Lender = { lease: new Lease() };
+    const done = () => lender.lease.release();
+    cleanups.push(done); // before the volume closes, which waits for it
     const into = Buffer.alloc(10_000, 0xaa);
     expect((await fs.read(f.ino, 5000, 10_000, into, lender)).length).toBe(10_000);
     const lent = lender.lent!;
@@ -397,18 +410,18 @@ describe("reads lent to a reader with its own thread", () => {
 
     // Reads in order are lent too, each where it lies, with no window read ahead.
     for (let at = 15_000; at < 60_000; at += 15_000) {
-      const next: Lender = { until: Promise.resolve() };
+      const next: Lender = released();
       expect((await fs.read(f.ino, at, 15_000, Buffer.alloc(15_000), next)).length).toBe(15_000);
       expect(next.lent).toMatchObject({ position: lent.position - 5000 + at, length: 15_000 });
     }
     // Up to a hole: the part before it is lent, the rest is zeros.
-    const edge: Lender = { until: Promise.resolve() };
+    const edge: Lender = released();
     const edged = await fs.read(f.ino, 60_000, 10_000, Buffer.alloc(10_000, 0xaa), edge);
     expect(edge.lent).toMatchObject({ at: 0, length: 65_536 - 60_000 });
     expect(edged.subarray(65_536 - 60_000).equals(Buffer.alloc(10_000 - 5536))).toBe(true);
 
     // Data, hole, data: more than one run, read here.
-    const across: Lender = { until: Promise.resolve() };
+    const across: Lender = released();
     const want = Buffer.alloc((1 << 20) + 4096 - 60_000);
     want.fill(7, 0, 65536 - 60_000).fill(8, (1 << 20) - 60_000);
     expect((await fs.read(f.ino, 60_000, want.length, undefined, across)).equals(want)).toBe(true);
