@@ -1,6 +1,26 @@
 // What can be done to an open store, mounted or not: snapshots, revert, storage, status and
 // checks. The daemon serves these over its control socket; the command line calls them
 // directly when no daemon has the store.
+//
+// The lock order of an open store, outermost first. Whoever holds one may wait for those below
+// it, never for one above it:
+//
+//  1. The protocol's run slot (VolumeProtocol): one snapshot run of the writers' protocol at a
+//     time, held from identify to finish.
+//  2. `Service.gate`: changes to production enter it shared (the FUSE ops' `change`); a snapshot's
+//     hold, a revert, `settle` and the daemon's stop take it exclusive. Reads never enter it.
+//  3. `Service.creating`: snapshot commits one at a time, inside the hold.
+//  4. The filesystem's metadata lock (`meta.run` / `meta.view`, src/fs/context.ts): every
+//     metadata operation, one at a time. File data is read and written outside it.
+//  5. The volume gate (src/cow/volume-io.ts): device I/O enters shared; snapshot creation,
+//     deletion, revert and close take it exclusive.
+//  6. The catalog lock (`CowVolume.catalogLock`): rewrites of the catalog file.
+//
+// A lent read (a FUSE worker thread reading bytes of the base image itself) holds the volume gate
+// shared through a `Lease`, which `Gate.tryShared` takes without waiting, so under any lock, and
+// which the binding releases once the thread has read the bytes; snapshot administration waits for
+// it. A gate lets no new shared holder in while an exclusive one waits: nothing may enter a gate
+// shared twice in one chain of calls.
 
 import { randomUUID } from "node:crypto";
 import {
@@ -130,9 +150,12 @@ const checked = (st: StoreReport, fs: FsckReport): CheckReport => ({
 });
 
 export class Service {
-  /** Changes to production enter shared; a snapshot commit or revert takes it exclusive. */
+  /** Changes to production enter shared; a snapshot's hold, a revert or a stop, exclusive. */
   readonly gate = new Gate();
-  /** Snapshot creations, one at a time: each gets its own @GMT name, a user-given name is taken once. */
+  /**
+   * Snapshot commits, one at a time: each gets its own @GMT name, a user-given name is taken
+   * once. Taken inside the gate's hold.
+   */
   private readonly creating = new Mutex();
   private readonly reverted: Array<(fs: FileSystem) => void | Promise<void>> = [];
   private readonly taken: Array<(id: number, seed: MetaSeed | undefined) => void> = [];
@@ -142,6 +165,7 @@ export class Service {
   constructor(
     readonly store: string,
     readonly volume: CowVolume,
+    /** Replaced by a revert, with the gate held exclusive. */
     public fs: FileSystem,
   ) {}
 
