@@ -182,12 +182,13 @@ export class FileSystem {
 
   // ------------------------------------------------------------------ extended attributes
 
-  getxattr(ino: number, name: string): Promise<Buffer> {
-    return xattrs.getxattr(this.context, ino, name);
+  getxattr(ino: number, name: string, cred: Cred = SUPERUSER): Promise<Buffer> {
+    return xattrs.getxattr(this.context, ino, name, cred);
   }
 
-  listxattr(ino: number): Promise<string[]> {
-    return xattrs.listxattr(this.context, ino);
+  /** The attributes' names `cred` may see (trusted.* only root). */
+  listxattr(ino: number, cred: Cred = SUPERUSER): Promise<string[]> {
+    return xattrs.listxattr(this.context, ino, cred);
   }
 
   /** Sets an attribute; `create` fails with EEXIST if it exists, `replace` with ENODATA if not. */
@@ -196,12 +197,13 @@ export class FileSystem {
     name: string,
     value: Uint8Array,
     flags: { create?: boolean; replace?: boolean } = {},
+    cred: Cred = SUPERUSER,
   ): Promise<void> {
-    return xattrs.setxattr(this.context, ino, name, value, flags);
+    return xattrs.setxattr(this.context, ino, name, value, flags, cred);
   }
 
-  removexattr(ino: number, name: string): Promise<void> {
-    return xattrs.removexattr(this.context, ino, name);
+  removexattr(ino: number, name: string, cred: Cred = SUPERUSER): Promise<void> {
+    return xattrs.removexattr(this.context, ino, name, cred);
   }
 
   // ------------------------------------------------------------------ file contents

@@ -160,3 +160,31 @@ export function mayMknod(type: number, cred: Cred): void {
   if (cred.uid !== 0 && (type === 0o020000 || type === 0o060000))
     throw eperm("only root makes device nodes");
 }
+
+/**
+ * Reading (`want` R_OK) or changing (W_OK) extended attribute `name` of `node`
+ * (`xattr_permission`): security.* and system.* are left to the kernel's security modules;
+ * trusted.* is root's alone (to others it is absent: ENODATA to read, EPERM to change); user.*
+ * lives on regular files and directories only, and on a sticky directory only its owner changes
+ * it; then the file's own bits decide. Root is not checked: through a mount the kernel applied
+ * these rules to root before asking, and the filesystem's own tools act as root.
+ */
+export function mayXattr(node: Owned, name: string, cred: Cred, want: number): void {
+  if (cred.uid === 0) return;
+  const absent = () =>
+    want & W_OK
+      ? eperm(`${name}: not for this caller or this kind of file`)
+      : new FsError("ENODATA", `no attribute ${name}`);
+  if (name.startsWith("security.") || name.startsWith("system.")) return;
+  if (name.startsWith("trusted.")) throw absent();
+  if (name.startsWith("user.")) {
+    if (!isReg(node.mode) && !isDir(node.mode)) throw absent();
+    if (isDir(node.mode) && node.mode & S_ISVTX && want & W_OK && cred.uid !== node.uid)
+      throw eperm(`${name}: the directory is sticky and not the caller's`);
+  }
+  mayAccess(node, cred, want, `attribute ${name}`);
+}
+
+/** Whether `cred` sees attribute `name` in a listing: trusted.* only root does (as ext4 lists). */
+export const listsXattr = (name: string, cred: Cred): boolean =>
+  cred.uid === 0 || !name.startsWith("trusted.");

@@ -3,22 +3,28 @@
 
 import { eexist, FsError } from "../errors.js";
 import { change, type FsContext, live, seen } from "./context.js";
+import type { Cred } from "./cred.js";
 import type { Inode } from "./inode.js";
+import { listsXattr, mayXattr, R_OK, W_OK } from "./permission.js";
 import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
 
 const noData = (ino: number, name: string) =>
   new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
 
-export function getxattr(ctx: FsContext, ino: number, name: string): Promise<Buffer> {
+export function getxattr(ctx: FsContext, ino: number, name: string, cred: Cred): Promise<Buffer> {
   return ctx.meta.view(async () => {
-    const value = (await xattrs(ctx, await seen(ctx, ino))).get(name);
+    const inode = await seen(ctx, ino);
+    mayXattr(inode, name, cred, R_OK);
+    const value = (await xattrs(ctx, inode)).get(name);
     if (!value) throw noData(ino, name);
     return Buffer.from(value);
   });
 }
 
-export function listxattr(ctx: FsContext, ino: number): Promise<string[]> {
-  return ctx.meta.view(async () => [...(await xattrs(ctx, await seen(ctx, ino))).keys()]);
+export function listxattr(ctx: FsContext, ino: number, cred: Cred): Promise<string[]> {
+  return ctx.meta.view(async () =>
+    [...(await xattrs(ctx, await seen(ctx, ino))).keys()].filter((n) => listsXattr(n, cred)),
+  );
 }
 
 /** Sets an attribute; `create` fails with EEXIST if it exists, `replace` with ENODATA if not. */
@@ -28,10 +34,12 @@ export function setxattr(
   name: string,
   value: Uint8Array,
   flags: { create?: boolean; replace?: boolean },
+  cred: Cred,
 ): Promise<void> {
   return change(ctx, async () => {
     checkName(name);
     const inode = await live(ctx, ino);
+    mayXattr(inode, name, cred, W_OK);
     const attrs = await xattrs(ctx, inode);
     if (flags.create && attrs.has(name)) throw eexist(`attribute ${name} exists`);
     if (flags.replace && !attrs.has(name)) throw noData(ino, name);
@@ -40,9 +48,10 @@ export function setxattr(
   });
 }
 
-export function removexattr(ctx: FsContext, ino: number, name: string): Promise<void> {
+export function removexattr(ctx: FsContext, ino: number, name: string, cred: Cred): Promise<void> {
   return change(ctx, async () => {
     const inode = await live(ctx, ino);
+    mayXattr(inode, name, cred, W_OK);
     const attrs = await xattrs(ctx, inode);
     if (!attrs.delete(name)) throw noData(ino, name);
     await save(ctx, inode, attrs);

@@ -13,7 +13,7 @@ export const xattrOps = {
     this.call("getxattr", path, cb, async () => {
       const p = await this.locate(path, who);
       if (!p.view) throw new FsError("ENODATA", `${path} has no attribute ${name}`);
-      return p.view.fs.getxattr(p.ino, name);
+      return p.view.fs.getxattr(p.ino, name, who);
     });
   },
 
@@ -21,7 +21,7 @@ export const xattrOps = {
     const who = this.o.caller();
     this.call("listxattr", path, cb, async () => {
       const p = await this.locate(path, who);
-      return p.view ? p.view.fs.listxattr(p.ino) : [];
+      return p.view ? p.view.fs.listxattr(p.ino, who) : [];
     });
   },
 
@@ -39,7 +39,7 @@ export const xattrOps = {
       const p = await this.node(path, who);
       const copy = Buffer.from(value);
       const how = { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 };
-      await this.change(() => p.view.fs.setxattr(p.ino, name, copy, how));
+      await this.change(() => p.view.fs.setxattr(p.ino, name, copy, how, who));
     });
   },
 
@@ -47,7 +47,7 @@ export const xattrOps = {
     const who = this.o.caller();
     this.call("removexattr", path, cb, async () => {
       const p = await this.node(path, who);
-      await this.change(() => p.view.fs.removexattr(p.ino, name));
+      await this.change(() => p.view.fs.removexattr(p.ino, name, who));
     });
   },
 };

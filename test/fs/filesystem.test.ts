@@ -229,6 +229,12 @@ describe.each(Object.entries(devices))("filesystem conformance: %s", (_n, make) 
     });
     expect((await fs.getxattr(f.ino, "user.color")).toString()).toBe("blue");
     expect((await fs.listxattr(f.ino)).sort()).toEqual(["security.selinux", "user.color"]);
+    // trusted.* is root's: another user neither sees it listed nor reads it.
+    await fs.setxattr(f.ino, "trusted.key", Buffer.from("k"));
+    const other = { uid: 4321, gid: 4321, groups: [] };
+    expect((await fs.listxattr(f.ino, other)).sort()).toEqual(["security.selinux", "user.color"]);
+    await expect(fs.getxattr(f.ino, "trusted.key", other)).rejects.toThrow(/ENODATA/);
+    await fs.removexattr(f.ino, "trusted.key");
     await expect(
       fs.setxattr(f.ino, "user.color", Buffer.from("red"), { create: true }),
     ).rejects.toThrow(/EEXIST/);

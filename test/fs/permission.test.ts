@@ -35,6 +35,8 @@ interface Op {
   gid?: number;
   flags?: "r" | "w" | "rw" | "trunc";
   mask?: number;
+  /** An extended attribute's name. */
+  name?: string;
 }
 type Case = [Who, Op];
 
@@ -118,6 +120,10 @@ const PHASE1: Case[] = [
   c("owner", "create", "sticky/o_c", { mode: 0o666 }),
   c("owner", "create", "stickyO/o_own", { mode: 0o644 }),
   c("owner", "open", "priv/secret", { flags: "rw" }),
+  c("owner", "setx", "plain/f644", { name: "user.a" }),
+  c("owner", "setx", "plain/f644", { name: "trusted.t" }),
+  c("owner", "setx", "stickyO", { name: "user.s" }),
+  c("owner", "setx", "open/o_fifo", { name: "user.f" }),
 
   c("member", "create", "open/m1", { mode: 0o666 }),
   c("member", "create", "sgid/m_f", { mode: 0o2755 }),
@@ -151,6 +157,9 @@ const PHASE1: Case[] = [
   c("member", "create", "stickyO/m_own", { mode: 0o644 }),
   c("member", "mkdir", "open/m_dir", { mode: 0o555 }),
   c("member", "mkdir", "open/m_dir2", { mode: 0o755 }),
+  c("member", "setx", "plain/f664", { name: "user.m" }),
+  c("member", "setx", "plain/f644", { name: "user.m" }),
+  c("member", "setx", "gdir", { name: "user.g" }),
 
   c("other", "create", "open/x1", { mode: 0o644 }),
   c("other", "create", "sgid/x_f", { mode: 0o644 }),
@@ -177,6 +186,8 @@ const PHASE1: Case[] = [
   c("other", "chmod", "sgid/x_d", { mode: 0o2775 }),
   c("other", "chown", "sgid/x_f3", { uid: U }),
   c("other", "symlink", "priv/l", { target: "x" }),
+  c("other", "setx", "sticky", { name: "user.x" }),
+  c("other", "setx", "open", { name: "user.o" }),
 
   c("root", "create", "priv/r1", { mode: 0o644 }),
   c("root", "stat", "nox/f"),
@@ -191,6 +202,8 @@ const PHASE1: Case[] = [
   c("root", "create", "sgidx/r_f", { mode: 0o2755 }),
   c("root", "utime", "plain/noexec"),
   c("root", "open", "plain/f600", { flags: "rw" }),
+  c("root", "setx", "plain/f644", { name: "trusted.t" }),
+  c("root", "setx", "plain/f600", { name: "user.r" }),
 ];
 
 /** Phase two: between users, on what phase one made. */
@@ -208,6 +221,14 @@ const PHASE2: Case[] = [
   c("member", "rename", "open/m_dir", { to: "open/m_dir3" }),
   c("member", "rmdir", "open/od"),
   c("root", "unlink", "sticky/o_b"),
+  c("member", "getx", "plain/f644", { name: "user.a" }),
+  c("member", "getx", "plain/f600", { name: "user.r" }),
+  c("other", "getx", "plain/f644", { name: "trusted.t" }),
+  c("other", "getx", "plain/f644", { name: "user.a" }),
+  c("other", "rmx", "plain/f664", { name: "user.m" }),
+  c("owner", "getx", "plain/f644", { name: "user.none" }),
+  c("owner", "getx", "open/o_fifo", { name: "user.f" }),
+  c("root", "getx", "plain/f644", { name: "trusted.t" }),
 ];
 
 /** Phase three: on what phase two made. */
@@ -216,6 +237,9 @@ const PHASE3: Case[] = [
   c("owner", "rename", "open/dst/m_dir2", { to: "open/m_back" }),
   c("member", "rename", "open/dst/m_dir2", { to: "open/m_back" }),
   c("other", "chmod", "sgid/x_d", { mode: 0o755 }),
+  c("owner", "rmx", "plain/f644", { name: "user.a" }),
+  c("member", "getx", "plain/f644", { name: "user.a" }),
+  c("owner", "rmx", "plain/f644", { name: "trusted.t" }),
 ];
 
 // ------------------------------------------------------------------ ext4, by real processes
@@ -382,6 +406,15 @@ async function shadowOp(fs: FileSystem, o: Op, cred: Cred): Promise<void> {
     case "stat":
       await fs.getattr(await ino());
       return;
+    case "setx":
+      await fs.setxattr(await ino(), o.name!, Buffer.from("1"), {}, cred);
+      return;
+    case "getx":
+      await fs.getxattr(await ino(), o.name!, cred);
+      return;
+    case "rmx":
+      await fs.removexattr(await ino(), o.name!, cred);
+      return;
     default:
       throw new Error(`unknown op ${o.op}`);
   }
@@ -418,7 +451,7 @@ async function phase(
     const ops = cases.filter(([w]) => w === who).map(([, o]) => o);
     if (ops.length === 0) continue;
     const label = (o: Op) =>
-      `${who} ${o.op} ${o.path}${o.to ? ` ${o.to}` : ""}${o.mode !== undefined ? ` ${o.mode.toString(8)}` : ""}${o.flags ? ` ${o.flags}` : ""}${o.mask !== undefined ? ` mask=${o.mask}` : ""}${o.uid !== undefined ? ` uid=${o.uid}` : ""}${o.gid !== undefined ? ` gid=${o.gid}` : ""}`;
+      `${who} ${o.op} ${o.path}${o.to ? ` ${o.to}` : ""}${o.mode !== undefined ? ` ${o.mode.toString(8)}` : ""}${o.flags ? ` ${o.flags}` : ""}${o.mask !== undefined ? ` mask=${o.mask}` : ""}${o.uid !== undefined ? ` uid=${o.uid}` : ""}${o.gid !== undefined ? ` gid=${o.gid}` : ""}${o.name ? ` ${o.name}` : ""}`;
     const a = onExt4(who, ops);
     const b = await onShadow(who, ops);
     ops.forEach((o, i) => {

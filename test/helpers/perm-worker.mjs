@@ -22,6 +22,7 @@ function tool(cmd, args) {
       ["File exists", "EEXIST"],
       ["No such file or directory", "ENOENT"],
       ["Not a directory", "ENOTDIR"],
+      ["No such attribute", "ENODATA"],
     ].find(([m]) => msg.includes(m));
     throw Object.assign(new Error(msg), { code: known ? known[1] : `?${msg}` });
   }
@@ -73,6 +74,12 @@ function run(o) {
       return fs.accessSync(p, o.mask);
     case "stat":
       return fs.lstatSync(p);
+    case "setx":
+      return tool("setfattr", ["-n", o.name, "-v", "1", p]);
+    case "getx":
+      return tool("getfattr", ["-n", o.name, p]);
+    case "rmx":
+      return tool("setfattr", ["-x", o.name, p]);
     default:
       throw new Error(`unknown op ${o.op}`);
   }
