@@ -1,16 +1,17 @@
-// How a command reaches a store: through its daemon's control socket when it is mounted, or
-// by opening it directly (under its lock) when it is not.
+// How a command reaches a store: the store a TARGET names, reached through its daemon's control
+// socket when it is mounted, or opened directly (under its lock) when it is not.
 
 import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import type { ControlApi, ControlClient } from "../daemon/api.js";
 import { lockHolder } from "../daemon/lock.js";
-import { storePaths } from "../daemon/paths.js";
+import { type ShadowfsMount, shadowfsMounts } from "../daemon/mounts.js";
+import { isStore, storePaths } from "../daemon/paths.js";
 import { connectSocket } from "../daemon/rpc.js";
 import { FsError } from "../errors.js";
 import { client } from "../snapshot/rpc/api.js";
 import { ErrorCode, RpcError } from "../snapshot/rpc/message.js";
 import type { Caller, MethodEntry } from "../snapshot/rpc/peer.js";
-import { resolveTarget } from "./target.js";
 
 /**
  * A store's control API, whichever way it is reached: `call(method, params)` is typed by the
@@ -41,6 +42,20 @@ function progressEntry(onProgress: OnProgress | undefined): MethodEntry {
     run: ((p: { done: number; total: number }) =>
       onProgress?.(p.done, p.total)) as MethodEntry["run"],
   };
+}
+
+/**
+ * The store a TARGET names (a store directory, or the mount point of one: production or an
+ * exposed snapshot), and its mount if it is a mount point.
+ */
+export async function resolveTarget(
+  target: string,
+): Promise<{ store: string; mount?: ShadowfsMount }> {
+  const path = resolve(target);
+  const mount = (await shadowfsMounts()).find((m) => m.mountpoint === path);
+  if (mount) return { store: mount.store, mount };
+  if (await isStore(path)) return { store: path };
+  throw new FsError("ENOENT", `${target} is neither a shadowfs store nor a shadowfs mount point`);
 }
 
 /** Reaches `store`; `write` opens it read-write when no daemon has it. */

@@ -4,9 +4,8 @@
 import type { SnapshotRow } from "../daemon/index.js";
 import { FsError } from "../errors.js";
 import type { SnapshotOptions, SnapshotRun } from "../snapshot/index.js";
-import { type Backend, connect } from "./connect.js";
+import { type Backend, connect, resolveTarget } from "./connect.js";
 import { message } from "./format.js";
-import { resolveTarget } from "./target.js";
 
 /**
  * Runs the snapshot protocol on every target at once, and records the run in each volume's

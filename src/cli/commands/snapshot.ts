@@ -6,9 +6,8 @@ import type { Command } from "commander";
 import type { SnapshotRow } from "../../daemon/index.js";
 import { lockHolder } from "../../daemon/lock.js";
 import { FsError } from "../../errors.js";
-import { withTarget } from "../connect.js";
+import { resolveTarget, withTarget } from "../connect.js";
 import { formatBytes, json, print, table } from "../format.js";
-import { resolveTarget } from "../target.js";
 
 function snapshotTable(rows: SnapshotRow[]): string {
   return table(

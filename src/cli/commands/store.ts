@@ -7,9 +7,8 @@ import { type Command, Option } from "commander";
 import type { OnFull } from "../../cow/index.js";
 import { lockHolder } from "../../daemon/lock.js";
 import { FsError } from "../../errors.js";
-import { withTarget } from "../connect.js";
+import { resolveTarget, withTarget } from "../connect.js";
 import { formatBytes, json, parseSize, print } from "../format.js";
-import { resolveTarget } from "../target.js";
 
 export function storeCommands(cli: Command): void {
   cli
