@@ -4,8 +4,19 @@
 // that change anything run inside the caller's `meta.run`; the `…Now` ones never wait.
 
 import { FsError } from "../errors.js";
-import type { AllocContext, MapContext } from "./context.js";
+import type { Allocator } from "./allocator.js";
 import { DIRECT, type Inode } from "./inode.js";
+import type { MetaStore } from "./meta-store.js";
+
+/** What the block-map functions need of the filesystem: its metadata blocks. */
+export interface MapContext {
+  readonly meta: MetaStore;
+}
+
+/** What those that allocate need: the metadata blocks and the allocator. */
+export interface AllocContext extends MapContext {
+  readonly alloc: Allocator;
+}
 
 export const PTRS = 1024;
 /** Spans of file blocks under the single, double and triple indirect pointers. */

@@ -26,13 +26,6 @@ export const ROOT = 1;
  * time, so state changed in one synchronous step needs no lock; every field below says which.
  */
 
-/** The block-map functions' share of the context: metadata blocks only. */
-export type MapContext = Pick<FsContext, "meta">;
-/** The block-map functions that allocate: metadata blocks and the allocator. */
-export type AllocContext = Pick<FsContext, "meta" | "alloc">;
-/** File contents: the device, for data, and what the block maps need. */
-export type DataContext = Pick<FsContext, "dev" | "meta" | "alloc">;
-
 /** The state of one open filesystem, handed to each module (no FileSystem to reach into). */
 export interface FsContext {
   /** The device (a snapshot's is read-only). Data blocks are read and written here directly. */

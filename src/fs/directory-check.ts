@@ -1,7 +1,6 @@
 // fsck of one directory: walks every block of its tree and free list and says what is wrong.
 // It reads only, never changes a block, and throws nothing for damage it can describe.
 
-import type { DirectoryBlocks } from "./directory.js";
 import {
   cmp,
   E_NAME,
@@ -29,6 +28,12 @@ import {
   TYPE_MAX,
 } from "./directory-format.js";
 
+/** What the check reads of a directory's blocks (`DirectoryBlocks` has it): it never writes. */
+export interface ReadableBlocks {
+  readonly count: number;
+  read(i: number): Promise<Buffer>;
+}
+
 /**
  * What is wrong with the directory in `blocks` (empty when clean), each problem naming `label`
  * and a block: checksums, kinds, levels, key order and ranges, each name's hash (by `hashOf`,
@@ -36,7 +41,7 @@ import {
  * exactly once. Every image is verified afresh, whatever a cache believes.
  */
 export async function checkDirectory(
-  blocks: DirectoryBlocks,
+  blocks: ReadableBlocks,
   label: string,
   hashOf: (key: Buffer, name: Uint8Array) => number,
 ): Promise<string[]> {

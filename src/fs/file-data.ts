@@ -4,6 +4,7 @@
 import type { BlockDevice, HostRange, Lease } from "../cow/index.js";
 import { FsError } from "../errors.js";
 import {
+  type AllocContext,
   ensureRange,
   MAX_FILE_BLOCKS,
   mapBlock,
@@ -11,9 +12,13 @@ import {
   mapRangeNow,
   truncateBlocks,
 } from "./block-map.js";
-import type { DataContext } from "./context.js";
 import type { Inode } from "./inode.js";
 import { ReadAhead } from "./read-ahead.js";
+
+/** What file contents need of the filesystem: the device for data, and the block maps' parts. */
+export interface DataContext extends AllocContext {
+  readonly dev: BlockDevice;
+}
 
 const BS = 4096;
 export const MAX_FILE_SIZE = MAX_FILE_BLOCKS * BS;

@@ -5,8 +5,7 @@ import { crc32c } from "@node-rs/crc32";
 import { LRUCache } from "lru-cache";
 import { CorruptStoreError, FsError } from "../errors.js";
 import type { Allocator } from "./allocator.js";
-import { ensureBlock, mapBlock } from "./block-map.js";
-import type { AllocContext } from "./context.js";
+import { type AllocContext, ensureBlock, mapBlock } from "./block-map.js";
 import {
   copyInode,
   decodeInode,
