@@ -51,8 +51,7 @@ export class SnapshotRead {
         releases.push(this.store.hold(run.area));
         held.add(run.area);
       }
-      for (const part of edges(run, lo, hi, cs))
-        reads.push(this.readPreserved(part, offset, target));
+      reads.push(this.readPreserved(run, offset, target));
     }
     try {
       await Promise.all(reads);
@@ -66,33 +65,12 @@ export class SnapshotRead {
     const { cs } = this;
     const lo = Math.max(offset, run.chunk * cs);
     const hi = Math.min(offset + target.length, (run.chunk + run.count) * cs);
-    // Whole chunks are read straight into the caller's buffer; partial ones through a bounce buffer.
+    // A run covered whole is read straight into the caller's buffer; one covered in part, through
+    // a bounce buffer, in one read still: a system call costs more than copying a chunk or two.
     const whole = lo === run.chunk * cs && hi === (run.chunk + run.count) * cs;
     const t = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
     const buf = whole ? t.subarray(lo - offset, hi - offset) : Buffer.allocUnsafe(run.count * cs);
     await this.store.read(run, buf);
     if (!whole) t.set(buf.subarray(lo - run.chunk * cs, hi - run.chunk * cs), lo - offset);
   }
-}
-
-/**
- * Splits a run whose first or last chunk the range [lo, hi) covers only in part into those chunks
- * and the whole ones between, so that only the partial ones go through a bounce buffer.
- */
-function edges(run: Run, lo: number, hi: number, cs: number): Run[] {
-  const headPartial = lo > run.chunk * cs;
-  const tailPartial = hi < (run.chunk + run.count) * cs;
-  if (run.count === 1 || (!headPartial && !tailPartial)) return [run];
-  const parts: Run[] = [];
-  let { chunk, count } = run;
-  if (headPartial) {
-    parts.push({ chunk, count: 1, area: run.area });
-    chunk++;
-    count--;
-  }
-  if (tailPartial) {
-    if (count > 1) parts.push({ chunk, count: count - 1, area: run.area });
-    parts.push({ chunk: chunk + count - 1, count: 1, area: run.area });
-  } else parts.push({ chunk, count, area: run.area });
-  return parts;
 }
