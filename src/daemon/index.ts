@@ -12,7 +12,7 @@ export {
 } from "./api.js";
 export { Daemon, type Started } from "./daemon.js";
 export { controlMethods } from "./handlers.js";
-export { lockHolder, lockStore, StoreLockedError } from "./lock.js";
+export { lockHolder, lockStore } from "./lock.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
 export { isStore, storePaths } from "./paths.js";
 export { VolumeProtocol, type WriterListing } from "./protocol.js";

@@ -18,16 +18,6 @@ const BUSY_WAIT_MS = 10;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The store is in use by a live process. */
-export class StoreLockedError extends FsError {
-  constructor(
-    readonly pid: number,
-    store: string,
-  ) {
-    super("EBUSY", `${store} is in use by process ${pid || "(unknown)"}`);
-  }
-}
-
 /** The pid written in the lock file, or 0 while its holder has not written it yet. */
 async function pidIn(fh: FileHandle): Promise<number> {
   for (let i = 0; i < BUSY_RETRIES; i++) {
@@ -71,7 +61,7 @@ export async function lockStore(store: string): Promise<() => Promise<void>> {
       }
       const pid = await pidIn(fh);
       await fh.close();
-      throw new StoreLockedError(pid, dir);
+      throw new FsError("EBUSY", `${dir} is in use by process ${pid || "(unknown)"}`);
     }
     // The previous holder may have removed the file between our open and our lock: then this
     // lock guards nothing, and the file now at the path (if any) is the one to lock.

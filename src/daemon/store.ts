@@ -1,5 +1,5 @@
-// A store directory: the copy-on-write volume holding the filesystem, the lock of whoever
-// has it open, the control socket of its daemon, its log and its writers.
+// A store directory: making one (the volume, formatted with an empty filesystem) and opening
+// it. Who may open it is the lock's business (lock.ts), where its daemon listens the paths'.
 
 import { CowVolume, type Logger, NodeHostFs, type OnFull } from "../cow/index.js";
 import { FsError } from "../errors.js";

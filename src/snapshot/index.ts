@@ -32,7 +32,7 @@ export {
   VolumeParticipant,
 } from "./participant.js";
 export type { Provider } from "./provider.js";
-export { controlSocket, makeRuntimeDir, runtimeDir } from "./runtime.js";
+export { controlSocket, makeRuntimeDir } from "./runtime.js";
 export {
   parseRegistration,
   SocketWriter,
