@@ -171,6 +171,26 @@ export function entryIs(b: Buffer, off: number, name: Uint8Array): boolean {
   return true;
 }
 
+/** Where a leaf scan for hash `h` stopped: at a later hash, or at the leaf's end. */
+export const PAST_HASH = -1;
+export const LEAF_END = -2;
+
+/**
+ * Scans a leaf for `name` under hash `h`, pushing the collision index of every entry with that
+ * hash onto `minors`: the entry's offset if found, else PAST_HASH or LEAF_END.
+ */
+export function scanLeaf(b: Buffer, h: number, name: Uint8Array, minors: number[]): number {
+  const end = leafEnd(b);
+  for (let off = N_BODY; off < end; off += entrySize(b, off)) {
+    const eh = entryHash(b, off);
+    if (eh > h) return PAST_HASH;
+    if (eh < h) continue;
+    minors.push(entryMinor(b, off));
+    if (entryIs(b, off, name)) return off;
+  }
+  return LEAF_END;
+}
+
 /** Whether the key of the entry at `off` sorts before `k` (without making a Key). */
 export function entryBefore(b: Buffer, off: number, k: Key): boolean {
   const h = entryHash(b, off);

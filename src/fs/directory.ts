@@ -261,18 +261,13 @@ export class Directory {
     let last = await this.descend(hdr, { h, m: 0 });
     for (let leaves = 1; ; leaves++) {
       const b = await this.load(last.leaf, fmt.LEAF, 0);
-      const end = fmt.leafEnd(b);
-      for (let off = fmt.N_BODY, size = 0; off < end; off += size) {
-        size = fmt.entrySize(b, off);
-        const eh = fmt.entryHash(b, off);
-        if (eh > h) return { minors, leaves, last };
-        if (eh < h) continue;
-        minors.push(fmt.entryMinor(b, off));
-        if (fmt.entryIs(b, off, name)) {
-          const entry = { ino: fmt.entryIno(b, off), type: fmt.entryType(b, off) };
-          const found: Found = { path: last.path, leaf: last.leaf, off, size, entry };
-          return { found, minors, leaves, last };
-        }
+      const off = fmt.scanLeaf(b, h, name, minors);
+      if (off === fmt.PAST_HASH) return { minors, leaves, last };
+      if (off >= 0) {
+        const entry = { ino: fmt.entryIno(b, off), type: fmt.entryType(b, off) };
+        const size = fmt.entrySize(b, off);
+        const found: Found = { path: last.path, leaf: last.leaf, off, size, entry };
+        return { found, minors, leaves, last };
       }
       if (!last.upper || last.upper.h > h) return { minors, leaves, last };
       last = await this.descend(hdr, last.upper);
