@@ -34,6 +34,7 @@ export const eio = (what: string) => new FsError("EIO", what);
 export const einval = (what: string) => new FsError("EINVAL", what);
 export const enoent = (what: string) => new FsError("ENOENT", what);
 export const eexist = (what: string) => new FsError("EEXIST", what);
+export const ebusy = (what: string) => new FsError("EBUSY", what);
 
 /** A store whose files are damaged or of an unknown format: refused, never guessed at. */
 export class CorruptStoreError extends FsError {

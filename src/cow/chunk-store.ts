@@ -53,6 +53,8 @@ export interface ChunkStore {
 
   /** True when area `id` holds chunk `chunk` (published); once true, true until `drop`. */
   holds(id: number, chunk: number): boolean;
+  /** True when area `id` holds chunk `chunk` with data stored (not a chunk of zeros). */
+  holdsData(id: number, chunk: number): boolean;
   /** The chunks area `id` holds, ascending. */
   chunks(id: number): number[];
   /** How many chunks area `id` holds. */

@@ -102,6 +102,11 @@ export class FileChunkStore implements ChunkStore {
     return this.areas.get(id)?.entries.has(chunk) ?? false;
   }
 
+  holdsData(id: number, chunk: number): boolean {
+    const slot = this.areas.get(id)?.entries.get(chunk)?.slot;
+    return slot !== undefined && slot !== ZERO_SLOT;
+  }
+
   chunks(id: number): number[] {
     return [...this.area(id).entries.keys()].sort((a, b) => a - b);
   }

@@ -26,6 +26,10 @@ const snapshotSchema = z.object({
   name: z.string().optional(),
   /** The snapshot set this snapshot was taken in, with snapshots of other volumes. */
   setId: z.string().optional(),
+  /** Tags of the holds on this snapshot: while there is one, nothing deletes it. */
+  holds: z.array(z.string()).optional(),
+  /** Taken by the timeline (the daemon's snapshot every interval), not by hand. */
+  timeline: z.boolean().optional(),
   /** Index records of this snapshot's diff area known committed (exact once frozen or cleanly closed). */
   records: z.number().int().nonnegative(),
 });
@@ -58,6 +62,8 @@ export const catalogSchema = z
     clean: z.boolean(),
     snapshots: z.array(snapshotSchema),
     evictions: z.array(evictionSchema),
+    /** The volume's other properties (`shadowfs get/set`), as their text values. */
+    properties: z.record(z.string(), z.string()).optional(),
     /** Set while a revert is in progress; an open resumes it. */
     revert: z.object({ to: z.number().int().positive(), discardNewer: z.boolean() }).optional(),
   })

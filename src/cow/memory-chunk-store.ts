@@ -66,6 +66,10 @@ export class MemoryChunkStore implements ChunkStore {
     return this.areas.get(id)?.entries.has(chunk) ?? false;
   }
 
+  holdsData(id: number, chunk: number): boolean {
+    return !!this.areas.get(id)?.entries.get(chunk);
+  }
+
   chunks(id: number): number[] {
     return [...this.area(id).entries.keys()].sort((a, b) => a - b);
   }

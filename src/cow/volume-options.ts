@@ -38,6 +38,10 @@ export interface SnapshotInfo {
   createdAt: number;
   /** Bytes of this snapshot's diff area (preserved chunks and index). */
   diffAreaBytes: number;
+  /** Tags of its holds, sorted; while there is one, nothing deletes the snapshot. */
+  holds: string[];
+  /** Taken by the timeline rather than by hand. */
+  timeline: boolean;
 }
 
 /** What opening the store had to do to make it consistent. */

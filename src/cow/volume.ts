@@ -1,12 +1,13 @@
-// The copy-on-write volume: snapshot administration (create, delete, merge, revert, evict) and the
-// catalog, over its I/O (VolumeIo). It never changes what an existing snapshot reads.
+// The copy-on-write volume: snapshot administration (create, delete, revert, evict, holds), its
+// settings and the catalog, over its I/O (VolumeIo). It never changes what a snapshot reads.
 
-import { erofs } from "../errors.js";
+import { ebusy, eexist, einval, enoent, erofs, FsError } from "../errors.js";
 import { writeCatalog } from "./catalog.js";
 import { checkOpenStore, type StoreReport } from "./check.js";
 import type { Catalog, Eviction, SnapshotEntry } from "./format.js";
 import { Mutex } from "./gate.js";
 import type { HostFs } from "./host.js";
+import { exclusiveBytes, mergeInto } from "./merge.js";
 import { ShadowStorage } from "./shadow-storage.js";
 import { makeStore, openStore } from "./store-files.js";
 import { VolumeIo, type VolumeIoParts } from "./volume-io.js";
@@ -48,9 +49,12 @@ export class CowVolume extends VolumeIo {
     for (const entry of cat.snapshots) this.entries.set(entry.id, entry);
     this.space = new ShadowStorage({
       settings: () => this.cat,
-      oldest: () => this.store.ids()[0],
+      ids: () => this.store.ids(),
+      holdsOn: (id) => this.entries.get(id)?.holds ?? [],
+      exclusiveBytes: (id) => this.exclusiveBytes(id),
       used: () => this.storageUsed() + this.writeBack.reservedBytes,
-      evictOldest: (reason) => this.evictOldest(reason),
+      evict: (id, reason) => this.evict(id, reason),
+      refused: (fields, message) => this.log.error({ store: this.dir, ...fields }, message),
     });
   }
 
@@ -139,8 +143,58 @@ export class CowVolume extends VolumeIo {
         setId: entry.setId,
         createdAt: entry.createdAt,
         diffAreaBytes: this.store.bytesUsed(id),
+        holds: [...(entry.holds ?? [])],
+        timeline: entry.timeline ?? false,
       };
     });
+  }
+
+  /** What deleting snapshot `id` alone would free (ENOENT when there is no such snapshot). */
+  exclusiveBytes(id: number): number {
+    this.position(id);
+    return exclusiveBytes(this.store, id);
+  }
+
+  /** Puts a hold tagged `tag` on snapshot `id` (nothing then deletes it); EEXIST if it has one. */
+  hold(id: number, tag: string): Promise<SnapshotInfo> {
+    return this.changeEntry(id, (entry) => {
+      const holds = entry.holds ?? [];
+      if (holds.includes(tag)) throw eexist(`snapshot ${id} already has a hold tagged ${tag}`);
+      entry.holds = [...holds, tag].sort();
+    });
+  }
+
+  /** Takes the hold tagged `tag` off snapshot `id`; ENOENT if it has none. */
+  release(id: number, tag: string): Promise<SnapshotInfo> {
+    return this.changeEntry(id, (entry) => {
+      const holds = entry.holds ?? [];
+      if (!holds.includes(tag)) {
+        const has = holds.length ? `its holds: ${holds.join(", ")}` : "it has none";
+        throw enoent(`snapshot ${id} has no hold tagged ${tag} (${has})`);
+      }
+      const rest = holds.filter((t) => t !== tag);
+      if (rest.length) entry.holds = rest;
+      else delete entry.holds;
+    });
+  }
+
+  private changeEntry(id: number, change: (entry: SnapshotEntry) => void): Promise<SnapshotInfo> {
+    if (this.readOnly) return Promise.reject(erofs("volume"));
+    // A catalog write that fails stops the volume (see `guard`): memory need not be rolled back.
+    return this.admin(async () => {
+      const pos = this.position(id);
+      change(this.entries.get(id)!);
+      await this.saveCatalog();
+      return this.snapshots()[pos]!;
+    });
+  }
+
+  /** EBUSY naming the holds when snapshot `id` has any. */
+  private checkUnheld(id: number, doing: string): void {
+    const holds = this.entries.get(id)?.holds;
+    if (holds?.length) {
+      throw ebusy(`snapshot ${id} is held (${holds.join(", ")}): release it before ${doing}`);
+    }
   }
 
   /** Chunks preserved in snapshot `id`'s diff area (ENOENT when there is no such snapshot). */
@@ -161,6 +215,43 @@ export class CowVolume extends VolumeIo {
     };
   }
 
+  /**
+   * Changes the shadow storage limit (0: none) or what happens when it is reached, live, as
+   * `vssadmin resize shadowstorage` does: a limit below what is used has unheld snapshots evicted
+   * at once when onFull is delete-oldest (held ones stay, the limit is set all the same).
+   */
+  setShadowStorage(change: { limit?: number; onFull?: OnFull }): Promise<void> {
+    if (this.readOnly) return Promise.reject(erofs("volume"));
+    const { limit, onFull } = change;
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0))
+      return Promise.reject(einval(`shadow storage limit ${limit}: must be >= 0`));
+    return this.admin(async () => {
+      if (limit !== undefined) this.cat.shadowStorageLimit = limit;
+      if (onFull !== undefined) this.cat.onFull = onFull;
+      await this.saveCatalog();
+      if (this.cat.onFull !== "delete-oldest") return;
+      try {
+        await this.space.makeRoom(0, "new shadow storage limit");
+      } catch (e) {
+        if (!(e instanceof FsError && e.code === "ENOSPC")) throw e;
+      }
+    });
+  }
+
+  /** The volume's other properties, as `setProperties` stored them. */
+  properties(): Record<string, string> {
+    return { ...this.cat.properties };
+  }
+
+  /** Stores properties; their meaning is the caller's. */
+  setProperties(change: Record<string, string>): Promise<void> {
+    if (this.readOnly) return Promise.reject(erofs("volume"));
+    return this.admin(() => {
+      this.cat.properties = { ...this.cat.properties, ...change };
+      return this.saveCatalog();
+    });
+  }
+
   /** Bytes all diff areas occupy. */
   storageUsed(): number {
     return this.store.ids().reduce((sum, id) => sum + this.store.bytesUsed(id), 0);
@@ -171,7 +262,7 @@ export class CowVolume extends VolumeIo {
    * data, so its cost does not depend on the volume's size.
    */
   createSnapshot(
-    opts: { name?: string; setId?: string; createdAt?: number } = {},
+    opts: { name?: string; setId?: string; createdAt?: number; timeline?: boolean } = {},
   ): Promise<SnapshotInfo> {
     if (this.readOnly) return Promise.reject(erofs("volume"));
     return this.admin(async () => {
@@ -181,6 +272,7 @@ export class CowVolume extends VolumeIo {
       const entry: SnapshotEntry = { id, createdAt: opts.createdAt ?? Date.now(), records: 0 };
       if (opts.name !== undefined) entry.name = opts.name;
       if (opts.setId !== undefined) entry.setId = opts.setId;
+      if (opts.timeline) entry.timeline = true;
       this.cat.nextId++;
       this.entries.set(id, entry);
       try {
@@ -211,10 +303,11 @@ export class CowVolume extends VolumeIo {
   deleteSnapshot(id: number): Promise<void> {
     if (this.readOnly) return Promise.reject(erofs("volume"));
     return this.admin(async () => {
-      await this.flushLocked();
       const pos = this.position(id);
+      this.checkUnheld(id, "deleting it");
+      await this.flushLocked();
       const older = this.store.ids()[pos - 1];
-      if (older !== undefined) await this.merge(id, older);
+      if (older !== undefined) await mergeInto(this.store, id, older);
       this.remove(id);
       await this.saveCatalog();
       await this.store.drop(id);
@@ -230,6 +323,10 @@ export class CowVolume extends VolumeIo {
   revert(id: number, opts: { discardNewer?: boolean } = {}): Promise<void> {
     if (this.readOnly) return Promise.reject(erofs("volume"));
     return this.admin(async () => {
+      if (opts.discardNewer) {
+        for (const newer of this.store.ids().slice(this.position(id) + 1))
+          this.checkUnheld(newer, "a revert discards it");
+      }
       await this.flushLocked();
       await this.planRevert(id);
       this.cat.revert = { to: id, discardNewer: opts.discardNewer ?? false };
@@ -275,28 +372,19 @@ export class CowVolume extends VolumeIo {
     return [...set].sort((a, b) => a - b);
   }
 
-  /** Preserves in area `into` the chunks of area `from` that it lacks, 8 MiB a batch. */
-  private async merge(from: number, into: number): Promise<void> {
-    const { store, chunkSize } = this;
-    const todo = store.chunks(from).filter((c) => !store.holds(into, c));
-    const perBatch = Math.max(1, Math.floor((8 << 20) / chunkSize));
-    for (let i = 0; i < todo.length; i += perBatch) {
-      const chunks = await Promise.all(
-        todo.slice(i, i + perBatch).map(async (chunk) => {
-          const data = Buffer.alloc(chunkSize);
-          await store.read({ chunk, count: 1, area: from }, data);
-          return { chunk, data };
-        }),
-      );
-      await store.publish(await store.write(into, chunks));
-    }
-  }
-
   // ------------------------------------------------------------------ shadow storage
 
-  /** Deletes the oldest snapshot to make room (see ShadowStorage), recording and logging why. */
-  private async evictOldest(reason: string): Promise<void> {
-    const id = this.store.ids()[0]!;
+  /**
+   * Deletes snapshot `id` to make room (see ShadowStorage), recording and logging why; one that
+   * is not the oldest first merges into its older neighbour, as `deleteSnapshot` does. Runs
+   * inside writes, under the volume gate shared: the merge adds chunks only to an older area,
+   * which no write touches, and readers keep the area they chose until they let it go (`drop`
+   * waits).
+   */
+  private async evict(id: number, reason: string): Promise<void> {
+    const pos = this.position(id);
+    const older = this.store.ids()[pos - 1];
+    if (older !== undefined) await mergeInto(this.store, id, older);
     const entry = this.entries.get(id)!;
     this.remove(id);
     const eviction: Eviction = {

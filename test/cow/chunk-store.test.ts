@@ -131,6 +131,8 @@ describe.each(Object.entries(subjects))("ChunkStore conformance: %s", (_name, ma
     expect(store.bytesUsed(1) - used).toBeLessThan(2 * CS);
     expect(await readChunks(store, 1, 8, 2)).toEqual(Buffer.alloc(2 * CS));
     expect([store.chunks(1), store.chunkCount(1)]).toEqual([[1, 2, 3, 8, 9], 5]);
+    // Only chunks with data stored hold data.
+    expect([1, 8, 9, 10].map((c) => store.holdsData(1, c))).toEqual([true, false, false, false]);
   });
 
   it("reads a run of many chunks in one call, each as preserved", async () => {

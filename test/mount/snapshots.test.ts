@@ -33,6 +33,8 @@ const snap = (id: number, second: number, name?: string): SnapshotInfo => ({
   setId: undefined,
   createdAt: Date.UTC(2026, 0, 2, 3, 4, second),
   diffAreaBytes: 0,
+  holds: [],
+  timeline: false,
 });
 
 describe("snapshot directory names", () => {
