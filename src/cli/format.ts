@@ -1,7 +1,7 @@
 // What a command prints and how: sizes as people write them, tables, lines, JSON, progress on a
 // terminal, and errors as one line. It never decides what a command prints or how it exits.
 
-import { einval, isFsError } from "../errors.js";
+import { isFsError } from "../errors.js";
 import type { OnProgress } from "./connect.js";
 
 export const print = (text: string) => process.stdout.write(`${text}\n`);
@@ -23,16 +23,7 @@ export const ours = (e: unknown): e is Error =>
 export const message = (e: unknown) =>
   ours(e) ? e.message.replace(/^E[A-Z0-9]+: /, "") : e instanceof Error ? e.message : String(e);
 
-const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
-/** "8G", "64K", "512M", "1T" or a byte count (binary units; a trailing "B"/"iB" is allowed). */
-export function parseSize(text: string, what: string): number {
-  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
-  const n = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : Number.NaN;
-  if (!Number.isSafeInteger(Math.round(n)) || n < 0)
-    throw einval(`${what} "${text}": expected a size such as 8G, 512M or 65536`);
-  return Math.round(n);
-}
+export { parseSize } from "../daemon/properties.js";
 
 export function formatBytes(n: number): string {
   for (const [u, f] of [

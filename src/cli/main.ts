@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { healthCommands } from "./commands/health.js";
+import { retentionCommands } from "./commands/retention.js";
 import { snapshotCommands } from "./commands/snapshot.js";
 import { storeCommands } from "./commands/store.js";
 import { writerCommands } from "./commands/writers.js";
@@ -49,7 +50,7 @@ export function program(): Command {
     .configureOutput({ outputError: () => undefined });
   // In the order `shadowfs --help` lists them.
   storeCommands(cli); // init, mount, unmount, status
-  snapshotCommands(cli);
+  retentionCommands(cli, snapshotCommands(cli)); // get, set; snapshot hold, release, cleanup
   writerCommands(cli);
   healthCommands(cli); // storage, fsck
   return cli;

@@ -18,7 +18,9 @@ import {
   type ResultIn,
 } from "../snapshot/rpc/api.js";
 import { writerRegistrationApi } from "../snapshot/socket-writer.js";
+import type { PropertyValue } from "./properties.js";
 import type { WriterListing } from "./protocol.js";
+import type { CleanupReport } from "./retention-admin.js";
 import type {
   CheckReport,
   RevertResult,
@@ -82,6 +84,19 @@ export const controlApi = {
     }),
   ),
   "snapshot.history": method<History>()(none),
+  /** A hold pins a snapshot against every deletion; `tag` names it (default "hold"). */
+  "snapshot.hold": method<SnapshotRow>()(
+    z.object({ snapshot: snapshotRef, tag: z.string().optional() }),
+  ),
+  "snapshot.release": method<SnapshotRow>()(
+    z.object({ snapshot: snapshotRef, tag: z.string().optional() }),
+  ),
+  /** Applies the retention rules now; with `dryRun`, says what they would delete. */
+  "snapshot.cleanup": method<CleanupReport>()(z.object({ dryRun: z.boolean().default(false) })),
+  /** The volume's properties (all, or those named). */
+  get: method<PropertyValue[]>()(z.object({ properties: z.array(z.string()).default([]) })),
+  /** Sets `PROPERTY=VALUE`s, all checked before any is applied; answers their new values. */
+  set: method<PropertyValue[]>()(z.object({ assignments: z.array(z.string()).min(1) })),
   storage: method<StorageReport>()(none),
   /** Sends `progress` notifications `{ done, total }` while the store's chunks are checked. */
   fsck: method<CheckReport>()(z.object({ snapshot: snapshotRef.optional() })),

@@ -14,9 +14,11 @@ import { lockStore } from "./lock.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
 import { VolumeProtocol } from "./protocol.js";
+import { Retention } from "./retention-admin.js";
 import { serve } from "./rpc.js";
 import { type Mount, Service } from "./service.js";
 import { openStore } from "./store.js";
+import { Timeline } from "./timeline.js";
 
 export interface DaemonOptions {
   store: string;
@@ -46,6 +48,7 @@ export class Daemon {
   private watch: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private protocol: VolumeProtocol | undefined;
+  private timeline: Timeline | undefined;
   /** Resolves when the daemon has stopped. */
   readonly stopped: Promise<void>;
   private done!: () => void;
@@ -99,6 +102,7 @@ export class Daemon {
       });
       const protocol = new VolumeProtocol(service, mountpoint);
       daemon.protocol = protocol;
+      const retention = new Retention(service);
       try {
         daemon.mount = await FuseMount.mount({
           mountpoint,
@@ -108,14 +112,19 @@ export class Daemon {
         });
         await makeRuntimeDir();
         service.mount = daemon.asMount(mountpoint);
-        daemon.server = await serve(paths.socket, controlMethods(service, protocol), (what, err) =>
-          log.warn({ err: err instanceof Error ? err.message : err }, `control socket: ${what}`),
+        daemon.server = await serve(
+          paths.socket,
+          controlMethods(service, protocol, retention),
+          (what, err) =>
+            log.warn({ err: err instanceof Error ? err.message : err }, `control socket: ${what}`),
         );
       } catch (e) {
         await daemon.stop();
         throw e;
       }
       daemon.watchMount(mountpoint);
+      daemon.timeline = new Timeline(service, protocol, retention, log);
+      daemon.timeline.start();
       const r = volume.recovery;
       const recovered = r.uncleanShutdown
         ? `recovered after an unclean shutdown (${r.droppedRecords} unfinished copy-on-write records dropped, ` +
@@ -205,10 +214,13 @@ export class Daemon {
           log.error({ err: (e as Error).message }, `stopping: ${what} failed`);
         }
       };
-      // A snapshot under way is abandoned first: writers thawed, changes let through.
+      // No new timeline snapshot; then a snapshot under way is abandoned: writers thawed,
+      // changes let through.
+      const ticking = this.timeline?.stop();
       await step("abandoning the snapshot under way", async () => {
         await this.protocol?.abort("the daemon is stopping");
         killRunningWriters();
+        await ticking;
       });
       await step("closing the control socket", async () => {
         this.server?.close();

@@ -5,10 +5,15 @@ import { methodTable } from "../snapshot/rpc/api.js";
 import type { Caller, MethodTable } from "../snapshot/rpc/peer.js";
 import { controlApi } from "./api.js";
 import type { VolumeProtocol } from "./protocol.js";
+import { Retention } from "./retention-admin.js";
 import type { Service } from "./service.js";
 
 /** The method table of a store: served by its daemon, or called in-process when not mounted. */
-export function controlMethods(s: Service, protocol: VolumeProtocol): MethodTable<Caller> {
+export function controlMethods(
+  s: Service,
+  protocol: VolumeProtocol,
+  retention = new Retention(s),
+): MethodTable<Caller> {
   return methodTable(controlApi, {
     status: () => s.status(),
     "snapshot.list": (p) => (p.settle ? s.listSettled() : s.list()),
@@ -16,6 +21,11 @@ export function controlMethods(s: Service, protocol: VolumeProtocol): MethodTabl
     "snapshot.revert": (p) =>
       s.revert(p.snapshot, { discardNewer: p.discardNewer, force: p.force }),
     "snapshot.history": () => protocol.history(),
+    "snapshot.hold": (p) => retention.hold(p.snapshot, p.tag),
+    "snapshot.release": (p) => retention.release(p.snapshot, p.tag),
+    "snapshot.cleanup": (p) => retention.cleanup({ dryRun: p.dryRun }),
+    get: (p) => retention.get(p.properties),
+    set: (p) => retention.set(p.assignments),
     storage: () => s.storage(),
     fsck: (p, caller) =>
       s.check({

@@ -49,13 +49,26 @@ export interface SnapshotRow {
   setId: string | null;
   createdAt: string;
   diffAreaBytes: number;
+  /** What deleting it alone would free. */
+  exclusiveBytes: number;
+  /** Tags of its holds: while it has one, nothing deletes it. */
+  holds: string[];
+  /** Taken by the timeline rather than by hand. */
+  timeline: boolean;
 }
 
 export interface StorageReport {
   usedBytes: number;
   limitBytes: number;
   onFull: string;
-  snapshots: Array<{ gmt: string; name: string | null; diffAreaBytes: number }>;
+  snapshots: Array<{
+    gmt: string;
+    name: string | null;
+    diffAreaBytes: number;
+    exclusiveBytes: number;
+    holds: string[];
+    timeline: boolean;
+  }>;
   evictions: Array<{ gmt: string; name: string | null; evictedAt: string; reason: string }>;
 }
 
@@ -118,13 +131,16 @@ export interface Mount {
 
 type Progress = (done: number, total: number) => void;
 
-const row = (s: SnapshotInfo): SnapshotRow => ({
+const row = (s: SnapshotInfo, exclusiveBytes: number): SnapshotRow => ({
   id: s.id,
   gmt: gmtName(s.createdAt),
   name: s.name ?? null,
   setId: s.setId ?? null,
   createdAt: new Date(s.createdAt).toISOString(),
   diffAreaBytes: s.diffAreaBytes,
+  exclusiveBytes,
+  holds: s.holds,
+  timeline: s.timeline,
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -161,12 +177,16 @@ export class Service {
   private readonly taken: Array<(id: number, seed: MetaSeed | undefined) => void> = [];
   /** Set by the daemon once production is mounted; undefined for a store opened directly. */
   mount: Mount | undefined;
+  /** Snapshot sets the timeline runs: their snapshots are tagged as the timeline's. */
+  readonly timelineSets = new Set<string>();
 
   constructor(
     readonly store: string,
     readonly volume: CowVolume,
     /** Replaced by a revert, with the gate held exclusive. */
     public fs: FileSystem,
+    /** The time snapshots are taken at, in ms since the epoch. */
+    readonly now: () => number = Date.now,
   ) {}
 
   /**
@@ -186,7 +206,12 @@ export class Service {
   }
 
   list(): SnapshotRow[] {
-    return this.volume.snapshots().map(row);
+    return this.volume.snapshots().map((s) => this.row(s));
+  }
+
+  /** Snapshot `s`'s row, while it is in the store. */
+  row(s: SnapshotInfo): SnapshotRow {
+    return row(s, this.volume.exclusiveBytes(s.id));
   }
 
   /** Writes out what is staged, so that diff-area sizes count every preserved chunk. */
@@ -221,7 +246,7 @@ export class Service {
     try {
       await provider.hold();
       const made = await provider.commit({ ...opts, setId: randomUUID() });
-      return row(this.volume.snapshots().find((s) => s.id === made.id)!);
+      return this.row(this.volume.snapshots().find((s) => s.id === made.id)!);
     } finally {
       provider.release();
     }
@@ -237,8 +262,8 @@ export class Service {
   /** Waits, if need be, until a snapshot made now gets a @GMT name of its own (one a second). */
   private async nextSecond(): Promise<void> {
     const newest = this.volume.snapshots().at(-1);
-    if (newest && gmtName(Date.now()) === gmtName(newest.createdAt))
-      await sleep(1000 - (Date.now() % 1000) + 1);
+    if (newest && gmtName(this.now()) === gmtName(newest.createdAt))
+      await sleep(1000 - (this.now() % 1000) + 1);
   }
 
   /**
@@ -277,7 +302,12 @@ export class Service {
           this.checkName(name);
           await this.nextSecond();
           const { taken: info, seed } = await this.fs.snapshotWith(() =>
-            this.volume.createSnapshot({ name, setId, createdAt: Date.now() }),
+            this.volume.createSnapshot({
+              name,
+              setId,
+              createdAt: this.now(),
+              timeline: this.timelineSets.has(setId),
+            }),
           );
           for (const fn of this.taken) fn(info.id, seed);
           return { id: info.id, gmt: gmtName(info.createdAt) };
@@ -305,9 +335,10 @@ export class Service {
     for (const e of this.mount?.exposed() ?? [])
       if (e.id === s.id)
         throw new FsError("EBUSY", `snapshot is exposed at ${e.mountpoint}; unexpose it first`);
+    const deleted = this.row(s);
     await this.volume.deleteSnapshot(s.id);
     this.mount?.deleted(s.id);
-    return row(s);
+    return deleted;
   }
 
   async expose(ref: string, mountpoint: string): Promise<{ mountpoint: string; gmt: string }> {
@@ -343,7 +374,7 @@ export class Service {
       this.fs = await FileSystem.open(this.volume);
       for (const fn of this.reverted) await fn(this.fs);
     });
-    return { reverted: row(target), saved, discarded };
+    return { reverted: this.row(target), saved, discarded };
   }
 
   async storage(): Promise<StorageReport> {
@@ -353,7 +384,16 @@ export class Service {
       usedBytes: this.volume.storageUsed(),
       limitBytes: shadowStorageLimit,
       onFull,
-      snapshots: this.list().map(({ gmt, name, diffAreaBytes }) => ({ gmt, name, diffAreaBytes })),
+      snapshots: this.list().map(
+        ({ gmt, name, diffAreaBytes, exclusiveBytes, holds, timeline }) => ({
+          gmt,
+          name,
+          diffAreaBytes,
+          exclusiveBytes,
+          holds,
+          timeline,
+        }),
+      ),
       evictions: this.volume.evictions().map((e) => ({
         gmt: gmtName(e.createdAt),
         name: e.name ?? null,

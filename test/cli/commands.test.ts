@@ -100,10 +100,13 @@ function checkRow(row: SnapshotRow, name: string | null): void {
   expect(Object.keys(row).sort()).toEqual([
     "createdAt",
     "diffAreaBytes",
+    "exclusiveBytes",
     "gmt",
+    "holds",
     "id",
     "name",
     "setId",
+    "timeline",
   ]);
   expect(row.id).toBeGreaterThan(0);
   expect(row.gmt).toMatch(GMT);
@@ -201,25 +204,36 @@ describe.each([
     expect(rows[1]!.id).toBeGreaterThan(first.id);
     const table = (await ok("snapshot", "list", target)).trimEnd().split("\n");
     expect(table).toHaveLength(3);
-    expect(table[0]).toMatch(/^NAME +ALIAS +CREATED +DIFF AREA +SET$/);
+    expect(table[0]).toMatch(/^NAME +ALIAS +CREATED +BY +DIFF AREA +EXCLUSIVE +HOLDS +SET$/);
     expect(table[1]).toMatch(
-      new RegExp(`^${first.gmt} +first +${first.createdAt} +\\S+ +${first.setId?.slice(0, 8)}$`),
+      new RegExp(
+        `^${first.gmt} +first +${first.createdAt} +hand +\\S+ +\\S+ +- +${first.setId?.slice(0, 8)}$`,
+      ),
     );
     expect(table[2]).toMatch(
-      new RegExp(`^${second} +- +${rows[1]!.createdAt} +\\S+ +${rows[1]!.setId?.slice(0, 8)}$`),
+      new RegExp(
+        `^${second} +- +${rows[1]!.createdAt} +hand +\\S+ +\\S+ +- +${rows[1]!.setId?.slice(0, 8)}$`,
+      ),
     );
 
     const storage = parse<StorageReport>(await ok("storage", target, "--json"));
     expect(storage.limitBytes).toBe(8 * MiB);
     expect(storage.onFull).toBe("fail-writes");
     expect(storage.snapshots).toEqual(
-      rows.map(({ gmt, name, diffAreaBytes }) => ({ gmt, name, diffAreaBytes })),
+      rows.map(({ gmt, name, diffAreaBytes, exclusiveBytes, holds, timeline }) => ({
+        gmt,
+        name,
+        diffAreaBytes,
+        exclusiveBytes,
+        holds,
+        timeline,
+      })),
     );
     expect(storage.usedBytes).toBe(rows.reduce((n, r) => n + r.diffAreaBytes, 0));
     expect(storage.evictions).toEqual([]);
     const storageText = (await ok("storage", target)).trimEnd().split("\n");
     expect(storageText[0]).toMatch(/^used \S+ of 8M; when full: fail-writes$/);
-    expect(storageText[1]).toMatch(/^SNAPSHOT +ALIAS +DIFF AREA$/);
+    expect(storageText[1]).toMatch(/^SNAPSHOT +ALIAS +DIFF AREA +EXCLUSIVE +HOLDS$/);
     expect(storageText.slice(2).map((l) => l.split(/ +/).slice(0, 2))).toEqual([
       [first.gmt, "first"],
       [second, "-"],

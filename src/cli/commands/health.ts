@@ -23,8 +23,14 @@ export function healthCommands(cli: Command): void {
       if (r.snapshots.length)
         print(
           table(
-            ["SNAPSHOT", "ALIAS", "DIFF AREA"],
-            r.snapshots.map((s) => [s.gmt, s.name ?? "-", formatBytes(s.diffAreaBytes)]),
+            ["SNAPSHOT", "ALIAS", "DIFF AREA", "EXCLUSIVE", "HOLDS"],
+            r.snapshots.map((s) => [
+              s.gmt,
+              s.name ?? "-",
+              formatBytes(s.diffAreaBytes),
+              formatBytes(s.exclusiveBytes),
+              s.holds.length ? s.holds.join(",") : "-",
+            ]),
           ),
         );
       for (const e of r.evictions)

@@ -9,14 +9,17 @@ import { FsError } from "../../errors.js";
 import { resolveTarget, withTarget } from "../connect.js";
 import { formatBytes, json, print, table } from "../format.js";
 
-function snapshotTable(rows: SnapshotRow[]): string {
+export function snapshotTable(rows: SnapshotRow[]): string {
   return table(
-    ["NAME", "ALIAS", "CREATED", "DIFF AREA", "SET"],
+    ["NAME", "ALIAS", "CREATED", "BY", "DIFF AREA", "EXCLUSIVE", "HOLDS", "SET"],
     rows.map((r) => [
       r.gmt,
       r.name ?? "-",
       r.createdAt,
+      r.timeline ? "timeline" : "hand",
       formatBytes(r.diffAreaBytes),
+      formatBytes(r.exclusiveBytes),
+      r.holds.length ? r.holds.join(",") : "-",
       r.setId?.slice(0, 8) ?? "-",
     ]),
   );
@@ -29,7 +32,8 @@ function seconds(text: string, what: string): number {
   return Math.round(n * 1000);
 }
 
-export function snapshotCommands(cli: Command): void {
+/** Adds the `snapshot` verbs; returns the `snapshot` command, for verbs added elsewhere. */
+export function snapshotCommands(cli: Command): Command {
   const snapshot = cli
     .command("snapshot")
     .description("create, list, delete, revert, expose snapshots");
@@ -179,4 +183,5 @@ export function snapshotCommands(cli: Command): void {
       );
       print(`unexposed ${mount.mountpoint}`);
     });
+  return snapshot;
 }
