@@ -20,14 +20,14 @@ import {
 import { writerRegistrationApi } from "../snapshot/socket-writer.js";
 import type { PropertyValue } from "./properties.js";
 import type { WriterListing } from "./protocol.js";
-import type { CleanupReport } from "./retention-admin.js";
 import type {
   CheckReport,
   RevertResult,
   SnapshotRow,
   StatusReport,
   StorageReport,
-} from "./service.js";
+} from "./reports.js";
+import type { CleanupReport } from "./retention-admin.js";
 
 const none = z.object({});
 /** A snapshot named by its `@GMT` name, user-given name or id. */

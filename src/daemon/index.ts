@@ -16,15 +16,14 @@ export { lockHolder, lockStore } from "./lock.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";
 export { isStore, storePaths } from "./paths.js";
 export { VolumeProtocol, type WriterListing } from "./protocol.js";
+export type {
+  CheckReport,
+  RevertResult,
+  SnapshotRow,
+  StatusReport,
+  StorageReport,
+  StoreStatus,
+} from "./reports.js";
 export { connectSocket, serve } from "./rpc.js";
-export {
-  type CheckReport,
-  type Mount,
-  type RevertResult,
-  Service,
-  type SnapshotRow,
-  type StatusReport,
-  type StorageReport,
-  type StoreStatus,
-} from "./service.js";
+export { type Mount, Service } from "./service.js";
 export { initStore, openStore } from "./store.js";

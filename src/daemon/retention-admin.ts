@@ -11,8 +11,9 @@ import {
   type TimelineSettings,
   timelineSettings,
 } from "./properties.js";
+import type { SnapshotRow } from "./reports.js";
 import { type Deletion, spaceDeletions, timelineDeletions } from "./retention.js";
-import type { Service, SnapshotRow } from "./service.js";
+import type { Service } from "./service.js";
 
 /** The tag of a hold given without one. */
 export const DEFAULT_HOLD_TAG = "hold";

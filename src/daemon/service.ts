@@ -30,87 +30,23 @@ import {
   Mutex,
   NodeHostFs,
   type SnapshotInfo,
-  type StoreReport,
 } from "../cow/index.js";
 import { einval, enoent, FsError } from "../errors.js";
 import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
-import { check, type FsckReport, fsck } from "../fs/fsck.js";
+import { check, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
 import type { Provider } from "../snapshot/index.js";
 import { storePaths } from "./paths.js";
-
-export interface SnapshotRow {
-  id: number;
-  /** The `@GMT-…` name under `.snapshots`. */
-  gmt: string;
-  /** The user-given name, if any. */
-  name: string | null;
-  /** The snapshot set it was taken in, if any. */
-  setId: string | null;
-  createdAt: string;
-  diffAreaBytes: number;
-  /** What deleting it alone would free. */
-  exclusiveBytes: number;
-  /** Tags of its holds: while it has one, nothing deletes it. */
-  holds: string[];
-  /** Taken by the timeline rather than by hand. */
-  timeline: boolean;
-}
-
-export interface StorageReport {
-  usedBytes: number;
-  limitBytes: number;
-  onFull: string;
-  snapshots: Array<{
-    gmt: string;
-    name: string | null;
-    diffAreaBytes: number;
-    exclusiveBytes: number;
-    holds: string[];
-    timeline: boolean;
-  }>;
-  evictions: Array<{ gmt: string; name: string | null; evictedAt: string; reason: string }>;
-}
-
-export interface CheckReport {
-  ok: boolean;
-  store: { ok: boolean; problems: string[]; notes: string[] } | null;
-  fs: FsckReport;
-  checked: string;
-}
-
-export interface StoreStatus {
-  store: string;
-  volumeBytes: number;
-  chunkBytes: number;
-  blockBytes: number;
-  usedBytes: number;
-  freeBytes: number;
-  files: number;
-  snapshots: number;
-  shadowStorageUsedBytes: number;
-  shadowStorageLimitBytes: number;
-  onFull: string;
-  /** Where it is mounted; null when it is not. */
-  mountpoint: string | null;
-}
-
-/** What `status` adds when a daemon has the store mounted. */
-export interface MountStatus {
-  pid: number;
-  /** Files open in production. */
-  openFiles: number;
-  exposed: Array<{ mountpoint: string; id: number }>;
-}
-
-export type StatusReport = StoreStatus & Partial<MountStatus>;
-
-export interface RevertResult {
-  reverted: SnapshotRow;
-  /** Production as it was, kept as a snapshot (none with `discardNewer`). */
-  saved: SnapshotRow | null;
-  discarded: SnapshotRow[];
-}
+import {
+  type CheckReport,
+  checked,
+  type RevertResult,
+  type SnapshotRow,
+  type StatusReport,
+  type StorageReport,
+  type StoreStatus,
+  snapshotRow,
+} from "./reports.js";
 
 /**
  * What only a mounted store has: production's mount, its open files and exposed snapshots.
@@ -131,18 +67,6 @@ export interface Mount {
 
 type Progress = (done: number, total: number) => void;
 
-const row = (s: SnapshotInfo, exclusiveBytes: number): SnapshotRow => ({
-  id: s.id,
-  gmt: gmtName(s.createdAt),
-  name: s.name ?? null,
-  setId: s.setId ?? null,
-  createdAt: new Date(s.createdAt).toISOString(),
-  diffAreaBytes: s.diffAreaBytes,
-  exclusiveBytes,
-  holds: s.holds,
-  timeline: s.timeline,
-});
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A user-given snapshot name: not empty, no slash, not mistakable for a `@GMT` name or an id. */
@@ -152,18 +76,6 @@ export function checkAlias(name: string): void {
   if (name.startsWith("@GMT-") || /^[0-9]+$/.test(name))
     throw einval(`snapshot name "${name}": must not look like a @GMT name or a number`);
 }
-
-/** The report of a check of production: the store's files and the filesystem. */
-const checked = (st: StoreReport, fs: FsckReport): CheckReport => ({
-  ok: st.ok && fs.ok,
-  store: {
-    ok: st.ok,
-    problems: st.problems.map((p) => `${p.file}: ${p.message}`),
-    notes: st.notes,
-  },
-  fs,
-  checked: "production",
-});
 
 export class Service {
   /** Changes to production enter shared; a snapshot's hold, a revert or a stop, exclusive. */
@@ -211,7 +123,7 @@ export class Service {
 
   /** Snapshot `s`'s row, while it is in the store. */
   row(s: SnapshotInfo): SnapshotRow {
-    return row(s, this.volume.exclusiveBytes(s.id));
+    return snapshotRow(s, this.volume.exclusiveBytes(s.id));
   }
 
   /** Writes out what is staged, so that diff-area sizes count every preserved chunk. */

@@ -5,8 +5,8 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { PropertyValue } from "../../src/daemon/properties.js";
+import type { SnapshotRow, StorageReport } from "../../src/daemon/reports.js";
 import type { CleanupReport } from "../../src/daemon/retention-admin.js";
-import type { SnapshotRow, StorageReport } from "../../src/daemon/service.js";
 import { ok, run, type Scratch, scratchEachTest, shadowfs, until } from "../helpers/mounted.js";
 
 const { fresh } = scratchEachTest({ checkEach: true });
