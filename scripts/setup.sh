@@ -9,8 +9,11 @@ say() { printf 'setup: %s\n' "$*"; }
 
 # 1. Debian packages: installed only when missing. The compiler and python3 (for node-gyp)
 #    rebuild the FUSE binding; rsync, attr, fio, bindfs and sqlite3 are tools for tests and
-#    benchmarks.
-debs=(libfuse2 fuse3 libfuse-dev build-essential pkg-config python3 rsync attr fio bindfs sqlite3)
+#    benchmarks; samba, samba-vfs-modules (vfs_shadow_copy2, only a Recommends of samba) and
+#    smbclient serve a mount's snapshots as Windows "Previous Versions" in a test
+#    (docs/samba.md).
+debs=(libfuse2 fuse3 libfuse-dev build-essential pkg-config python3 rsync attr fio bindfs sqlite3
+  samba samba-vfs-modules smbclient)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
