@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { healthCommands } from "./commands/health.js";
+import { historyCommands } from "./commands/history.js";
 import { retentionCommands } from "./commands/retention.js";
 import { snapshotCommands } from "./commands/snapshot.js";
 import { storeCommands } from "./commands/store.js";
@@ -51,6 +52,7 @@ export function program(): Command {
   // In the order `shadowfs --help` lists them.
   storeCommands(cli); // init, mount, unmount, status
   retentionCommands(cli, snapshotCommands(cli)); // get, set; snapshot hold, release, cleanup
+  historyCommands(cli); // versions, restore
   writerCommands(cli);
   healthCommands(cli); // storage, fsck
   return cli;

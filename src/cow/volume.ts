@@ -203,6 +203,18 @@ export class CowVolume extends VolumeIo {
     return this.store.chunkCount(id);
   }
 
+  /**
+   * Which chunks may read otherwise in snapshot `from` than in `to`, a newer snapshot (production
+   * when absent): those that a diff area from `from`'s up to `to`'s holds, each preserved when it
+   * was written; every other chunk reads the same in both. For production, a write still staged
+   * in memory counts once it reaches the base image. ENOENT for a snapshot that does not exist.
+   */
+  mayDiffer(from: number, to?: number): (chunk: number) => boolean {
+    const ids = this.store.ids();
+    const areas = ids.slice(this.position(from), to === undefined ? ids.length : this.position(to));
+    return (chunk) => areas.some((a) => this.store.holds(a, chunk));
+  }
+
   evictions(): Eviction[] {
     return this.cat.evictions.map((e) => ({ ...e }));
   }

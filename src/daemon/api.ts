@@ -27,7 +27,9 @@ import type {
   StatusReport,
   StorageReport,
 } from "./reports.js";
+import type { RestoreResult } from "./restore.js";
 import type { CleanupReport } from "./retention-admin.js";
+import type { VersionsResult } from "./versions.js";
 
 const none = z.object({});
 /** A snapshot named by its `@GMT` name, user-given name or id. */
@@ -101,6 +103,21 @@ export const controlApi = {
   /** Sends `progress` notifications `{ done, total }` while the store's chunks are checked. */
   fsck: method<CheckReport>()(z.object({ snapshot: snapshotRef.optional() })),
   "writers.list": method<WriterListing>()(none),
+  /** Every distinct version of a path (below the volume's root), newest first. */
+  versions: method<VersionsResult>()(z.object({ path: z.string() })),
+  /**
+   * Restores a path of a snapshot into production (paths below the volume's root). With
+   * `progress`, sends `progress` notifications `{ done, total }` in bytes.
+   */
+  restore: method<RestoreResult>()(
+    z.object({
+      path: z.string(),
+      from: snapshotRef,
+      to: z.string().optional(),
+      force: z.boolean().default(false),
+      progress: z.boolean().default(false),
+    }),
+  ),
   "history.append": method<null>()(z.object({ record: historyRecord })),
   // The snapshot protocol, driven by a requester (see docs/snapshot-protocol.md).
   "protocol.identify": method<{ writers: WriterInfo[]; results: WriterResult[] }>()(

@@ -165,6 +165,9 @@ export class Daemon {
       unexpose: (where) => this.unexpose(where),
       deleted: () => this.views.refresh(),
       unmount: () => setImmediate(() => void this.stop()),
+      snapshotFs: async (snap) => (await this.views.viewOf(snap)).fs,
+      forget: (dir, name) => this.root.forget(dir, name),
+      attrsExpired: () => new Promise((done) => setTimeout(done, PRODUCTION_ATTR_TIMEOUT * 1000)),
     };
   }
 

@@ -5,8 +5,10 @@ import { methodTable } from "../snapshot/rpc/api.js";
 import type { Caller, MethodTable } from "../snapshot/rpc/peer.js";
 import { controlApi } from "./api.js";
 import type { VolumeProtocol } from "./protocol.js";
+import { restore } from "./restore.js";
 import { Retention } from "./retention-admin.js";
 import type { Service } from "./service.js";
+import { versions } from "./versions.js";
 
 /** The method table of a store: served by its daemon, or called in-process when not mounted. */
 export function controlMethods(
@@ -33,6 +35,13 @@ export function controlMethods(
         progress: (done, total) => caller.notify("progress", { done, total }),
       }),
     "writers.list": () => protocol.list(),
+    versions: (p) => versions(s, p.path),
+    restore: ({ progress, ...p }, caller) =>
+      restore(
+        s,
+        p,
+        progress ? (done, total) => caller.notify("progress", { done, total }) : undefined,
+      ),
     "history.append": async (p) => {
       await protocol.appendHistory(p.record);
       return null;

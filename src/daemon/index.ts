@@ -24,6 +24,8 @@ export type {
   StorageReport,
   StoreStatus,
 } from "./reports.js";
+export type { RestoreResult } from "./restore.js";
 export { connectSocket, serve } from "./rpc.js";
 export { type Mount, Service } from "./service.js";
 export { initStore, openStore } from "./store.js";
+export type { PathVersion, VersionHolder, VersionsResult } from "./versions.js";

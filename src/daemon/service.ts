@@ -63,6 +63,12 @@ export interface Mount {
   deleted(id: number): void;
   /** Starts stopping the daemon (after the answer is sent). */
   unmount(): void;
+  /** Snapshot `s`'s filesystem, read-only: the one `.snapshots` serves. */
+  snapshotFs(s: SnapshotInfo): Promise<FileSystem>;
+  /** A name in production changed behind the FUSE operations' back (a restore): it is forgotten. */
+  forget(dir: number, name: string): void;
+  /** Resolves once what the kernel may keep of production's attributes has expired. */
+  attrsExpired(): Promise<void>;
 }
 
 type Progress = (done: number, total: number) => void;

@@ -149,3 +149,28 @@ export function write(
     return bytes.length;
   });
 }
+
+/** A part of a file that holds data: `length` bytes at `offset`, at byte `dev` of the device. */
+export interface DataRun {
+  offset: number;
+  length: number;
+  dev: number;
+}
+
+/** See `FileSystem.dataRuns`. */
+export function dataRuns(
+  ctx: FsContext,
+  ino: number,
+  offset: number,
+  length: number,
+): Promise<DataRun[]> {
+  return ctx.meta.view(async () => {
+    const inode = await seen(ctx, ino);
+    if (!isReg(inode.mode)) throw einval(`inode ${ino} is not a regular file`);
+    return (await ctx.data.plan(inode, offset, length)).runs.map((r) => ({
+      offset: offset + r.at,
+      length: r.len,
+      dev: r.dev,
+    }));
+  });
+}

@@ -246,6 +246,16 @@ export class FileSystem {
     return io.write(this.context, ino, offset, data, cred);
   }
 
+  /**
+   * The parts of bytes [offset, offset + length) of regular file `ino` that hold data, in order,
+   * each contiguous in the file and on the device (as SEEK_DATA and SEEK_HOLE find them, with
+   * where they lie): the rest are holes, which read as zeros. Block-aligned, but for the end of
+   * the file.
+   */
+  dataRuns(ino: number, offset: number, length: number): Promise<io.DataRun[]> {
+    return io.dataRuns(this.context, ino, offset, length);
+  }
+
   // ------------------------------------------------------------------ durability
 
   /** Makes everything done so far durable (data and metadata of every file: one journal commit). */
