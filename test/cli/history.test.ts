@@ -315,6 +315,14 @@ describe("shadowfs restore", () => {
     // The file's history now shows all three.
     const v = parse<VersionsResult["versions"]>(await ok("versions", f, "--json"));
     expect(v.map((x) => x.snapshots.map((h) => h.gmt))).toEqual([[], [r.keptIn!.gmt], [v1.gmt]]);
+
+    // A directory where the file was: swapped out whole, and kept with all it holds.
+    run("rm f && mkdir -p f/sub && echo deep > f/sub/x", mnt);
+    const again = parse<RestoreResult>(await ok("restore", f, "--from", "v1", "--force", "--json"));
+    expect(readFileSync(f, "utf8")).toBe("old version\n");
+    const keptDir = join(mnt, ".snapshots", again.keptIn!.gmt, "f");
+    expect(readFileSync(join(keptDir, "sub", "x"), "utf8")).toBe("deep\n");
+    expect(temps(mnt)).toEqual([]);
   });
 
   it("refuses bad input with one line, changing nothing", async () => {
