@@ -168,6 +168,8 @@ export async function restore(
     placed = await place(s, to, { dir: dir.ino, temp, name, toParts }, req.force);
   } catch (e) {
     await removeTree(to, dir.ino, temp).catch(() => undefined);
+    // Blocks freed are handed out again only after a commit.
+    await to.change((fs) => fs.fsync()).catch(() => undefined);
     throw e;
   }
   if (placed.swapped) {
@@ -180,9 +182,11 @@ export async function restore(
           `is left under ${show([...toParts.slice(0, -1), temp])}: ${why}`,
       );
     });
-    // What the kernel may still keep of the replaced file expires before the answer.
-    await s.mount?.attrsExpired();
   }
+  // Durable when the answer comes, as a snapshot is (and blocks freed are free again).
+  await to.change((fs) => fs.fsync());
+  // What the kernel may still keep of a replaced file expires before the answer.
+  if (placed.swapped) await s.mount?.attrsExpired();
   progress?.(total, total);
   return result(copy.counts, false, placed.keptIn);
 }
