@@ -108,7 +108,10 @@ export class Allocator {
     const usable = this.total - this.quarantine.size - this.deferred.size;
     if (count > usable) {
       const why = `${count} blocks wanted, ${usable} free (${this.quarantine.size} more once committed, ${this.deferred.size} after a checkpoint)`;
-      if (count <= usable + this.deferred.size) throw new CheckpointNeeded(why);
+      // A commit frees the quarantined blocks (or defers them), and the checkpoint after it the
+      // deferred ones: MetaStore.run does both and runs the operation again.
+      if (count <= usable + this.quarantine.size + this.deferred.size)
+        throw new CheckpointNeeded(why);
       throw enospc(why);
     }
     const out: number[] = [];

@@ -13,8 +13,9 @@ import type { Journal } from "./journal.js";
 export type Step = (room?: number) => Promise<void>;
 
 /**
- * ENOSPC that a checkpoint would cure: blocks freed in transactions the journal still holds are
- * not reused before the next checkpoint. `MetaStore.run` checkpoints and runs the operation again.
+ * ENOSPC that a commit and a checkpoint would cure: blocks freed since the last commit, or in
+ * transactions the journal still holds, are not reused before them. `MetaStore.run` commits,
+ * checkpoints and runs the operation again.
  */
 export class CheckpointNeeded extends FsError {
   constructor(what: string) {

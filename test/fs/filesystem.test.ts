@@ -298,6 +298,25 @@ describe("filesystem: freed metadata blocks and the journal", () => {
   });
 });
 
+describe("filesystem: space freed and not yet committed", () => {
+  it("a file removed makes room at once for the next write, with no sync between", async () => {
+    const dev = new MemoryBlockDevice(1024 * 4096);
+    await FileSystem.mkfs(dev, me);
+    const fs = await FileSystem.open(dev);
+    const room = (await fs.statfs()).blocksFree * 4096;
+    const a = await fs.create(ROOT, "a", 0o644, me);
+    await fs.write(a.ino, 0, Buffer.alloc(room - 64 * 4096, 1)); // most of the volume
+    await fs.fsync();
+    await fs.unlink(ROOT, "a", me); // freed, not committed
+    const b = await fs.create(ROOT, "b", 0o644, me);
+    const data = Buffer.alloc(room - 64 * 4096, 2);
+    await fs.write(b.ino, 0, data);
+    expect((await fs.read(b.ino, 0, data.length)).equals(data)).toBe(true);
+    await fs.fsync();
+    expect((await fsck(dev)).problems).toEqual([]);
+  });
+});
+
 describe("filesystem on a snapshot (read side)", () => {
   it("reads the tree as it was at the snapshot and refuses every change with EROFS", async () => {
     const vol = await cowVolume();
