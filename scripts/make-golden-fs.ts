@@ -1,6 +1,6 @@
-// Builds the golden filesystem image of format version 1 (test/fixtures/golden-fs-v1.img.gz) from
-// the recipe in test/fs/golden-fs-recipe.ts. It never overwrites an existing fixture unless given
-// --force.
+// Builds the golden filesystem image of the current format version (test/fixtures/golden-fs-vN.img.gz)
+// from the recipe in test/fs/golden-fs-recipe.ts. It never overwrites an existing fixture unless
+// given --force. Images of older versions were made by the code of their version and stay as made.
 //
 // Usage: tsx scripts/make-golden-fs.ts [--force]
 // The superblock holds a random uuid and the creation time, and every directory a random hash
@@ -21,22 +21,23 @@ import { directoryOf } from "../src/fs/context.js";
 import { FileSystem, ROOT, SUPERUSER } from "../src/fs/filesystem.js";
 import { check } from "../src/fs/fsck.js";
 import type { Time } from "../src/fs/inode.js";
+import { FS_VERSION } from "../src/fs/superblock.js";
 import {
   baseName,
   DOOMED,
   dirOf,
-  GOLDEN_FS,
   GOLDEN_FS_SIZE,
   GOLDEN_JOURNAL_BLOCKS,
   GOLDEN_NODES,
   type GoldenNode,
+  goldenFs,
   JOURNAL_TIME,
   JOURNAL_XATTR,
   pieces,
 } from "../test/fs/golden-fs-recipe.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const target = join(root, GOLDEN_FS);
+const target = join(root, goldenFs(FS_VERSION));
 const BS = 4096;
 
 /** A read-only view of a device's bytes, as a snapshot is. */

@@ -8,7 +8,7 @@ import type { DirEntry, Header, Key, Kind } from "./directory-format.js";
 import * as fmt from "./directory-format.js";
 import { sipHash46 } from "./siphash.js";
 
-export type { DirEntry } from "./directory-format.js";
+export type { DirEntry, Key } from "./directory-format.js";
 export { NAME_MAX } from "./directory-format.js";
 
 /** A 64-bit hash shifted right by this keeps the bits a key holds. */
@@ -52,12 +52,16 @@ interface Descent {
   /** The smallest key not in this leaf's range (none for the rightmost leaf). */
   upper: Key | undefined;
 }
+/** An entry and its key, fixed for the entry's life (what an inode's names record). */
+export interface KeyedEntry extends DirEntry {
+  key: Key;
+}
 interface Found {
   path: Step[];
   leaf: number;
   off: number;
   size: number;
-  entry: DirEntry;
+  entry: KeyedEntry;
 }
 
 /**
@@ -93,11 +97,12 @@ export class Directory {
   async lookup(name: Uint8Array): Promise<DirEntry | undefined> {
     this.checkName(name);
     const hdr = await this.header();
-    return (await this.find(hdr, name, this.hashOf(hdr.key, name))).found?.entry;
+    const e = (await this.find(hdr, name, this.hashOf(hdr.key, name))).found?.entry;
+    return e && { ino: e.ino, type: e.type };
   }
 
-  /** Adds `name`; EEXIST if it is there. */
-  async insert(name: Uint8Array, entry: DirEntry): Promise<void> {
+  /** Adds `name`; EEXIST if it is there. Returns the new entry's key. */
+  async insert(name: Uint8Array, entry: DirEntry): Promise<Key> {
     this.checkName(name);
     this.checkEntry(entry);
     const hdr = await this.header();
@@ -111,10 +116,11 @@ export class Directory {
     await this.put(hdr, path, leaf, key, fmt.encodeEntry(key, entry, name));
     hdr.count++;
     await this.saveHeader(hdr);
+    return key;
   }
 
-  /** Removes `name`; returns its entry, or undefined if there was none. */
-  async remove(name: Uint8Array): Promise<DirEntry | undefined> {
+  /** Removes `name`; returns its entry and key, or undefined if there was none. */
+  async remove(name: Uint8Array): Promise<KeyedEntry | undefined> {
     this.checkName(name);
     const hdr = await this.header();
     const { found } = await this.find(hdr, name, this.hashOf(hdr.key, name));
@@ -127,8 +133,11 @@ export class Directory {
     return found.entry;
   }
 
-  /** Points the existing `name` at `entry` (rename onto it); returns the old entry. ENOENT if none. */
-  async replace(name: Uint8Array, entry: DirEntry): Promise<DirEntry> {
+  /**
+   * Points the existing `name` at `entry` (rename onto it), keeping the name's key; returns the
+   * old entry. ENOENT if none.
+   */
+  async replace(name: Uint8Array, entry: DirEntry): Promise<KeyedEntry> {
     this.checkName(name);
     this.checkEntry(entry);
     const hdr = await this.header();
@@ -138,6 +147,21 @@ export class Directory {
     fmt.setEntryTarget(b, found.off, entry);
     fmt.seal(b);
     return found.entry;
+  }
+
+  /** The entry whose key is `key`, with its name, if there is one: one node a level. */
+  async atKey(key: Key): Promise<(KeyedEntry & { name: Buffer }) | undefined> {
+    const hdr = await this.header();
+    const b = await this.load((await this.descend(hdr, key)).leaf, fmt.LEAF, 0);
+    const end = fmt.leafEnd(b);
+    for (let off = fmt.N_BODY; off < end; off += fmt.entrySize(b, off)) {
+      const c = fmt.cmp(fmt.entryKey(b, off), key);
+      if (c > 0) break;
+      if (c < 0) continue;
+      const name = Buffer.from(fmt.entryName(b, off));
+      return { name, ino: fmt.entryIno(b, off), type: fmt.entryType(b, off), key };
+    }
+    return undefined;
   }
 
   /**
@@ -264,7 +288,11 @@ export class Directory {
       const off = fmt.scanLeaf(b, h, name, minors);
       if (off === fmt.PAST_HASH) return { minors, leaves, last };
       if (off >= 0) {
-        const entry = { ino: fmt.entryIno(b, off), type: fmt.entryType(b, off) };
+        const entry = {
+          ino: fmt.entryIno(b, off),
+          type: fmt.entryType(b, off),
+          key: fmt.entryKey(b, off),
+        };
         const size = fmt.entrySize(b, off);
         const found: Found = { path: last.path, leaf: last.leaf, off, size, entry };
         return { found, minors, leaves, last };

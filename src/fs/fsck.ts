@@ -5,8 +5,10 @@ import type { BlockDevice } from "../cow/index.js";
 import { dirType, isDir, isLink, isReg } from "./attr.js";
 import { blocksOf } from "./block-map.js";
 import { directoryOf, type FsContext, ROOT } from "./context.js";
+import { keyOfCookie } from "./directory-format.js";
 import { FileSystem } from "./filesystem.js";
-import { FLAG_ORPHAN, type Inode } from "./inode.js";
+import { FLAG_ORPHAN, type Inode, type NameRef } from "./inode.js";
+import { NAMES_SINCE, nameRefProblem } from "./name-refs.js";
 
 const BS = 4096;
 
@@ -80,6 +82,8 @@ async function checkContext(ctx: FsContext): Promise<FsckReport> {
 
   // Walk the tree: every directory once, counting the names of every inode.
   const names = new Map<number, number>();
+  /** Every name of each inode, as (directory, key): what format 2's inodes list. */
+  const refs = new Map<number, NameRef[]>();
   const inodes = new Map<number, Inode>();
   const queue: Array<[Inode, number]> = [];
   const root = await read(ROOT);
@@ -104,6 +108,11 @@ async function checkContext(ctx: FsContext): Promise<FsckReport> {
       cookie = page.at(-1)!.cookie;
       for (const e of page) {
         const where = `entry "${e.name.toString()}" of directory ${dir.ino}`;
+        const key = keyOfCookie(e.cookie - 1n);
+        const ref = { parent: dir.ino, h: key.h, m: key.m };
+        const known = refs.get(e.ino);
+        if (known) known.push(ref);
+        else refs.set(e.ino, [ref]);
         const inode = await read(e.ino);
         if (!inode) continue;
         if (inode.mode === 0) {
@@ -168,6 +177,8 @@ async function checkContext(ctx: FsContext): Promise<FsckReport> {
 
   for (const [ino, inode] of inodes) {
     const who = `inode ${ino}`;
+    const badNames = sb.version >= NAMES_SINCE && nameRefProblem(inode, refs.get(ino) ?? []);
+    if (badNames) say(`${who} ${badNames}`);
     if (inode.flags & FLAG_ORPHAN && !orphans.has(ino))
       say(`${who} is marked as an orphan but is not on the orphan list`);
     if (!isDir(inode.mode) && inode.nlink !== (names.get(ino) ?? 0)) {

@@ -12,6 +12,22 @@ export const INLINE_BYTES = (DIRECT + 3) * 4;
 const FLAG_INLINE = 1;
 /** Flag bit 1: the inode is on the orphan list (see `InodeTable.addOrphan`). */
 export const FLAG_ORPHAN = 2;
+/** Flag bit 2: the inode has more names than `names` lists (see name-refs.ts). */
+export const FLAG_MORE_NAMES = 4;
+/** Names an inode lists (format 2): 12 bytes each from offset 172. */
+export const NAME_REFS = 6;
+const NAMES_AT = 172;
+const NAME_REF_SIZE = 12;
+
+/**
+ * One name of an inode: the directory holding it and the entry's key there (hash `h`, collision
+ * index `m`), fixed for the entry's life; the directory finds the name from the key.
+ */
+export interface NameRef {
+  parent: number;
+  h: number;
+  m: number;
+}
 
 /** Seconds and nanoseconds since the epoch. */
 export interface Time {
@@ -46,6 +62,11 @@ export interface Inode {
   /** Neighbours on the orphan list (0 = none); meaningful with `FLAG_ORPHAN` only. */
   orphanNext: number;
   orphanPrev: number;
+  /**
+   * Its names (format 2; none in format 1), at most NAME_REFS: every one unless
+   * `FLAG_MORE_NAMES` is set. Kept by the operations that make and remove names (name-refs.ts).
+   */
+  names: NameRef[];
 }
 
 export function emptyInode(ino: number): Inode {
@@ -70,6 +91,7 @@ export function emptyInode(ino: number): Inode {
     inline: undefined,
     orphanNext: 0,
     orphanPrev: 0,
+    names: [],
   };
 }
 
@@ -96,6 +118,7 @@ export function copyInode(i: Inode): Inode {
     inline: i.inline && Buffer.from(i.inline),
     orphanNext: i.orphanNext,
     orphanPrev: i.orphanPrev,
+    names: i.names.length === 0 ? [] : i.names.map((r) => ({ parent: r.parent, h: r.h, m: r.m })),
   };
 }
 
@@ -143,6 +166,14 @@ export function encodeInode(ino: Inode, into: Buffer, at: number): void {
   }
   b.writeUInt32LE(ino.orphanNext, 164);
   b.writeUInt32LE(ino.orphanPrev, 168);
+  if (ino.names.length > NAME_REFS)
+    throw new Error(`inode ${ino.ino} lists ${ino.names.length} names`);
+  for (const [i, r] of ino.names.entries()) {
+    const at = NAMES_AT + i * NAME_REF_SIZE;
+    b.writeUInt32LE(r.parent, at);
+    b.writeUInt16LE(r.m, at + 4);
+    b.writeUIntLE(r.h, at + 6, 6);
+  }
   b.writeUInt32LE(crc32c(b.subarray(0, INODE_SIZE - 4)), INODE_SIZE - 4);
 }
 
@@ -177,5 +208,11 @@ export function decodeInode(ino: number, from: Buffer, at: number): Inode {
   } else for (let i = 0; i < out.ptrs.length; i++) out.ptrs[i] = b.readUInt32LE(104 + 4 * i);
   out.orphanNext = b.readUInt32LE(164);
   out.orphanPrev = b.readUInt32LE(168);
+  for (let i = 0; i < NAME_REFS; i++) {
+    const at = NAMES_AT + i * NAME_REF_SIZE;
+    const parent = b.readUInt32LE(at);
+    if (parent !== 0)
+      out.names.push({ parent, m: b.readUInt16LE(at + 4), h: b.readUIntLE(at + 6, 6) });
+  }
   return out;
 }

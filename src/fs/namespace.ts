@@ -29,6 +29,7 @@ import {
 import type { Cred } from "./cred.js";
 import { INLINE_BYTES, type Inode } from "./inode.js";
 import type { Step } from "./meta-store.js";
+import { addName, dropName } from "./name-refs.js";
 import {
   mayAccess,
   mayCreate,
@@ -107,7 +108,7 @@ function make(
     const inode = await ctx.table.allocate();
     initInode(ctx, inode, newOwner(dir, mode, cred));
     await fill(inode, dir);
-    await directory.insert(name, { ino: inode.ino, type: dirType(mode) });
+    addName(inode, dir.ino, await directory.insert(name, { ino: inode.ino, type: dirType(mode) }));
     dir.mtime = dir.ctime = inode.ctime;
     await ctx.table.put(inode);
     await ctx.table.put(dir);
@@ -201,9 +202,10 @@ export function link(
     if (isDir(inode.mode)) throw new FsError("EPERM", "hard links to directories are not allowed");
     if (inode.nlink >= LINK_MAX)
       throw new FsError("EMLINK", `inode ${ino} has ${inode.nlink} links`);
-    await directoryOf(ctx, dir).insert(n, { ino, type: dirType(inode.mode) });
+    const key = await directoryOf(ctx, dir).insert(n, { ino, type: dirType(inode.mode) });
     const t = ctx.now();
     inode.nlink++;
+    addName(inode, dir.ino, key);
     inode.ctime = t;
     dir.mtime = dir.ctime = t;
     await ctx.table.put(inode);
@@ -250,10 +252,11 @@ async function removeName(
     throw new FsError("EISDIR", `${name.toString()} is a directory`);
   if (wantDir && !(await directoryOf(ctx, inode).isEmpty()))
     throw new FsError("ENOTEMPTY", `${name.toString()} is not empty`);
-  await directory.remove(name);
+  const { key } = (await directory.remove(name))!;
   const t = ctx.now();
   dir.mtime = dir.ctime = t;
   dropLink(inode, dir, t);
+  dropName(inode, dir.ino, key);
   await ctx.table.put(dir);
   await settle(ctx, inode, step);
 }

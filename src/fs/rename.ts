@@ -5,7 +5,9 @@ import { CorruptStoreError, eexist, einval, enoent, FsError } from "../errors.js
 import { dirType, isDir } from "./attr.js";
 import { change, directoryOf, dirInode, type FsContext, live, ROOT, seen } from "./context.js";
 import type { Cred } from "./cred.js";
+import type { Key } from "./directory.js";
 import type { Inode } from "./inode.js";
+import { addName, dropName } from "./name-refs.js";
 import { entry, isDot, maySearch } from "./namespace.js";
 import { mayAccess, mayCreate, mayDelete, W_OK } from "./permission.js";
 import { dropLink, settle } from "./reclaim.js";
@@ -62,20 +64,27 @@ export function rename(
     const t = ctx.now();
     const entryOf = (inode: Inode) => ({ ino: inode.ino, type: dirType(inode.mode) });
     if (flags.exchange && target) {
-      await directoryOf(ctx, src).replace(a, entryOf(target));
-      await directoryOf(ctx, dst).replace(b, entryOf(moving));
+      const ka = (await directoryOf(ctx, src).replace(a, entryOf(target))).key;
+      const kb = (await directoryOf(ctx, dst).replace(b, entryOf(moving))).key;
       reparent(target, src, dst);
       reparent(moving, dst, src);
+      moveName(target, dst.ino, kb, src.ino, ka);
+      moveName(moving, src.ino, ka, dst.ino, kb);
       target.ctime = t;
       await ctx.table.put(target);
     } else {
       if (target && isDir(target.mode) && !(await directoryOf(ctx, target).isEmpty()))
         throw new FsError("ENOTEMPTY", `${b.toString()} is not empty`);
-      await directoryOf(ctx, src).remove(a);
-      if (target) await directoryOf(ctx, dst).replace(b, entryOf(moving));
-      else await directoryOf(ctx, dst).insert(b, entryOf(moving));
-      if (target) dropLink(target, dst, t);
+      const ka = (await directoryOf(ctx, src).remove(a))!.key;
+      const kb = target
+        ? (await directoryOf(ctx, dst).replace(b, entryOf(moving))).key
+        : await directoryOf(ctx, dst).insert(b, entryOf(moving));
+      if (target) {
+        dropLink(target, dst, t);
+        dropName(target, dst.ino, kb);
+      }
       reparent(moving, dst, src);
+      moveName(moving, src.ino, ka, dst.ino, kb);
     }
     moving.ctime = t;
     src.mtime = src.ctime = dst.mtime = dst.ctime = t;
@@ -85,6 +94,12 @@ export function rename(
     // Last: freeing a replaced file may take further transactions.
     if (target && !flags.exchange) await settle(ctx, target, step);
   });
+}
+
+/** One name of `inode` moved: entry `ka` of directory `a` is now entry `kb` of `b`. */
+function moveName(inode: Inode, a: number, ka: Key, b: number, kb: Key): void {
+  dropName(inode, a, ka);
+  addName(inode, b, kb);
 }
 
 /** A directory moved from `from` to `to`: its ".." and both parents' link counts follow. */

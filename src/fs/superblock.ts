@@ -7,7 +7,8 @@ import { CorruptStoreError, einval } from "../errors.js";
 import type { JournalRegion } from "./journal.js";
 
 export const SUPER_MAGIC = "SHDWFSSB";
-export const FS_VERSION = 1;
+/** 2: inodes list their names (name-refs.ts). A version-1 filesystem is read and written as it is. */
+export const FS_VERSION = 2;
 export const BLOCK_SIZE = 4096;
 /** The superblock's bytes: it fits in one 512-byte sector, so a write of it is never torn. */
 const SUPER_BYTES = 512;

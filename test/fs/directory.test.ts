@@ -17,6 +17,8 @@ import { formatLayers, mountLayers } from "../helpers/fs-layers.js";
 import { int, pick, type Rand, seeds, withSeed } from "../helpers/random.js";
 
 const BS = 4096;
+/** An entry without its key, to compare with what was inserted. */
+const plain = (e: DirEntry | undefined): DirEntry | undefined => e && { ino: e.ino, type: e.type };
 const TYPES = [1, 2, 4, 6, 8, 10, 12];
 type Hash = DirectoryOptions["hash"];
 const NO_HASH: Hash = () => 0n;
@@ -138,10 +140,10 @@ async function modelRun(rand: Rand, hash?: Hash): Promise<void> {
       else await dir.insert(name, entry);
       if (!old) model.set(key, entry);
     } else if (r < 0.7) {
-      expect(await dir.remove(name)).toEqual(old);
+      expect(plain(await dir.remove(name))).toEqual(old);
       model.delete(key);
     } else if (r < 0.8) {
-      if (old) expect(await dir.replace(name, entry)).toEqual(old);
+      if (old) expect(plain(await dir.replace(name, entry))).toEqual(old);
       else await expect(dir.replace(name, entry)).rejects.toThrow(/^ENOENT/);
       if (old) model.set(key, entry);
     } else {
@@ -302,7 +304,7 @@ describe("directory", () => {
       expect((await dir.stats()).depth).toBe(2);
       const order = names.map((_, i) => i).sort(() => rand() - 0.5);
       for (const [k, i] of order.entries()) {
-        expect(await dir.remove(names[i]!)).toEqual({ ino: i + 1, type: 4 });
+        expect(plain(await dir.remove(names[i]!))).toEqual({ ino: i + 1, type: 4 });
         if (k % 1500 === 0) expect(await dir.check()).toEqual([]);
       }
       const used = blocks.count;

@@ -13,8 +13,10 @@ import {
 } from "../../src/fs/attr.js";
 import type { Time } from "../../src/fs/inode.js";
 
-/** Where the golden image of format version 1 lives (gzip), relative to the repository root. */
-export const GOLDEN_FS = "test/fixtures/golden-fs-v1.img.gz";
+/** Where the golden image of a format version lives (gzip), relative to the repository root. */
+export const goldenFs = (version: number) => `test/fixtures/golden-fs-v${version}.img.gz`;
+/** The format versions with a golden image: each made once, by the code of its version. */
+export const GOLDEN_VERSIONS = [1, 2];
 export const GOLDEN_FS_SIZE = 4 << 20;
 export const BS = 4096;
 /** The journal mkfs gives a 4 MiB device (the smallest it makes). */

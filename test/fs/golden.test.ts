@@ -1,5 +1,5 @@
-// The golden filesystem of format version 1, made once by scripts/make-golden-fs.ts: today's code
-// must read it exactly. The image is left as at a crash: one transaction only in the journal and
+// The golden filesystems of format versions 1 and 2, each made once by scripts/make-golden-fs.ts:
+// today's code must read both exactly. The image is left as at a crash: one transaction only in the journal and
 // one file unlinked while open. It works on copies; the fixture is never opened for writing.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { crc32c } from "@node-rs/crc32";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type BlockDevice,
   FileBlockDevice,
@@ -24,11 +24,12 @@ import {
   baseName,
   contents,
   dirOf,
-  GOLDEN_FS,
   GOLDEN_FS_SIZE,
   GOLDEN_JOURNAL_BLOCKS,
   GOLDEN_NODES,
+  GOLDEN_VERSIONS,
   type GoldenNode,
+  goldenFs,
   JOURNAL_XATTR,
   pieces,
 } from "./golden-fs-recipe.js";
@@ -41,8 +42,12 @@ const SYSTEM = BITMAP.start + 1;
 const DATA = SYSTEM + 1;
 const INODE = 256;
 
-const fixture = join(fileURLToPath(new URL("../..", import.meta.url)), GOLDEN_FS);
-const pristine = gunzipSync(readFileSync(fixture));
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const images = new Map(
+  GOLDEN_VERSIONS.map((v) => [v, gunzipSync(readFileSync(join(repo, goldenFs(v))))]),
+);
+/** The image of the version under test (each describe block sets it before its tests). */
+let pristine = images.get(1)!;
 const byPath = new Map(GOLDEN_NODES.map((n) => [n.path, n]));
 const orphan = GOLDEN_NODES.find((n) => n.orphan)!;
 const dirs: string[] = [];
@@ -195,12 +200,16 @@ async function expectGolden(fs: FileSystem, orphanKept: boolean): Promise<void> 
   expect(await fs.orphans()).toEqual(orphanKept ? [orphan.ino] : []);
 }
 
-describe("golden filesystem v1", () => {
-  it("has the v1 layout: superblock, a journal holding one transaction, the orphan list", () => {
+describe.each(GOLDEN_VERSIONS)("golden filesystem v%i", (version) => {
+  beforeAll(() => {
+    pristine = images.get(version)!;
+  });
+
+  it("has its layout: superblock, a journal holding one transaction, the orphan list", () => {
     expect(pristine.length).toBe(GOLDEN_FS_SIZE);
     const sb = block(0);
     expect(sb.toString("latin1", 0, 8)).toBe("SHDWFSSB");
-    expect(sb.readUInt32LE(8)).toBe(1);
+    expect(sb.readUInt32LE(8)).toBe(version);
     expect(sb.readUInt32LE(12)).toBe(BS);
     expect(u64(sb, 16)).toBe(GOLDEN_FS_SIZE / BS);
     expect(sb.toString("hex", 24, 40)).toMatch(/^[0-9a-f]{32}$/);
@@ -253,7 +262,7 @@ describe("golden filesystem v1", () => {
     expect(sys.subarray(528).every((b) => b === 0)).toBe(true);
   });
 
-  it("has v1 inodes: fields, times, flags and the orphan's links", () => {
+  it("has its inodes: fields, times, flags, the names they list and the orphan's links", () => {
     const small = byPath.get("small.txt")!;
     const r = rawInode(small.ino);
     expect(r.readUInt32LE(252)).toBe(crc32c(r.subarray(0, 252)));
@@ -280,6 +289,12 @@ describe("golden filesystem v1", () => {
     expect(block(xblock).readUInt32LE(8)).toBe(3);
     expect(r.readUInt32LE(104)).toBeGreaterThanOrEqual(DATA);
     expect(r.subarray(108, 172).every((b) => b === 0)).toBe(true);
+    // Format 2 lists its two names (directory, key): the root's entry and big/'s; format 1 none.
+    const listed = [0, 1, 2, 3, 4, 5].map((i) => r.readUInt32LE(172 + 12 * i));
+    expect(listed.slice(2)).toEqual([0, 0, 0, 0]);
+    expect(r.subarray(244, 252).every((b) => b === 0)).toBe(true);
+    if (version === 1) expect(listed).toEqual([0, 0, 0, 0, 0, 0]);
+    else expect(listed.slice(0, 2).sort()).toEqual([ROOT, byPath.get("big")!.ino].sort());
 
     const short = rawInode(byPath.get("sym-short")!.ino);
     expect(short.readUInt32LE(80)).toBe(1); // inline
@@ -291,6 +306,7 @@ describe("golden filesystem v1", () => {
     expect(o.readUInt32LE(80)).toBe(2); // on the orphan list
     expect([o.readUInt32LE(164), o.readUInt32LE(168)]).toEqual([0, 0]); // alone on it
     expect(u64(o, 24)).toBe(orphan.blocks);
+    expect(o.subarray(172, 252).every((b) => b === 0)).toBe(true); // no name listed
   });
 
   it("opens read-only, replays the journal in memory, and reads every node as made", async () => {
