@@ -133,6 +133,14 @@ export class MetaStore {
     return this.journal.holds(block);
   }
 
+  /**
+   * Blocks read from the journal's replay rather than from the device (a read-only open of a
+   * device whose journal holds transactions): where such a view differs from the device.
+   */
+  replayedBlocks(): number[] {
+    return [...this.journal.overlay.keys()];
+  }
+
   /** Calls `fn` after each checkpoint of the journal (the log is then empty). */
   onCheckpoint(fn: () => void): void {
     this.journal.onCheckpoint(fn);
