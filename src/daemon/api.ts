@@ -18,6 +18,7 @@ import {
   type ResultIn,
 } from "../snapshot/rpc/api.js";
 import { writerRegistrationApi } from "../snapshot/socket-writer.js";
+import type { DiffChange } from "./diff.js";
 import type { PropertyValue } from "./properties.js";
 import type { WriterListing } from "./protocol.js";
 import type {
@@ -99,6 +100,10 @@ export const controlApi = {
   get: method<PropertyValue[]>()(z.object({ properties: z.array(z.string()).default([]) })),
   /** Sets `PROPERTY=VALUE`s, all checked before any is applied; answers their new values. */
   set: method<PropertyValue[]>()(z.object({ assignments: z.array(z.string()).min(1) })),
+  /** Changes from `from` to `to` (a snapshot or "production"), sorted by path. */
+  "snapshot.diff": method<DiffChange[]>()(
+    z.object({ from: snapshotRef, to: snapshotRef.default("production") }),
+  ),
   storage: method<StorageReport>()(none),
   /** Sends `progress` notifications `{ done, total }` while the store's chunks are checked. */
   fsck: method<CheckReport>()(z.object({ snapshot: snapshotRef.optional() })),

@@ -4,6 +4,7 @@
 import { methodTable } from "../snapshot/rpc/api.js";
 import type { Caller, MethodTable } from "../snapshot/rpc/peer.js";
 import { controlApi } from "./api.js";
+import { snapshotDiff } from "./diff.js";
 import type { VolumeProtocol } from "./protocol.js";
 import { restore } from "./restore.js";
 import { Retention } from "./retention-admin.js";
@@ -28,6 +29,7 @@ export function controlMethods(
     "snapshot.cleanup": (p) => retention.cleanup({ dryRun: p.dryRun }),
     get: (p) => retention.get(p.properties),
     set: (p) => retention.set(p.assignments),
+    "snapshot.diff": (p) => snapshotDiff(s, p.from, p.to),
     storage: () => s.storage(),
     fsck: (p, caller) =>
       s.check({

@@ -11,6 +11,7 @@ export {
   type ResultOf,
 } from "./api.js";
 export { Daemon, type Started } from "./daemon.js";
+export type { DiffChange } from "./diff.js";
 export { controlMethods } from "./handlers.js";
 export { lockHolder, lockStore } from "./lock.js";
 export { isMountpoint, type ShadowfsMount, shadowfsMounts } from "./mounts.js";

@@ -8,6 +8,7 @@ import { lockHolder } from "../../daemon/lock.js";
 import { FsError } from "../../errors.js";
 import { resolveTarget, withTarget } from "../connect.js";
 import { formatBytes, json, print, table } from "../format.js";
+import { diffCommand } from "./diff.js";
 
 export function snapshotTable(rows: SnapshotRow[]): string {
   return table(
@@ -152,6 +153,8 @@ export function snapshotCommands(cli: Command): Command {
         );
       for (const d of r.discarded) print(`deleted newer snapshot ${d.gmt}`);
     });
+
+  diffCommand(snapshot);
 
   snapshot
     .command("expose")

@@ -1,0 +1,45 @@
+// `snapshot diff` of an open store: resolves the two points (snapshots or production), asks the
+// volume which chunks changed between them and the filesystem what those changes are. No tree walk.
+
+import { einval } from "../errors.js";
+import { type Change, diffViews } from "../fs/diff.js";
+import { FileSystem } from "../fs/filesystem.js";
+import type { Service } from "./service.js";
+
+export type { Change as DiffChange } from "../fs/diff.js";
+
+/** The name that stands for the live volume, as FROM or TO. */
+export const PRODUCTION = "production";
+
+/**
+ * The changes from `from` to `to` (each a snapshot's `@GMT` name, user-given name or id, or
+ * "production"), sorted by path. `from` must not be newer than `to` (EINVAL); an unknown snapshot
+ * is ENOENT. With production as `to`, changes to it wait meanwhile (after it is flushed, so that
+ * every change is in a chunk the store knows of); a diff of two snapshots holds nothing.
+ */
+export async function snapshotDiff(s: Service, from: string, to: string): Promise<Change[]> {
+  const older = from === PRODUCTION ? undefined : s.find(from);
+  const newer = to === PRODUCTION ? undefined : s.find(to);
+  if (!older) {
+    if (!newer) return [];
+    throw einval(`FROM (production) is newer than TO (${to}): name the older point first`);
+  }
+  const chunkBlocks = s.volume.chunkSize / 4096;
+  const blocksOf = (chunks: number[]) => {
+    const out: number[] = [];
+    for (const c of chunks) for (let i = 0; i < chunkBlocks; i++) out.push(c * chunkBlocks + i);
+    return out;
+  };
+  if (newer && newer.id === older.id) return [];
+  if (newer && s.volume.position(newer.id) < s.volume.position(older.id))
+    throw einval(`FROM (${from}) is newer than TO (${to}): name the older snapshot first`);
+  const olderFs = await FileSystem.open(s.volume.snapshotDevice(older.id));
+  if (newer) {
+    const newerFs = await FileSystem.open(s.volume.snapshotDevice(newer.id));
+    return diffViews(olderFs, newerFs, blocksOf(s.volume.changedBetween(older.id, newer.id)));
+  }
+  return s.gate.withExclusive(async () => {
+    await s.flush();
+    return diffViews(olderFs, s.fs, blocksOf(s.volume.changedBetween(older.id)));
+  });
+}
