@@ -1,7 +1,7 @@
 // `snapshot diff` against a walk of both trees: seeded random operations through the filesystem
-// API (files, directories, renames across directories, hard links, symlinks, xattrs) on a
-// copy-on-write volume, snapshots at random points, and the diff of random pairs of points compared
-// with the reference. SEED=n repeats one sequence, STEPS=n sets its length (2500).
+// API (files, directories, renames across directories, hard links, symlinks, xattrs, files
+// unlinked while open) on a copy-on-write volume, snapshots taken and deleted at random points,
+// and the diff of random pairs of points compared with the reference. SEED=n repeats one sequence, STEPS=n sets its length (2500).
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -130,6 +130,7 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
     const { vol, fs } = s;
     const dirs = [ROOT];
     const points: number[] = [];
+    const open = new Set<number>();
     let compared = 0;
     const kinds = new Map<string, number>();
     for (let i = 0; i < STEPS; i++) {
@@ -141,6 +142,27 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
       if (rand() < 0.02) {
         await fs.flush();
         points.push((await vol.createSnapshot()).id);
+      }
+      if (points.length > 3 && rand() < 0.003) {
+        // A snapshot deleted: its preserved chunks merge into its older neighbour's area.
+        const gone = pick(rand, points);
+        await vol.deleteSnapshot(gone);
+        points.splice(points.indexOf(gone), 1);
+      }
+      if (rand() < 0.01) {
+        // A file unlinked while open (an orphan until released), or one released.
+        const held = [...open];
+        if (held.length > 0 && rand() < 0.5) {
+          const ino = pick(rand, held);
+          open.delete(ino);
+          await fs.release(ino);
+        } else {
+          const f = await fs.create(ROOT, `open-${i}`, 0o644, { uid: 0, gid: 0, groups: [] });
+          await fs.write(f.ino, 0, Buffer.from("still open"));
+          await fs.open(f.ino);
+          open.add(f.ino);
+          if (rand() < 0.7) await fs.unlink(ROOT, `open-${i}`);
+        }
       }
       if (points.length > 0 && (rand() < 0.01 || i === STEPS - 1)) {
         const from = pick(rand, points);
@@ -154,6 +176,7 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
       }
     }
     expect(compared).toBeGreaterThan(0);
+    for (const ino of open) await fs.release(ino);
     // A sequence of the default length has met every kind of change.
     if (STEPS >= 1000)
       for (const kind of ["added", "removed", "modified", "renamed"])
