@@ -1,9 +1,10 @@
 // `snapshot diff` of an open store: resolves the two points (snapshots or production), asks the
 // volume which chunks changed between them and the filesystem what those changes are. No tree walk.
 
-import { einval } from "../errors.js";
+import { einval, FsError } from "../errors.js";
 import { type Change, diffViews } from "../fs/diff.js";
 import { FileSystem } from "../fs/filesystem.js";
+import { MAX_UNREAD_BYTES } from "../snapshot/rpc/peer.js";
 import type { Service } from "./service.js";
 
 export type { Change as DiffChange } from "../fs/diff.js";
@@ -18,6 +19,21 @@ export const PRODUCTION = "production";
  * every change is in a chunk the store knows of); a diff of two snapshots holds nothing.
  */
 export async function snapshotDiff(s: Service, from: string, to: string): Promise<Change[]> {
+  const changes = await changesBetween(s, from, to);
+  // A daemon answers in one message, which it never lets grow past what a client may leave
+  // unread: past that, one clear error rather than a dropped connection.
+  if (s.mount) {
+    const bytes = Buffer.byteLength(JSON.stringify(changes));
+    if (bytes > MAX_UNREAD_BYTES - (64 << 10))
+      throw new FsError(
+        "E2BIG",
+        `the diff has ${changes.length} changes (${bytes} bytes of JSON), more than the control socket carries in one answer: diff nearer points, or unmount and diff the store`,
+      );
+  }
+  return changes;
+}
+
+async function changesBetween(s: Service, from: string, to: string): Promise<Change[]> {
   const older = from === PRODUCTION ? undefined : s.find(from);
   const newer = to === PRODUCTION ? undefined : s.find(to);
   if (!older) {

@@ -3,7 +3,7 @@
 
 import { chmod, unlink } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
-import { type Caller, type MethodTable, RpcPeer } from "../snapshot/rpc/peer.js";
+import { type Caller, MAX_UNREAD_BYTES, type MethodTable, RpcPeer } from "../snapshot/rpc/peer.js";
 
 /** Listens on `path` (mode 0600); a socket file left by a dead daemon is replaced. */
 export async function serve(
@@ -28,14 +28,18 @@ export async function serve(
   return server;
 }
 
-/** Connects to a daemon's control socket; `methods` answers what the daemon sends (progress). */
+/**
+ * Connects to a daemon's control socket; `methods` answers what the daemon sends (progress). A
+ * daemon's answer may be as long as the daemon ever sends (MAX_UNREAD_BYTES: a `snapshot diff`
+ * of many changes), longer than a request may be.
+ */
 export function connectSocket(path: string, methods?: MethodTable<RpcPeer>): Promise<RpcPeer> {
   return new Promise((ok, fail) => {
     const socket = createConnection(path);
     socket.once("error", fail);
     socket.once("connect", () => {
       socket.off("error", fail);
-      ok(new RpcPeer(socket, methods ? { methods } : {}));
+      ok(new RpcPeer(socket, { ...(methods ? { methods } : {}), maxLineBytes: MAX_UNREAD_BYTES }));
     });
   });
 }

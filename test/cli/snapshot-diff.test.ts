@@ -15,7 +15,7 @@ import {
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { DiffChange } from "../../src/daemon/index.js";
-import { ok, type Run, scratchEachTest, shadowfs } from "../helpers/mounted.js";
+import { ok, type Run, run, scratchEachTest, shadowfs } from "../helpers/mounted.js";
 
 const { fresh, mount } = scratchEachTest({ checkAll: true });
 
@@ -110,5 +110,24 @@ describe("shadowfs snapshot diff", () => {
     expect(lines(await ok("snapshot", "diff", s.store, "one", "two"))).toEqual(expected);
     expect(lines(await ok("snapshot", "diff", s.store, "two"))).toEqual(["M /c/new"]);
     refused(await shadowfs("snapshot", "diff", s.store, "one", "gone"), /no snapshot "gone"/);
+  });
+
+  it("answers a diff longer than a request may be (1 MiB of JSON) through the daemon", async () => {
+    const s = await fresh();
+    await ok("init", s.store, "--size", "256M");
+    await mount(s.store, s.mnt);
+    await ok("snapshot", "create", s.mnt, "--name", "empty");
+    run(
+      `mkdir many && cd many && seq -f 'a-file-with-a-much-longer-name-to-fill-the-answer-%05g' 1 9000 | xargs touch`,
+      s.mnt,
+    );
+    const json = JSON.parse(await ok("snapshot", "diff", s.mnt, "empty", "--json")) as DiffChange[];
+    expect(json).toHaveLength(9001);
+    expect(Buffer.byteLength(JSON.stringify(json))).toBeGreaterThan(1 << 20);
+    expect(json[0]).toMatchObject({ change: "added", path: "/many", type: "directory" });
+    expect(json.at(-1)).toMatchObject({
+      change: "added",
+      path: "/many/a-file-with-a-much-longer-name-to-fill-the-answer-09000",
+    });
   });
 });
