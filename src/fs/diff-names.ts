@@ -7,14 +7,23 @@ import { directoryOf, type FsContext, ROOT } from "./context.js";
 import type { Inode } from "./inode.js";
 import { listsAllNames, NAMES_SINCE } from "./name-refs.js";
 
-/** One name of an inode: the directory holding it (number and generation), the name, its path. */
+/** One name of an inode: the directory holding it, the name, its path. */
 export interface Named {
   parent: number;
-  parentGeneration: number;
+  /** Which life of inode `parent` (see `lifeOf`). */
+  parentLife: string;
   name: Buffer;
   /** From the root, "/" separated, starting with "/". */
   path: string;
 }
+
+/**
+ * Which life of its number an inode is: its generation (advanced when the number is taken again)
+ * and its birth time. The generation alone repeats after a revert: the number goes back to an
+ * older generation and may be taken again, one generation on, by another file.
+ */
+export const lifeOf = (inode: Readonly<Inode>): string =>
+  `${inode.generation}.${inode.birthtime.sec}.${inode.birthtime.nsec}`;
 
 /**
  * Finds names in one view. Inodes that list all their names cost one directory descent per name,
@@ -53,7 +62,7 @@ export class Names {
 
   private async named(dir: Readonly<Inode>, name: Buffer): Promise<Named> {
     const path = `${await this.dirPath(dir)}/${name.toString()}`;
-    return { parent: dir.ino, parentGeneration: dir.generation, name, path };
+    return { parent: dir.ino, parentLife: lifeOf(dir), name, path };
   }
 
   /** The path of directory `dir` ("" for the root). */

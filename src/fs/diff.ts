@@ -5,7 +5,7 @@ import { CorruptStoreError } from "../errors.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK } from "./attr.js";
 import { blocksOf } from "./block-map.js";
 import type { FsContext } from "./context.js";
-import { type Named, Names } from "./diff-names.js";
+import { lifeOf, type Named, Names } from "./diff-names.js";
 import type { FileSystem } from "./filesystem.js";
 import { FLAG_MORE_NAMES, FLAG_ORPHAN, INODE_SIZE, type Inode, type Time } from "./inode.js";
 
@@ -14,15 +14,17 @@ import { FLAG_MORE_NAMES, FLAG_ORPHAN, INODE_SIZE, type Inode, type Time } from 
  *
  * 1. The store says which chunks any snapshot area between the two points preserved: only those
  *    can differ. They become device blocks (plus the blocks a read-only view took from its
- *    journal's replay), and those blocks the inode-table blocks among them (the table's blocks
- *    never move, so one map of the table's file serves both views).
+ *    journal's replay), and those blocks the inode-table blocks among them, through the maps of
+ *    the table's file in both views (a table block elsewhere or in one view only counts too: a
+ *    revert can leave the newer table the smaller one).
  * 2. Every inode of such a block is compared, record against record. Any change to an inode's
  *    contents, attributes, xattrs or names changes its record: writes set mtime and ctime, every
  *    other change ctime, making and removing a name changes the inode's link count and the names
- *    it lists. Only atime and the orphan list's links are not changes. A different generation
- *    (the number was freed and reused) is a removal and an addition.
+ *    it lists. Only atime and the orphan list's links are not changes. Another life of the number
+ *    (freed and taken again: another generation, or after a revert another birth time) is a
+ *    removal and an addition.
  * 3. Names come from the names each inode lists (format 2): for the changed inodes only, in both
- *    views. A name is its directory (number and generation) and the bytes of the name: a name kept
+ *    views. A name is its directory (number and life) and the bytes of the name: a name kept
  *    by a changed inode is "M", lost and gained names pair up as renames ("R", in path order), the
  *    rest are "-" and "+". A renamed directory is one "R": what lies below it kept its names.
  *
@@ -110,20 +112,30 @@ const order = (x: Change, y: Change) =>
   (x.change === "removed" ? 0 : 1) - (y.change === "removed" ? 0 : 1) ||
   (x.from ?? "").localeCompare(y.from ?? "");
 
-/** Inode numbers in inode-table blocks that may differ between the views, ascending. */
+/**
+ * Inode numbers in inode-table blocks that may differ between the views, ascending: a table block
+ * at another place in each view, or in one only (a revert can leave the newer table the smaller),
+ * or in a changed block.
+ */
 async function changedSlots(a: FsContext, b: FsContext, blocks: Set<number>): Promise<number[]> {
   const older = new Map((await blocksOf(a, a.table.systemInodes()[0]!)).data);
+  const newer = new Map((await blocksOf(b, b.table.systemInodes()[0]!)).data);
   const out: number[] = [];
-  for (const [f, block] of (await blocksOf(b, b.table.systemInodes()[0]!)).data) {
-    if (!blocks.has(block) && older.get(f) === block) continue;
+  for (const f of new Set([...older.keys(), ...newer.keys()])) {
+    const block = newer.get(f);
+    if (block !== undefined && !blocks.has(block) && older.get(f) === block) continue;
     for (let k = 0; k < PER_BLOCK; k++) if (f * PER_BLOCK + k > 0) out.push(f * PER_BLOCK + k);
   }
-  return out;
+  return out.sort((x, y) => x - y);
 }
 
 /** The lines of one inode that may have changed (see the design above). */
 function report(was: Inode, is: Inode, names: { was: Named[]; is: Named[] }, out: Change[]): void {
-  const sameLife = was.mode !== 0 && is.mode !== 0 && was.generation === is.generation;
+  const sameLife =
+    was.mode !== 0 &&
+    is.mode !== 0 &&
+    lifeOf(was) === lifeOf(is) &&
+    (was.mode & S_IFMT) === (is.mode & S_IFMT);
   const line = (change: ChangeKind, path: string, from?: string): Change => {
     const c: Change = {
       change,
@@ -143,7 +155,7 @@ function report(was: Inode, is: Inode, names: { was: Named[]; is: Named[] }, out
     if (is.mode !== 0) for (const n of names.is) out.push(line("added", n.path));
     return;
   }
-  const id = (n: Named) => `${n.parent}.${n.parentGeneration}/${n.name.toString("hex")}`;
+  const id = (n: Named) => `${n.parent}.${n.parentLife}/${n.name.toString("hex")}`;
   const before = new Set(names.was.map(id));
   const after = new Set(names.is.map(id));
   const byPath = (x: Named, y: Named) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0);

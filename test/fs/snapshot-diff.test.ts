@@ -1,6 +1,7 @@
 // `snapshot diff` against a walk of both trees: seeded random operations through the filesystem
 // API (files, directories, renames across directories, hard links, symlinks, xattrs, files
-// unlinked while open) on a copy-on-write volume, snapshots taken and deleted at random points,
+// unlinked while open) on a copy-on-write volume, snapshots taken, deleted and reverted to at random
+// points,
 // and the diff of random pairs of points compared with the reference. SEED=n repeats one sequence, STEPS=n sets its length (2500).
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -50,8 +51,9 @@ async function setup(chunkSize: number, version: number) {
     await vol.read(0, head);
     await vol.write(0, encodeSuperblock({ ...decodeSuperblock(head, vol.size / 4096), version }));
   }
-  const fs = await FileSystem.open(vol, { clock: ticking() });
-  return { vol, fs };
+  const clock = ticking();
+  const fs = await FileSystem.open(vol, { clock });
+  return { vol, fs, clock };
 }
 
 type Setup = Awaited<ReturnType<typeof setup>>;
@@ -127,7 +129,7 @@ async function step(fs: FileSystem, rand: Rand, dirs: number[]): Promise<void> {
 async function run(seed: number, chunkSize: number, version = FS_VERSION): Promise<void> {
   await withSeed(seed, async (rand) => {
     const s = await setup(chunkSize, version);
-    const { vol, fs } = s;
+    const { vol } = s;
     const dirs = [ROOT];
     const points: number[] = [];
     const open = new Set<number>();
@@ -135,13 +137,22 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
     const kinds = new Map<string, number>();
     for (let i = 0; i < STEPS; i++) {
       try {
-        await step(fs, rand, dirs);
+        await step(s.fs, rand, dirs);
       } catch (e) {
         if (!isFsError(e) || e.code === "EIO") throw e;
       }
       if (rand() < 0.02) {
-        await fs.flush();
+        await s.fs.flush();
         points.push((await vol.createSnapshot()).id);
+      }
+      if (points.length > 0 && rand() < 0.002) {
+        // Production reverted to a snapshot (newer ones kept), as the service does it.
+        for (const ino of open) await s.fs.release(ino);
+        open.clear();
+        await s.fs.flush();
+        await vol.revert(pick(rand, points));
+        s.fs = await FileSystem.open(vol, { clock: s.clock });
+        dirs.splice(1);
       }
       if (points.length > 3 && rand() < 0.003) {
         // A snapshot deleted: its preserved chunks merge into its older neighbour's area.
@@ -155,13 +166,13 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
         if (held.length > 0 && rand() < 0.5) {
           const ino = pick(rand, held);
           open.delete(ino);
-          await fs.release(ino);
+          await s.fs.release(ino);
         } else {
-          const f = await fs.create(ROOT, `open-${i}`, 0o644, { uid: 0, gid: 0, groups: [] });
-          await fs.write(f.ino, 0, Buffer.from("still open"));
-          await fs.open(f.ino);
+          const f = await s.fs.create(ROOT, `open-${i}`, 0o644, { uid: 0, gid: 0, groups: [] });
+          await s.fs.write(f.ino, 0, Buffer.from("still open"));
+          await s.fs.open(f.ino);
           open.add(f.ino);
-          if (rand() < 0.7) await fs.unlink(ROOT, `open-${i}`);
+          if (rand() < 0.7) await s.fs.unlink(ROOT, `open-${i}`);
         }
       }
       if (points.length > 0 && (rand() < 0.01 || i === STEPS - 1)) {
@@ -176,12 +187,12 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
       }
     }
     expect(compared).toBeGreaterThan(0);
-    for (const ino of open) await fs.release(ino);
+    for (const ino of open) await s.fs.release(ino);
     // A sequence of the default length has met every kind of change.
     if (STEPS >= 1000)
       for (const kind of ["added", "removed", "modified", "renamed"])
         expect(kinds.get(kind), kind).toBeGreaterThan(0);
-    const report = await check(fs);
+    const report = await check(s.fs);
     expect(report.problems).toEqual([]);
   });
 }

@@ -2,19 +2,21 @@
 // generations, attributes, contents, xattrs) and says what changed. It asserts nothing.
 
 import { createHash } from "node:crypto";
+import type { Attr } from "../../src/fs/attr.js";
 import type { Change, ChangeKind } from "../../src/fs/diff.js";
 import { fileKind } from "../../src/fs/diff.js";
 import { type FileSystem, ROOT } from "../../src/fs/filesystem.js";
 
 interface Name {
-  /** The directory's number and generation, and the name's bytes. */
+  /** The directory's number and life (generation and birth time), and the name's bytes. */
   id: string;
   path: string;
 }
 
 export interface Node {
   ino: number;
-  generation: number;
+  /** Which life of the number: generation and birth time. */
+  life: string;
   mode: number;
   size: number;
   /** Everything but atime, the contents and the xattrs, as one string. */
@@ -25,8 +27,8 @@ export interface Node {
 /** Every inode reachable from the root of `fs`, with all its names. */
 export async function walkTree(fs: FileSystem): Promise<Map<number, Node>> {
   const out = new Map<number, Node>();
-  const queue: Array<{ ino: number; generation: number; path: string }> = [
-    { ino: ROOT, generation: (await fs.getattr(ROOT)).generation, path: "" },
+  const queue: Array<{ ino: number; life: string; path: string }> = [
+    { ino: ROOT, life: lifeOfAttr(await fs.getattr(ROOT)), path: "" },
   ];
   for (let next = 0; next < queue.length; next++) {
     const dir = queue[next]!;
@@ -38,7 +40,7 @@ export async function walkTree(fs: FileSystem): Promise<Map<number, Node>> {
         const name = e.name.toString();
         if (name === "." || name === "..") continue;
         const path = `${dir.path}/${name}`;
-        const id = `${dir.ino}.${dir.generation}/${e.name.toString("hex")}`;
+        const id = `${dir.ino}.${dir.life}/${e.name.toString("hex")}`;
         const known = out.get(e.ino);
         if (known) {
           known.names.push({ id, path });
@@ -47,13 +49,15 @@ export async function walkTree(fs: FileSystem): Promise<Map<number, Node>> {
         const node = await describe(fs, e.ino);
         node.names.push({ id, path });
         out.set(e.ino, node);
-        if (fileKind(node.mode) === "directory")
-          queue.push({ ino: e.ino, generation: node.generation, path });
+        if (fileKind(node.mode) === "directory") queue.push({ ino: e.ino, life: node.life, path });
       }
     }
   }
   return out;
 }
+
+const lifeOfAttr = (a: Pick<Attr, "generation" | "birthtime">) =>
+  `${a.generation}.${a.birthtime.sec}.${a.birthtime.nsec}`;
 
 async function describe(fs: FileSystem, ino: number): Promise<Node> {
   const { atime: _, ...attr } = await fs.getattr(ino);
@@ -64,7 +68,7 @@ async function describe(fs: FileSystem, ino: number): Promise<Node> {
   for (const x of (await fs.listxattr(ino)).sort())
     hash.update(`${x}=${(await fs.getxattr(ino, x)).toString("hex")};`);
   const state = JSON.stringify({ ...attr, contents: hash.digest("hex") });
-  return { ino, generation: attr.generation, mode: attr.mode, size: attr.size, state, names: [] };
+  return { ino, life: lifeOfAttr(attr), mode: attr.mode, size: attr.size, state, names: [] };
 }
 
 /** What changed from tree `a` to tree `b`, by the rules `snapshot diff` documents. */
@@ -80,7 +84,7 @@ export function referenceDiff(a: Map<number, Node>, b: Map<number, Node>): Chang
       if (change !== "removed") c.sizeAfter = is!.size;
       return c;
     };
-    if (!was || !is || was.generation !== is.generation) {
+    if (!was || !is || was.life !== is.life || fileKind(was.mode) !== fileKind(is.mode)) {
       for (const n of was?.names ?? []) out.push(line("removed", was!, n.path));
       for (const n of is?.names ?? []) out.push(line("added", is!, n.path));
       continue;
