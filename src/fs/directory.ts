@@ -150,18 +150,10 @@ export class Directory {
   }
 
   /** The entry whose key is `key`, with its name, if there is one: one node a level. */
-  async atKey(key: Key): Promise<(KeyedEntry & { name: Buffer }) | undefined> {
-    const hdr = await this.header();
-    const b = await this.load((await this.descend(hdr, key)).leaf, fmt.LEAF, 0);
-    const end = fmt.leafEnd(b);
-    for (let off = fmt.N_BODY; off < end; off += fmt.entrySize(b, off)) {
-      const c = fmt.cmp(fmt.entryKey(b, off), key);
-      if (c > 0) break;
-      if (c < 0) continue;
-      const name = Buffer.from(fmt.entryName(b, off));
-      return { name, ino: fmt.entryIno(b, off), type: fmt.entryType(b, off), key };
-    }
-    return undefined;
+  async atKey(key: Key): Promise<ListedEntry | undefined> {
+    const cookie = fmt.cookieOf(key);
+    const [e] = await this.readdir(cookie - 1n, 1);
+    return e?.cookie === cookie ? e : undefined;
   }
 
   /**
