@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { DiffChange } from "../../src/daemon/index.js";
+import type { DiffChange, SnapshotRow } from "../../src/daemon/index.js";
 import { ok, type Run, run, scratchEachTest, shadowfs } from "../helpers/mounted.js";
 
 const { fresh, mount } = scratchEachTest({ checkAll: true });
@@ -63,6 +63,9 @@ describe("shadowfs snapshot diff", () => {
       "- /s",
     ];
     expect(lines(await ok("snapshot", "diff", s.mnt, "one", "two"))).toEqual(expected);
+    const rows = JSON.parse(await ok("snapshot", "list", s.mnt, "--json")) as SnapshotRow[];
+    const gmt = (name: string) => rows.find((r) => r.name === name)!.gmt;
+    expect(lines(await ok("snapshot", "diff", s.mnt, gmt("one"), gmt("two")))).toEqual(expected);
     expect(lines(await ok("snapshot", "diff", s.mnt, "two"))).toEqual(["M /c/new"]);
     expect(lines(await ok("snapshot", "diff", s.mnt, "two", "two"))).toEqual([]);
 
