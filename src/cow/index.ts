@@ -6,7 +6,7 @@ export { checkStore, type StoreProblem, type StoreReport } from "./check.js";
 export { FileBlockDevice, MemoryBlockDevice } from "./file-device.js";
 export type { Eviction } from "./format.js";
 export { Gate, Lease, Mutex } from "./gate.js";
-export { type HostFile, type HostFs, NodeHostFs } from "./host.js";
+export { type HostFile, type HostFs, NodeHostFs, replaceFileAtomically } from "./host.js";
 export { SnapshotDevice } from "./snapshot-device.js";
 export { CowVolume } from "./volume.js";
 export {

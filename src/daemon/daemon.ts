@@ -14,6 +14,7 @@ import { lockStore } from "./lock.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
 import { VolumeProtocol } from "./protocol.js";
+import { removeRestoreLeftovers } from "./restore.js";
 import { Retention } from "./retention-admin.js";
 import { serve } from "./rpc.js";
 import { type Mount, Service } from "./service.js";
@@ -76,6 +77,9 @@ export class Daemon {
     try {
       const { volume, fs } = await openStore(paths.dir, { logger: opts.logger });
       const service = new Service(paths.dir, volume, fs);
+      const leftovers = await removeRestoreLeftovers(service);
+      if (leftovers > 0)
+        opts.logger.warn({ store: paths.dir, leftovers }, "removed what interrupted restores left");
       const root = new View(fs, "production");
       const views = new SnapshotViews(volume);
       service.onSnapshot((id, seed) => views.taken(id, seed));

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { eexist, einval, enoent, erofs, FsError, isFsError } from "../errors.js";
 import { type Attr, isDir, isReg } from "../fs/attr.js";
 import type { FileSystem, RenameFlags } from "../fs/filesystem.js";
+import { clearLeftovers, leftoverCopies, PendingRestores } from "./restore-pending.js";
 import type { Service } from "./service.js";
 import {
   type CopyCounts,
@@ -106,6 +107,36 @@ async function sameTree(
 
 const show = (parts: readonly string[]) => `/${parts.join("/")}`;
 
+const pendingOf = new WeakMap<Service, PendingRestores>();
+function pendingFor(s: Service): PendingRestores {
+  let p = pendingOf.get(s);
+  if (!p) pendingOf.set(s, (p = new PendingRestores(s.store)));
+  return p;
+}
+
+/**
+ * Removes the temporary copies that restores cut short by a crash left in production (each was
+ * recorded before it was made); returns how many there were. Run before production is mounted.
+ */
+export async function removeRestoreLeftovers(s: Service): Promise<number> {
+  const left = await leftoverCopies(s.store);
+  const to = production(s);
+  let removed = 0;
+  for (const { dir, temp } of left) {
+    if (!temp.startsWith(TEMP_PREFIX)) continue;
+    try {
+      await removeTree(to, dir, temp);
+      removed++;
+    } catch (e) {
+      // Never made, or its directory is gone: nothing to remove.
+      if (!isFsError(e, "ENOENT") && !isFsError(e, "ENOTDIR")) throw e;
+    }
+  }
+  if (left.length > 0) await to.change((fs) => fs.fsync());
+  await clearLeftovers(s.store);
+  return removed;
+}
+
 /**
  * Restores `req.path` of snapshot `req.from` to `req.to` in production. A destination that exists
  * and differs is refused (EEXIST) unless `req.force`; then it is kept in a new snapshot
@@ -162,14 +193,21 @@ export async function restore(
   };
   const temp = `${TEMP_PREFIX}${randomUUID().slice(0, 8)}`;
   const copy = new TreeCopy(srcFs, to, tick);
+  const pending = pendingFor(s);
+  // Recorded before it is made: a crash from here on leaves a copy the next mount removes.
+  await pending.add({ dir: dir.ino, temp });
   let placed: Placed;
   try {
     await copy.copy(src, dir.ino, temp);
     placed = await place(s, to, { dir: dir.ino, temp, name, toParts }, req.force);
   } catch (e) {
-    await removeTree(to, dir.ino, temp).catch(() => undefined);
+    const removed = await removeTree(to, dir.ino, temp).then(
+      () => true,
+      () => false,
+    );
     // Blocks freed are handed out again only after a commit.
     await to.change((fs) => fs.fsync()).catch(() => undefined);
+    if (removed) await pending.done(temp).catch(() => undefined);
     throw e;
   }
   if (placed.swapped) {
@@ -185,6 +223,7 @@ export async function restore(
   }
   // Durable when the answer comes, as a snapshot is (and blocks freed are free again).
   await to.change((fs) => fs.fsync());
+  await pending.done(temp);
   // What the kernel may still keep of a replaced file expires before the answer.
   if (placed.swapped) await s.mount?.attrsExpired();
   progress?.(total, total);
