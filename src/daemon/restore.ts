@@ -109,8 +109,8 @@ const show = (parts: readonly string[]) => `/${parts.join("/")}`;
 
 const pendingOf = new WeakMap<Service, PendingRestores>();
 function pendingFor(s: Service): PendingRestores {
-  let p = pendingOf.get(s);
-  if (!p) pendingOf.set(s, (p = new PendingRestores(s.store)));
+  const p = pendingOf.get(s) ?? new PendingRestores(s.store);
+  pendingOf.set(s, p);
   return p;
 }
 
