@@ -105,27 +105,24 @@ export class Retention {
       limitBytes: limit,
     };
     const gone = new Set<number>();
-    const apply = async (d: Deletion): Promise<boolean> => {
-      const info = volume.snapshots().find((s) => s.id === d.id);
-      if (!info) return false;
+    const apply = async (d: Deletion): Promise<void> => {
+      const info = volume.snapshots().find((s) => s.id === d.id)!;
+      gone.add(d.id); // chosen once, whatever comes of it
       if (dryRun) {
         report.deleted.push({ ...service.row(info), rule: d.rule });
         report.usedBytes -= volume.exclusiveBytes(d.id);
-        gone.add(d.id);
-        return true;
+        return;
       }
       try {
-        const row = await service.delete(String(d.id));
-        report.deleted.push({ ...row, rule: d.rule });
-        return true;
+        report.deleted.push({ ...(await service.delete(String(d.id))), rule: d.rule });
       } catch (e) {
         if (!isFsError(e, "EBUSY")) throw e;
-        report.skipped.push({ gmt: gmtName(info.createdAt), reason: e.message });
-        gone.add(d.id); // not chosen again
-        return false;
-      } finally {
-        if (!dryRun) report.usedBytes = volume.storageUsed();
+        report.skipped.push({
+          gmt: gmtName(info.createdAt),
+          reason: e.message.replace(/^EBUSY: /, ""),
+        });
       }
+      report.usedBytes = volume.storageUsed();
     };
     const left = () => volume.snapshots().filter((s) => !gone.has(s.id));
     for (const d of timelineDeletions(left(), settings.keep)) await apply(d);
