@@ -210,9 +210,17 @@ export class CowVolume extends VolumeIo {
    * in memory counts once it reaches the base image. ENOENT for a snapshot that does not exist.
    */
   mayDiffer(from: number, to?: number): (chunk: number) => boolean {
-    const ids = this.store.ids();
-    const areas = ids.slice(this.position(from), to === undefined ? ids.length : this.position(to));
+    const areas = this.areasBetween(from, to);
     return (chunk) => areas.some((a) => this.store.holds(a, chunk));
+  }
+
+  /** The diff areas from snapshot `from`'s up to `to`'s (excluded; all newer when absent). */
+  private areasBetween(from: number, to?: number): readonly number[] {
+    const ids = this.store.ids();
+    const first = this.position(from);
+    const end = to === undefined ? ids.length : this.position(to);
+    if (end < first) throw einval(`snapshot ${from} is newer than snapshot ${to}`);
+    return ids.slice(first, end);
   }
 
   evictions(): Eviction[] {
@@ -350,7 +358,7 @@ export class CowVolume extends VolumeIo {
   /** Makes room up front for what a revert to `id` preserves, so it does not stop half-way. */
   private async planRevert(id: number): Promise<void> {
     const active = this.store.newest()!;
-    const copies = this.changedSince(id).filter((c) => !this.store.holds(active, c)).length;
+    const copies = this.changedBetween(id).filter((c) => !this.store.holds(active, c)).length;
     // Each copy may come in a batch of its own: a chunk, its entry and a batch header.
     const { chunkCost, batchCost } = this.store;
     await this.space.protecting(id, () =>
@@ -361,7 +369,7 @@ export class CowVolume extends VolumeIo {
   private async revertLocked(id: number, discardNewer: boolean): Promise<void> {
     const buf = Buffer.alloc(this.chunkSize);
     await this.space.protecting(id, async () => {
-      for (const c of this.changedSince(id)) {
+      for (const c of this.changedBetween(id)) {
         await this.snapshotRead.read(id, c * this.chunkSize, buf);
         await this.writeBack.write(c * this.chunkSize, buf);
       }
@@ -383,22 +391,11 @@ export class CowVolume extends VolumeIo {
    * is older than `from`. Proportional to those areas' chunks, not to the volume.
    */
   changedBetween(from: number, to?: number): number[] {
-    const first = this.position(from);
-    const end = to === undefined ? this.store.ids().length : this.position(to);
-    if (end < first) throw einval(`snapshot ${from} is newer than snapshot ${to}`);
-    if (end === first + 1) return this.store.chunks(this.store.ids()[first]!);
+    const areas = this.areasBetween(from, to);
+    if (areas.length === 1) return this.store.chunks(areas[0]!);
     const set = new Set<number>();
-    for (const a of this.store.ids().slice(first, end))
-      for (const c of this.store.chunks(a)) set.add(c);
+    for (const a of areas) for (const c of this.store.chunks(a)) set.add(c);
     return [...set].sort((x, y) => x - y);
-  }
-
-  /** Chunks whose live contents may differ from those of snapshot `id`. */
-  private changedSince(id: number): number[] {
-    const set = new Set<number>();
-    for (const a of this.store.ids().slice(this.position(id)))
-      for (const c of this.store.chunks(a)) set.add(c);
-    return [...set].sort((a, b) => a - b);
   }
 
   // ------------------------------------------------------------------ shadow storage

@@ -2,10 +2,13 @@
 // inode lists (format 2), one directory node a level. It never changes anything it reads.
 
 import { CorruptStoreError } from "../errors.js";
-import { isDir } from "./attr.js";
+import { dirType, isDir, S_IFDIR } from "./attr.js";
 import { directoryOf, type FsContext, ROOT } from "./context.js";
 import type { Inode } from "./inode.js";
 import { listsAllNames, NAMES_SINCE } from "./name-refs.js";
+
+/** The type a directory entry gives a directory (the entry says it: no inode to read). */
+const DT_DIR = dirType(S_IFDIR);
 
 /** One name of an inode: the directory holding it, the name, its path. */
 export interface Named {
@@ -91,7 +94,7 @@ export class Names {
           const list = found.get(e.ino);
           if (list) list.push({ parent, name: e.name });
           else found.set(e.ino, [{ parent, name: e.name }]);
-          if (isDir((await this.ctx.table.read(e.ino)).mode)) queue.push(e.ino);
+          if (e.type === DT_DIR) queue.push(e.ino);
         }
       }
     }

@@ -61,7 +61,7 @@ interface Found {
   leaf: number;
   off: number;
   size: number;
-  entry: KeyedEntry;
+  entry: DirEntry;
 }
 
 /**
@@ -97,8 +97,7 @@ export class Directory {
   async lookup(name: Uint8Array): Promise<DirEntry | undefined> {
     this.checkName(name);
     const hdr = await this.header();
-    const e = (await this.find(hdr, name, this.hashOf(hdr.key, name))).found?.entry;
-    return e && { ino: e.ino, type: e.type };
+    return (await this.find(hdr, name, this.hashOf(hdr.key, name))).found?.entry;
   }
 
   /** Adds `name`; EEXIST if it is there. Returns the new entry's key. */
@@ -126,11 +125,12 @@ export class Directory {
     const { found } = await this.find(hdr, name, this.hashOf(hdr.key, name));
     if (!found) return undefined;
     const b = await this.load(found.leaf, fmt.LEAF, 0, true);
+    const key = fmt.entryKey(b, found.off);
     fmt.leafDelete(b, found.off, found.size);
     if (fmt.nodeCount(b) === 0 && found.path.length > 0) await this.unlink(hdr, found);
     hdr.count--;
     await this.saveHeader(hdr);
-    return found.entry;
+    return { ...found.entry, key };
   }
 
   /**
@@ -144,9 +144,10 @@ export class Directory {
     const { found } = await this.find(hdr, name, this.hashOf(hdr.key, name));
     if (!found) throw enoent(`${this.label}: ${fmt.show(name)}`);
     const b = await this.load(found.leaf, fmt.LEAF, 0, true);
+    const key = fmt.entryKey(b, found.off);
     fmt.setEntryTarget(b, found.off, entry);
     fmt.seal(b);
-    return found.entry;
+    return { ...found.entry, key };
   }
 
   /** The entry whose key is `key`, with its name, if there is one: one node a level. */
@@ -280,11 +281,7 @@ export class Directory {
       const off = fmt.scanLeaf(b, h, name, minors);
       if (off === fmt.PAST_HASH) return { minors, leaves, last };
       if (off >= 0) {
-        const entry = {
-          ino: fmt.entryIno(b, off),
-          type: fmt.entryType(b, off),
-          key: fmt.entryKey(b, off),
-        };
+        const entry = { ino: fmt.entryIno(b, off), type: fmt.entryType(b, off) };
         const size = fmt.entrySize(b, off);
         const found: Found = { path: last.path, leaf: last.leaf, off, size, entry };
         return { found, minors, leaves, last };
