@@ -214,6 +214,16 @@ export class CowVolume extends VolumeIo {
     return (chunk) => areas.some((a) => this.store.holds(a, chunk));
   }
 
+  /**
+   * Where snapshot `id` reads chunk `chunk` from now: the diff area of that snapshot id, or the
+   * base image (undefined). Snapshots that answer alike read the same bytes. ENOENT for a
+   * snapshot that does not exist.
+   */
+  readsFrom(id: number, chunk: number): number | undefined {
+    this.position(id);
+    return this.store.locate(id, chunk, chunk)[0]!.area;
+  }
+
   /** The diff areas from snapshot `from`'s up to `to`'s (excluded; all newer when absent). */
   private areasBetween(from: number, to?: number): readonly number[] {
     const ids = this.store.ids();

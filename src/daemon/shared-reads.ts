@@ -10,48 +10,36 @@ import { enoent, erofs } from "../errors.js";
 const KEPT = 64 << 20;
 
 /**
- * The chain of snapshots as it is when made: a snapshot deleted later fails its reads (ENOENT,
- * from the volume), and one taken later is not among them.
+ * For the snapshots there are when it is made: a chunk read from the base image is the same for
+ * all of them until a write preserves it, and from then on none of them reads it there. A snapshot
+ * taken later could read newer bytes there, so it is not among them.
  */
 export class SharedReads {
-  private readonly ids: number[];
-  /** `holds[i](c)`: the diff area of `ids[i]` holds chunk c. */
-  private readonly holds: Array<(chunk: number) => boolean>;
-  /** Chunk bytes by where they are read from (an area's index, or the base) and number. */
+  private readonly ids: Set<number>;
+  /** Chunk bytes by where they are read from (an area, or the base) and number. */
   private readonly chunks: LRUCache<string, Promise<Buffer>>;
 
   constructor(private readonly volume: CowVolume) {
-    this.ids = volume.snapshots().map((s) => s.id);
-    this.holds = this.ids.map((id, i) => volume.mayDiffer(id, this.ids[i + 1]));
+    this.ids = new Set(volume.snapshots().map((s) => s.id));
     this.chunks = new LRUCache({ max: Math.max(16, Math.floor(KEPT / volume.chunkSize)) });
   }
 
-  /**
-   * Where snapshot `ids[i]` reads chunk `c` from: the first diff area from its own on that holds
-   * it, else the base image (`ids.length`). Snapshots with the same answer read the same bytes.
-   */
-  private source(i: number, c: number): number {
-    for (let j = i; j < this.ids.length; j++) if (this.holds[j]!(c)) return j;
-    return this.ids.length;
-  }
-
-  private chunk(i: number, c: number): Promise<Buffer> {
-    const key = `${this.source(i, c)}/${c}`;
+  private chunk(id: number, c: number): Promise<Buffer> {
+    const key = `${this.volume.readsFrom(id, c) ?? "base"}/${c}`;
     let bytes = this.chunks.get(key);
     if (!bytes) {
       const cs = this.volume.chunkSize;
       const buf = Buffer.alloc(Math.min(cs, this.volume.size - c * cs));
-      bytes = this.volume.readSnapshot(this.ids[i]!, c * cs, buf).then(() => buf);
+      bytes = this.volume.readSnapshot(id, c * cs, buf).then(() => buf);
       bytes.catch(() => this.chunks.delete(key));
       this.chunks.set(key, bytes);
     }
     return bytes;
   }
 
-  /** Snapshot `id` (one of the chain when this was made) as a read-only device. */
+  /** Snapshot `id` (one of those there were when this was made) as a read-only device. */
   device(id: number): BlockDevice {
-    const i = this.ids.indexOf(id);
-    if (i < 0) throw enoent(`snapshot ${id} does not exist`);
+    if (!this.ids.has(id)) throw enoent(`snapshot ${id} does not exist`);
     const { size, blockSize, chunkSize: cs } = this.volume;
     return {
       size,
@@ -64,7 +52,7 @@ export class SharedReads {
           const lo = Math.max(offset, c * cs);
           const hi = Math.min(end, (c + 1) * cs);
           parts.push(
-            this.chunk(i, c).then((b) => {
+            this.chunk(id, c).then((b) => {
               target.set(b.subarray(lo - c * cs, hi - c * cs), lo - offset);
             }),
           );
