@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { eexist, einval, enoent, erofs, FsError, isFsError } from "../errors.js";
 import { type Attr, isDir, isReg } from "../fs/attr.js";
+import { type FileKind, fileKind } from "../fs/diff.js";
 import type { FileSystem, RenameFlags } from "../fs/filesystem.js";
 import { clearLeftovers, leftoverCopies, PendingRestores } from "./restore-pending.js";
 import type { Service } from "./service.js";
@@ -17,8 +18,6 @@ import {
   TreeCopy,
 } from "./tree-copy.js";
 import {
-  type FileType,
-  fileType,
   holder,
   lookupPath,
   pathParts,
@@ -43,7 +42,7 @@ export interface RestoreResult extends CopyCounts {
   from: VersionHolder;
   path: string;
   to: string;
-  type: FileType;
+  type: FileKind;
   /** The destination already held this version (the whole tree): nothing was changed. */
   unchanged: boolean;
   /** The snapshot that keeps what the restore replaced; null when it replaced nothing. */
@@ -168,7 +167,7 @@ export async function restore(
     from,
     path: show(parts),
     to: show(toParts),
-    type: fileType(src.mode),
+    type: fileKind(src.mode),
     unchanged,
     keptIn,
     ...counts,

@@ -16,19 +16,8 @@
 
 import type { SnapshotInfo } from "../cow/index.js";
 import { einval, isFsError } from "../errors.js";
-import {
-  type Attr,
-  isDir,
-  isReg,
-  S_IFBLK,
-  S_IFCHR,
-  S_IFDIR,
-  S_IFIFO,
-  S_IFLNK,
-  S_IFMT,
-  S_IFREG,
-  S_IFSOCK,
-} from "../fs/attr.js";
+import { type Attr, isDir, isReg } from "../fs/attr.js";
+import { type FileKind, fileKind } from "../fs/diff.js";
 import { FileSystem, NAME_MAX, ROOT } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
 import { gmtName, SNAPDIR } from "../mount/index.js";
@@ -50,7 +39,7 @@ export interface PathVersion {
   snapshots: VersionHolder[];
   /** The path did not exist there; none of the fields below is given then. */
   deleted: boolean;
-  type?: FileType;
+  type?: FileKind;
   ino?: number;
   size?: number;
   /** Permission bits (mode & 07777). */
@@ -68,20 +57,6 @@ export interface VersionsResult {
   /** Newest first: production's version, then each older one that differs from its newer neighbour. */
   versions: PathVersion[];
 }
-
-export type FileType = "file" | "directory" | "symlink" | "fifo" | "socket" | "char" | "block";
-
-const TYPES = new Map<number, FileType>([
-  [S_IFREG, "file"],
-  [S_IFDIR, "directory"],
-  [S_IFLNK, "symlink"],
-  [S_IFIFO, "fifo"],
-  [S_IFSOCK, "socket"],
-  [S_IFCHR, "char"],
-  [S_IFBLK, "block"],
-]);
-
-export const fileType = (mode: number): FileType => TYPES.get(mode & S_IFMT) ?? "file";
 
 /** `t` as ISO 8601 with nanoseconds: 2026-12-05T03:50:01.123456789Z. */
 export function isoTime(t: Time): string {
@@ -154,7 +129,7 @@ function describe(a: Attr | undefined): Omit<PathVersion, "production" | "snapsh
   if (!a) return { deleted: true };
   return {
     deleted: false,
-    type: fileType(a.mode),
+    type: fileKind(a.mode),
     ino: a.ino,
     size: a.size,
     mode: a.mode & 0o7777,
