@@ -8,11 +8,16 @@ export const print = (text: string) => process.stdout.write(`${text}\n`);
 
 export const json = (value: unknown) => print(JSON.stringify(value, null, 2));
 
-/** A progress line on a terminal; nothing when stderr is not one. */
-export function progress(what: string): OnProgress | undefined {
+/** A progress line on a terminal, figures shown by `show`; nothing when stderr is not one. */
+export function progress(
+  what: string,
+  show: (n: number) => string = String,
+): OnProgress | undefined {
   if (!process.stderr.isTTY) return undefined;
   return (done, total) => {
-    process.stderr.write(`\r${what}: ${done}/${total}${done === total ? "\n" : ""}`);
+    process.stderr.write(
+      `\r${what}: ${show(done)} of ${show(total)}\x1b[K${done === total ? "\n" : ""}`,
+    );
   };
 }
 

@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import type { PathVersion, RestoreResult, VersionHolder } from "../../daemon/index.js";
 import { FsError } from "../../errors.js";
 import { type Backend, connect, type OnProgress } from "../connect.js";
-import { formatBytes, json, print, table } from "../format.js";
+import { formatBytes, json, print, progress, table } from "../format.js";
 import { type VolumePath, volumePath } from "../volume-path.js";
 
 const named = (h: VersionHolder) => (h.alias ? `${h.gmt} (${h.alias})` : h.gmt);
@@ -26,15 +26,6 @@ function versionsTable(rows: PathVersion[]): string {
         : [where(v), v.type ?? "-", readable(v.mtime ?? ""), String(v.size)],
     ),
   );
-}
-
-/** Bytes done of total, on one line of a terminal; nothing when stderr is not one. */
-function byteProgress(): OnProgress | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  return (done, total) =>
-    process.stderr.write(
-      `\rrestoring: ${formatBytes(done)} of ${formatBytes(total)}\x1b[K${done === total ? "\n" : ""}`,
-    );
 }
 
 /** Runs `fn` on the daemon of the volume `at` is in. */
@@ -106,7 +97,7 @@ export function historyCommands(cli: Command): void {
           );
         to = dest.rel;
       }
-      const onProgress = o.json ? undefined : byteProgress();
+      const onProgress = o.json ? undefined : progress("restoring", formatBytes);
       const r = await onVolume(at, onProgress, (b) =>
         b.call("restore", {
           path: at.rel,
