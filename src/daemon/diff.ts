@@ -3,9 +3,9 @@
 
 import { einval, FsError } from "../errors.js";
 import { type Change, diffViews } from "../fs/diff.js";
-import { FileSystem } from "../fs/filesystem.js";
 import { MAX_UNREAD_BYTES } from "../snapshot/rpc/peer.js";
 import type { Service } from "./service.js";
+import { snapshotFs } from "./versions.js";
 
 export type { Change as DiffChange } from "../fs/diff.js";
 
@@ -49,9 +49,9 @@ async function changesBetween(s: Service, from: string, to: string): Promise<Cha
   if (newer && newer.id === older.id) return [];
   if (newer && s.volume.position(newer.id) < s.volume.position(older.id))
     throw einval(`FROM (${from}) is newer than TO (${to}): name the older snapshot first`);
-  const olderFs = await FileSystem.open(s.volume.snapshotDevice(older.id));
+  const olderFs = await snapshotFs(s, older);
   if (newer) {
-    const newerFs = await FileSystem.open(s.volume.snapshotDevice(newer.id));
+    const newerFs = await snapshotFs(s, newer);
     return diffViews(olderFs, newerFs, blocksOf(s.volume.changedBetween(older.id, newer.id)));
   }
   return s.gate.withExclusive(async () => {
