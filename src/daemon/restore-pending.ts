@@ -4,7 +4,6 @@
 import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Mutex, NodeHostFs, replaceFileAtomically } from "../cow/index.js";
-import { isFsError } from "../errors.js";
 
 /** Where a restore's copy is built: a directory of production and the copy's name in it. */
 export interface PendingCopy {
@@ -38,10 +37,7 @@ export class PendingRestores {
   }
 
   private async save(): Promise<void> {
-    if (this.pending.size === 0) {
-      await unlink(recordPath(this.store)).catch(() => undefined);
-      return;
-    }
+    if (this.pending.size === 0) return clearLeftovers(this.store);
     const body = Buffer.from(JSON.stringify([...this.pending.values()]));
     await replaceFileAtomically(new NodeHostFs(), recordPath(this.store), body);
   }
@@ -70,7 +66,7 @@ export async function leftoverCopies(store: string): Promise<PendingCopy[]> {
 
 /** Forgets the record once its leftovers are gone. */
 export async function clearLeftovers(store: string): Promise<void> {
-  await unlink(recordPath(store)).catch((e: unknown) => {
-    if (!isFsError(e) && (e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  await unlink(recordPath(store)).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
   });
 }

@@ -3,7 +3,7 @@
 
 import { CorruptStoreError } from "../errors.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK } from "./attr.js";
-import { blocksOf } from "./block-map.js";
+import { mapRange } from "./block-map.js";
 import type { FsContext } from "./context.js";
 import { lifeOf, type Named, Names } from "./diff-names.js";
 import type { FileSystem } from "./filesystem.js";
@@ -118,15 +118,19 @@ const order = (x: Change, y: Change) =>
  * or in a changed block.
  */
 async function changedSlots(a: FsContext, b: FsContext, blocks: Set<number>): Promise<number[]> {
-  const older = new Map((await blocksOf(a, a.table.systemInodes()[0]!)).data);
-  const newer = new Map((await blocksOf(b, b.table.systemInodes()[0]!)).data);
+  const tableOf = async (ctx: FsContext) => {
+    const table = ctx.table.systemInodes()[0]!;
+    return mapRange(ctx, table, 0, Math.ceil(table.size / BS));
+  };
+  const [older, newer] = await Promise.all([tableOf(a), tableOf(b)]);
   const out: number[] = [];
-  for (const f of new Set([...older.keys(), ...newer.keys()])) {
-    const block = newer.get(f);
-    if (block !== undefined && !blocks.has(block) && older.get(f) === block) continue;
+  for (let f = 0; f < Math.max(older.length, newer.length); f++) {
+    const block = newer[f] ?? 0;
+    if (block !== 0 && !blocks.has(block) && older[f] === block) continue;
+    if (block === 0 && (older[f] ?? 0) === 0) continue;
     for (let k = 0; k < PER_BLOCK; k++) if (f * PER_BLOCK + k > 0) out.push(f * PER_BLOCK + k);
   }
-  return out.sort((x, y) => x - y);
+  return out;
 }
 
 /** The lines of one inode that may have changed (see the design above). */
