@@ -1,7 +1,7 @@
 // The host filesystem as the store sees it: a small Env (after LevelDB's) so that tests can
 // drop unsynced writes or inject EIO. The store must never touch node:fs outside this seam.
 
-import { constants } from "node:fs";
+import { constants, writeSync } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DirectIo } from "./direct-file.js";
@@ -46,6 +46,14 @@ export interface HostFs {
   syncDir(dir: string): Promise<void>;
 }
 
+/**
+ * Writes up to this size are made synchronously, on the calling thread. Such a write only copies
+ * into the host's page cache; handing it to libuv's thread pool and waiting to be woken cost more
+ * than the copy (a 20 KB file write through the filesystem: 122 µs with the thread pool, 26 µs
+ * without). Larger writes go to the pool, so the thread stays free meanwhile.
+ */
+const SYNC_WRITE_MAX = 256 * 1024;
+
 class NodeHostFile implements HostFile {
   /** Present when the file was opened `direct`. */
   private readonly io: DirectIo | undefined;
@@ -87,6 +95,11 @@ class NodeHostFile implements HostFile {
 
   private async writeBuffered(data: Uint8Array, position: number): Promise<void> {
     let done = 0;
+    if (data.length <= SYNC_WRITE_MAX) {
+      while (done < data.length)
+        done += writeSync(this.fh.fd, data, done, data.length - done, position + done);
+      return;
+    }
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
       done += bytesWritten;
