@@ -30,6 +30,9 @@ export class CheckpointNeeded extends FsError {
  */
 const CLUSTER_BLOCKS = 16;
 
+/** Spare block buffers kept (see `MetaStore.spare`): more than one operation changes. */
+const MAX_SPARE = 64;
+
 export interface MetaStoreOptions {
   /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
   cacheBytes?: number;
@@ -77,6 +80,12 @@ export class MetaStore {
    * as `reads`.
    */
   private readonly clusters = new Map<number, Promise<Buffer>>();
+  /**
+   * Block buffers to copy into, taken back from the undo logs of completed operations: an
+   * operation copies every dirty block it changes, and allocating each copy afresh cost more than
+   * the change. Guarded by `lock`.
+   */
+  private readonly spare: Buffer[] = [];
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
   private readonly commitListeners: Array<() => void> = [];
 
@@ -217,11 +226,11 @@ export class MetaStore {
     this.changed++;
     const dirty = this.running.get(block);
     if (dirty) {
-      if (!undo.has(block)) undo.set(block, { image: Buffer.from(dirty), wasDirty: true });
+      if (!undo.has(block)) undo.set(block, { image: this.copy(dirty), wasDirty: true });
       return dirty;
     }
     const before = await this.read(block);
-    const image = Buffer.from(before);
+    const image = this.copy(before);
     if (!undo.has(block)) undo.set(block, { image: before, wasDirty: false });
     this.running.set(block, image);
     this.clean.delete(block);
@@ -235,8 +244,7 @@ export class MetaStore {
     if (!undo) throw new Error("MetaStore.create outside an operation");
     this.changed++;
     const dirty = this.running.get(block);
-    if (!undo.has(block))
-      undo.set(block, { image: dirty && Buffer.from(dirty), wasDirty: !!dirty });
+    if (!undo.has(block)) undo.set(block, { image: dirty && this.copy(dirty), wasDirty: !!dirty });
     const image = Buffer.alloc(this.dev.blockSize);
     this.running.set(block, image);
     this.clean.delete(block);
@@ -264,6 +272,7 @@ export class MetaStore {
         const step: Step = async (room = 1) => {
           this.checkSize();
           steps++;
+          this.recycle();
           this.undo = new Map();
           if (this.room < room) await this.commitLocked();
         };
@@ -271,6 +280,7 @@ export class MetaStore {
         try {
           const result = await fn(step);
           this.checkSize();
+          this.recycle();
           return result;
         } catch (e) {
           this.rollback();
@@ -283,6 +293,19 @@ export class MetaStore {
         }
       }
     });
+  }
+
+  /** A copy of a block image, in a spare buffer when there is one. */
+  private copy(image: Buffer): Buffer {
+    const b = this.spare.pop() ?? Buffer.allocUnsafe(image.length);
+    b.set(image);
+    return b;
+  }
+
+  /** The undo log's copies of dirty blocks, once its operation completed, become spares. */
+  private recycle(): void {
+    for (const { image, wasDirty } of this.undo!.values())
+      if (wasDirty && image && this.spare.length < MAX_SPARE) this.spare.push(image);
   }
 
   private checkSize(): void {
