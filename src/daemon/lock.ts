@@ -5,9 +5,17 @@
 import { constants as fsConstants } from "node:fs";
 import { type FileHandle, open, stat, unlink } from "node:fs/promises";
 import { constants } from "node:os";
-import { tryLock } from "fs-native-extensions";
 import { type ErrnoCode, FsError } from "../errors.js";
 import { storePaths } from "./paths.js";
+
+/**
+ * The native lock call, loaded on first use: loading the addon takes 13-20 ms of a command's
+ * start, which commands that never lock (`--help`, most verbs) need not pay.
+ */
+async function tryLock(fd: number, opts?: { shared?: boolean }): Promise<boolean> {
+  const native = await import("fs-native-extensions");
+  return native.tryLock(fd, opts);
+}
 
 /**
  * Tries a lock already held for at most this long before saying the store is in use: a probe
@@ -48,7 +56,7 @@ export async function lockStore(store: string): Promise<() => Promise<void>> {
     const fh = await open(lock, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
     let locked: boolean;
     try {
-      locked = tryLock(fh.fd);
+      locked = await tryLock(fh.fd);
     } catch (e) {
       await fh.close();
       lockFailed(e, lock);
@@ -93,7 +101,7 @@ export async function lockHolder(store: string): Promise<number | undefined> {
   try {
     let free: boolean;
     try {
-      free = tryLock(fh.fd, { shared: true });
+      free = await tryLock(fh.fd, { shared: true });
     } catch (e) {
       lockFailed(e, storePaths(store).lock);
     }
