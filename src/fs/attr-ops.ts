@@ -43,6 +43,10 @@ export interface SetAttr {
 const isSpecial = (mode: number) => !isReg(mode) && !isDir(mode) && !isLink(mode);
 
 export function getattr(ctx: FsContext, ino: number): Promise<Attr> {
+  // Between operations every decoded inode is as completed operations left it: one already
+  // decoded is answered at once, never waiting behind the metadata lock (a commit, say).
+  const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+  if (known && known.mode !== 0) return Promise.resolve(attrOf(known));
   return ctx.meta.view(async () => attrOf(await seen(ctx, ino)));
 }
 

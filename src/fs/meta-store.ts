@@ -323,6 +323,15 @@ export class MetaStore {
   }
 
   /**
+   * True when no operation is between its start and its end: every image in memory (and what
+   * is decoded from them) is then as completed operations left it, and a synchronous look at
+   * them needs no lock. Views and commits change no image.
+   */
+  get settled(): boolean {
+    return this.undo === undefined;
+  }
+
+  /**
    * True when no operation, view or commit is running or waiting: every image in memory is then
    * that of completed operations, and stays so until the caller next waits.
    */

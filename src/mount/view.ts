@@ -44,7 +44,7 @@ export class View {
   async resolve(parts: readonly string[], cred: Cred = SUPERUSER): Promise<number> {
     let ino = ROOT;
     if (cred.uid === 0) {
-      for (const p of parts) ino = await this.lookup(ino, p);
+      for (const p of parts) ino = this.dentries.get(key(ino, p)) ?? (await this.lookup(ino, p));
       return ino;
     }
     for (const p of parts) {
