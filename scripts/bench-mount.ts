@@ -1,11 +1,12 @@
 // Benchmark of mounted filesystems, side by side on one disk: a plain host directory, bindfs
-// mirroring a host directory (about the best a FUSE filesystem can do), a shadowfs mount, and
-// the read side of a shadowfs snapshot. Data IO is measured with fio, metadata with a separate
+// mirroring a host directory (about the best a FUSE filesystem can do), a shadowfs mount, the
+// read side of a shadowfs snapshot, and any other FUSE filesystem named with --extra NAME=COMMAND
+// (COMMAND, run by sh in the foreground, serves {mnt}, e.g. mirroring {src}, a fresh host
+// directory; both substituted shell-quoted; its figures go under `extra.NAME`). Data IO is measured with fio, metadata with a separate
 // Node process, tree copies with rsync. It owns one temporary directory (under --dir, default
 // /var/tmp), and unmounts everything it mounted and removes that directory at exit, also on
 // SIGINT and SIGTERM.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { createCipheriv } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -19,12 +20,10 @@ import {
   diskFree,
   fmt,
   GiB,
-  isMounted,
   MB,
   makeWork,
   median,
   mountShadowfs,
-  mounts,
   notes,
   positive,
   printReport,
@@ -41,6 +40,13 @@ import {
   unmountShadowfs,
   work,
 } from "./bench-common.js";
+import {
+  type Extra,
+  extraServer,
+  mountServer,
+  parseExtra,
+  unmountServerAt,
+} from "./bench-servers.js";
 
 const MiB = 2 ** 20;
 const TREE_FILES = 2000;
@@ -79,22 +85,32 @@ const { values: opt } = parseArgs({
     size: { type: "string", default: "1G" },
     seconds: { type: "string", default: "20" },
     files: { type: "string", default: "10000" },
-    only: { type: "string", default: TARGETS.join(",") },
+    only: { type: "string" },
     passes: { type: "string", default: "5" },
+    // NAME=COMMAND, repeatable: COMMAND (sh) serves a FUSE filesystem in the foreground at {mnt},
+    // optionally mirroring {src}, a fresh host directory; both substituted shell-quoted.
+    extra: { type: "string", multiple: true, default: [] },
   },
 });
 const size = parseSize(opt.size);
-const only = new Set(opt.only.split(",").map((s) => s.trim()));
+const extras: Extra[] = [];
+for (const spec of opt.extra)
+  extras.push(parseExtra(spec, [...TARGETS, ...extras.map((e) => e.name)]));
+const allTargets = [...TARGETS, ...extras.map((e) => e.name)];
+const only = new Set((opt.only ?? allTargets.join(",")).split(",").map((s) => s.trim()));
 for (const name of only)
-  if (!(TARGETS as readonly string[]).includes(name))
-    throw new Error(`--only: unknown target "${name}" (targets: ${TARGETS.join(", ")})`);
+  if (!allTargets.includes(name))
+    throw new Error(`--only: unknown target "${name}" (targets: ${allTargets.join(", ")})`);
+for (const e of extras)
+  if (!only.has(e.name)) say(`--extra ${e.name} is not in --only: it will not run`);
 if (size <= 0 || size % (128 * 1024) !== 0)
   throw new Error("--size must be a positive multiple of 128 KiB");
 const seconds = positive("--seconds", opt.seconds);
 const nFiles = positive("--files", opt.files, true);
 const passes = positive("--passes", opt.passes, true);
 
-const selected = (t: TargetName) => only.has(t);
+const selected = (t: string) => only.has(t);
+const extrasRun = extras.filter((e) => selected(e.name));
 const needShadowfs = selected("shadowfs") || selected("snapshot");
 
 // ---------------------------------------------------------------------------------------------
@@ -119,50 +135,6 @@ function processesOfThisRun(): number[] {
 
 // ---------------------------------------------------------------------------------------------
 // Mounts
-
-async function mountBindfs(source: string, path: string): Promise<void> {
-  // big_writes: writes of up to 128 KiB per request instead of 4 KiB (libfuse 2), as a FUSE
-  // filesystem at its best. In the foreground, as a child of this process in its own process
-  // group: a Ctrl-C reaches fio and rsync but not the filesystem under them, which is unmounted
-  // here, in order.
-  const child = spawn("bindfs", ["-f", "-o", "big_writes", source, path], {
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: true,
-  });
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  let failed = false;
-  const ended = new Promise<void>((r) => {
-    child.once("exit", () => r());
-    child.once("error", (e) => {
-      stderr += e.message;
-      failed = true;
-      r();
-    });
-  });
-  mounts.push({ path, unmount: () => unmountBindfs(path, child) });
-  for (let i = 0; i < 200 && !isMounted(path); i++) {
-    if (failed || child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`bindfs failed: ${stderr.trim()}`);
-    await Promise.race([sleep(50), ended]);
-  }
-  assertFuse(path);
-}
-
-async function unmountBindfs(path: string, child: ChildProcess): Promise<void> {
-  if (isMounted(path))
-    await run("fusermount", ["-uz", path]).catch(() => run("umount", ["-l", path]));
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise<boolean>((r) => child.once("exit", () => r(true)));
-    if (!(await Promise.race([exited, sleep(10_000).then(() => false)]))) {
-      say(`bindfs (pid ${child.pid}) still running after unmount: stopping it`);
-      child.kill("SIGTERM");
-      await Promise.race([exited, sleep(5000)]);
-    }
-  }
-}
 
 /** Unmounts everything mounted here, ends what is left of this run's processes, removes the work
  * directory (unless --keep). */
@@ -438,7 +410,11 @@ async function fill(dir: string, treeSrc: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Targets
 
-type Results = Record<TargetName, Figures | null> & { snapshotCreateMs: number | null };
+type Results = Record<TargetName, Figures | null> & {
+  snapshotCreateMs: number | null;
+  /** The --extra filesystems', by name. */
+  extra: Record<string, Figures>;
+};
 
 const gib = (bytes: number) => `${Math.ceil(bytes / GiB)}G`;
 /** The shadowfs volume: both fio files, the tree, the stat set and 1 GiB of slack. */
@@ -492,7 +468,8 @@ async function checkTools(): Promise<void> {
     ["fio", ["--version"]],
     ["rsync", ["--version"]],
   ];
-  if (selected("bindfs")) tools.push(["bindfs", ["--version"]], ["fusermount", ["-V"]]);
+  if (selected("bindfs")) tools.push(["bindfs", ["--version"]]);
+  if (selected("bindfs") || extrasRun.length > 0) tools.push(["fusermount", ["-V"]]);
   for (const [tool, args] of tools) await requireTool(tool, args);
   if (needShadowfs) sayShadowfsCommand();
 }
@@ -512,6 +489,7 @@ async function main(): Promise<Results> {
     shadowfs: null,
     snapshot: null,
     snapshotCreateMs: null,
+    extra: {},
   };
   const treeSrc = join(work, "tree-src");
   say(`writing the rsync source tree (${TREE_FILES} files, ${TREE_BYTES / MiB} MiB)`);
@@ -531,10 +509,25 @@ async function main(): Promise<Results> {
     await mkdir(source);
     await mkdir(mnt);
     sameDisk(source);
-    await mountBindfs(source, mnt);
+    // big_writes: writes of up to 128 KiB per request instead of 4 KiB (libfuse 2), as a FUSE
+    // filesystem at its best.
+    const args = ["-f", "-o", "big_writes", source, mnt];
+    await mountServer({ label: "bindfs", cmd: "bindfs", args }, mnt);
     results.bindfs = await measureWritable("bindfs", mnt, treeSrc);
-    await mounts.find((x) => x.path === mnt)?.unmount();
+    await unmountServerAt(mnt);
     await rm(source, { recursive: true });
+  }
+  for (const extra of extrasRun) {
+    const source = join(work, `extra-${extra.name}-source`);
+    const mnt = join(work, `extra-${extra.name}`);
+    await mkdir(source);
+    await mkdir(mnt);
+    const server = extraServer(extra, source, mnt);
+    say(`${extra.name}: sh -c ${server.args[1]}`);
+    await mountServer(server, mnt);
+    results.extra[extra.name] = await measureWritable(extra.name, mnt, treeSrc);
+    await unmountServerAt(mnt);
+    await rm(source, { recursive: true, force: true });
   }
   if (needShadowfs) await runShadowfs(results, treeSrc);
   return results;
@@ -563,15 +556,14 @@ function faster(field: Field, a: number | null | undefined, b: number | null | u
   return isSeconds(field) ? b / a : a / b;
 }
 
+const rounded = (f: Figures | null) =>
+  f && Object.fromEntries(FIELDS.map((k) => [k, round(f[k], DIGITS(k))]));
+
 function report(r: Results): void {
   const out = {
-    ...Object.fromEntries(
-      TARGETS.map((t) => {
-        const f = r[t];
-        return [t, f && Object.fromEntries(FIELDS.map((k) => [k, round(f[k], DIGITS(k))]))];
-      }),
-    ),
+    ...Object.fromEntries(TARGETS.map((t) => [t, rounded(r[t])])),
     snapshotCreateMs: round(r.snapshotCreateMs, 1),
+    extra: Object.fromEntries(Object.entries(r.extra).map(([name, f]) => [name, rounded(f)])),
   };
   const config = `seq file ${opt.size}, random IO ${seconds} s on a ${opt.size} file, ${nFiles} files, ${TREE_FILES}-file ${TREE_BYTES / MiB} MiB tree, in ${opt.dir}`;
   notes.push(
@@ -584,6 +576,8 @@ function report(r: Results): void {
   );
   if (r.bindfs)
     notes.push("bindfs: default options plus big_writes (128 KiB write requests), single-threaded");
+  for (const e of extrasRun)
+    if (r.extra[e.name]) notes.push(`${e.name} (--extra): sh -c ${JSON.stringify(e.command)}`);
   if (r.snapshotCreateMs !== null)
     notes.push(
       `snapshot create: median wall time of the shadowfs snapshot create command (${passes} snapshots), after a sync; ` +
@@ -594,28 +588,34 @@ function report(r: Results): void {
 
 /** The figures of every target that ran, then how they compare. */
 function table(r: Results): string[] {
-  const ran = TARGETS.filter((t) => r[t]);
-  const pairs = (
-    [
-      ["bindfs", "host"],
-      ["shadowfs", "bindfs"],
-      ["shadowfs", "host"],
-      ["snapshot", "bindfs"],
-      ["snapshot", "host"],
-    ] as [TargetName, TargetName][]
-  ).filter(([a, b]) => r[a] && r[b]);
-  const lines = ["metric".padEnd(24) + ran.map((t) => t.padStart(12)).join("")];
+  const columns = new Map<string, Figures>();
+  for (const t of TARGETS) if (r[t]) columns.set(t, r[t]);
+  for (const [name, f] of Object.entries(r.extra)) columns.set(name, f);
+  const ran = [...columns.keys()];
+  const pairs = [
+    ["bindfs", "host"],
+    ["shadowfs", "bindfs"],
+    ["shadowfs", "host"],
+    ["snapshot", "bindfs"],
+    ["snapshot", "host"],
+    ...Object.keys(r.extra).map((name) => [name, "bindfs"]),
+  ].filter(([a, b]) => columns.has(a!) && columns.has(b!)) as [string, string][];
+  const width = Math.max(12, ...ran.map((t) => t.length + 2));
+  const lines = ["metric".padEnd(24) + ran.map((t) => t.padStart(width)).join("")];
   for (const f of FIELDS)
     lines.push(
-      LABELS[f].padEnd(24) + ran.map((t) => fmt(r[t]![f], DIGITS(f)).padStart(12)).join(""),
+      LABELS[f].padEnd(24) +
+        ran.map((t) => fmt(columns.get(t)![f], DIGITS(f)).padStart(width)).join(""),
     );
   if (r.snapshotCreateMs !== null)
     lines.push(`${"snapshot create (ms)".padEnd(24)}${fmt(r.snapshotCreateMs, 1).padStart(12)}`);
   if (pairs.length > 0) {
     lines.push("", "relative performance, a/b: 1.00 the same, below 1 slower, above 1 faster");
-    lines.push("a/b".padEnd(24) + pairs.map(([a, b]) => `${a}/${b}`.padStart(16)).join(""));
+    const w = Math.max(16, ...pairs.map(([a, b]) => a.length + b.length + 3));
+    lines.push("a/b".padEnd(24) + pairs.map(([a, b]) => `${a}/${b}`.padStart(w)).join(""));
     for (const f of FIELDS) {
-      const ratios = pairs.map(([a, b]) => fmt(faster(f, r[a]![f], r[b]![f]), 2).padStart(16));
+      const ratio = (a: string, b: string) => faster(f, columns.get(a)![f], columns.get(b)![f]);
+      const ratios = pairs.map(([a, b]) => fmt(ratio(a, b), 2).padStart(w));
       lines.push(LABELS[f].padEnd(24) + ratios.join(""));
     }
   }
