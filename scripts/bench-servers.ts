@@ -1,6 +1,6 @@
-// FUSE filesystems served by a foreground child process of a benchmark (bindfs, an --extra
-// command): started in a process group of their own, waited for until mounted, unmounted and
-// then stopped, in that order. It never does I/O on a mount it started, nor reads what is in it.
+// FUSE filesystems served by a foreground child process of a benchmark (bindfs, the binding's
+// ceiling, an --extra command): started in a process group of their own, waited for until
+// mounted, unmounted and then stopped, in that order. It never does I/O on a mount it started.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { assertFuse, isMounted, mounts, run, say, sleep } from "./bench-common.js";
@@ -11,7 +11,7 @@ const MOUNT_WITHIN_MS = 30_000;
 const EXIT_WITHIN_MS = 10_000;
 
 export interface Server {
-  /** Who it is in messages: bindfs, or the --extra name. */
+  /** Who it is in messages: bindfs, ceiling, or the --extra name. */
   label: string;
   cmd: string;
   args: string[];
