@@ -264,6 +264,10 @@ async function main(): Promise<Results> {
     throw new Error(
       `${opt.dir}: ${(need / GiB).toFixed(1)} GiB free needed for --size ${opt.sizeText}`,
     );
+  // The ceiling holds every file in memory: both fio files and the trees at once.
+  const held = 2 * size + treeBytes + GiB / 2;
+  if (selected("ceiling") && freemem() < held)
+    throw new Error(`ceiling: ${(held / GiB).toFixed(1)} GiB of free memory needed`);
   const m = new Measure({ ...opt, treeSrc, trees });
   const results: Results = {
     host: null,
@@ -295,28 +299,23 @@ async function main(): Promise<Results> {
     results.extra[extra.name] = await runServed(extra.name, `extra-${extra.name}`, m, (src, mnt) =>
       extraServer(extra, src, mnt),
     );
-  if (selected("ceiling")) {
-    // It holds every file in memory: both fio files and the trees at once.
-    const held = 2 * size + treeBytes + GiB / 2;
-    if (freemem() < held)
-      throw new Error(`ceiling: ${(held / GiB).toFixed(1)} GiB of free memory needed`);
+  if (selected("ceiling"))
     results.ceiling = await runServed("ceiling", "ceiling", m, (_src, mnt) => ({
       label: "ceiling",
       cmd: process.execPath,
       args: ["--import", "tsx", CEILING, mnt],
       cwd: root,
     }));
-  }
   if (needShadowfs) await runShadowfs(results, m, volumeBytes);
-  printConfig(trees);
+  describeRun(trees);
   return results;
 }
 
 const MiB = 2 ** 20;
 let config = "";
 
-/** The run's configuration line and its notes. */
-function printConfig(trees: TreeSources): void {
+/** The run's configuration line and its notes, for the report. */
+function describeRun(trees: TreeSources): void {
   const { passes, seconds, nFiles } = opt;
   config =
     `seq file ${opt.sizeText}, random IO ${seconds} s on a ${opt.sizeText} file, ${nFiles} files, ` +
