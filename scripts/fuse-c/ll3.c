@@ -158,17 +158,17 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
   make(req, parent, name, S_IFLNK | 0777, 0, target);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int rmdir) {
   LOCK();
-  int err = mfs_remove(N(parent), name, 0);
+  int err = mfs_remove(N(parent), name, rmdir);
   UNLOCK();
   reply_err(req, err);
 }
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  remove_name(req, parent, name, 0);
+}
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  LOCK();
-  int err = mfs_remove(N(parent), name, 1);
-  UNLOCK();
-  reply_err(req, err);
+  remove_name(req, parent, name, 1);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -281,7 +281,7 @@ static size_t list(fuse_req_t req, mnode *dir, char *buf, size_t size, off_t off
     used += len;
   }
   for (mdirent *d = mfs_dir_after(dir, off < 2 ? 2 : off); d; d = d->next) {
-    struct fuse_entry_param e;
+    struct fuse_entry_param e = {0};
     size_t len;
     if (plus) {
       entry_of(d->node, &e);
