@@ -6,7 +6,7 @@
 // writeback_cache, max_write=N (the largest request; libfuse 3.14 derives max_pages from it, and
 // defaults to 1 MiB), readdirplus=yes|auto (without it: no readdirplus), plus
 // entry_timeout=S and attr_timeout=S (default 1) and read_ahead_kb=N (see readahead.h).
-// Every operation takes mfs_lock, and replies while holding it.
+// Every operation takes mfs_lock, and replies once it has let it go.
 
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -44,12 +44,19 @@ static void entry_of(mnode *n, struct fuse_entry_param *e) {
   mfs_stat(n, &e->attr);
 }
 
-// Replies with the entry of `n`, which the kernel then holds one more reference to.
-static void reply_entry(fuse_req_t req, mnode *n) {
+// Replies with the entry of `n`, which the kernel then holds one more reference to; called
+// with mfs_lock held, it lets it go before replying.
+static void reply_entry_unlock(fuse_req_t req, mnode *n) {
   struct fuse_entry_param e;
   entry_of(n, &e);
   n->nlookup++;
-  if (fuse_reply_entry(req, &e) != 0) n->nlookup--;  // interrupted: the kernel took none
+  UNLOCK();
+  if (fuse_reply_entry(req, &e) != 0) {  // interrupted: the kernel took no reference
+    LOCK();
+    n->nlookup--;
+    mfs_maybe_free(n);
+    UNLOCK();
+  }
 }
 
 static void reply_err(fuse_req_t req, int err) { fuse_reply_err(req, -err); }
@@ -64,9 +71,13 @@ static void op_init(void *data, struct fuse_conn_info *conn) {
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   LOCK();
   mnode *dir = N(parent), *n = S_ISDIR(dir->mode) ? mfs_lookup(dir, name) : NULL;
-  if (n) reply_entry(req, n);
-  else fuse_reply_err(req, S_ISDIR(dir->mode) ? ENOENT : ENOTDIR);
+  if (n) {
+    reply_entry_unlock(req, n);
+    return;
+  }
+  int err = S_ISDIR(dir->mode) ? ENOENT : ENOTDIR;
   UNLOCK();
+  fuse_reply_err(req, err);
 }
 
 static void forget_one(fuse_ino_t ino, uint64_t nlookup) {
@@ -131,9 +142,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   LOCK();
   mnode *n = N(ino);
-  if (S_ISLNK(n->mode)) fuse_reply_readlink(req, n->data);
-  else fuse_reply_err(req, EINVAL);
+  char *target = S_ISLNK(n->mode) ? strdup(n->data) : NULL;
   UNLOCK();
+  if (target) fuse_reply_readlink(req, target);
+  else fuse_reply_err(req, EINVAL);
+  free(target);
 }
 
 static void make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
@@ -142,9 +155,12 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
   mnode *n;
   LOCK();
   int err = mfs_make(N(parent), name, mode, rdev, target, ctx->uid, ctx->gid, &n);
-  if (err) reply_err(req, err);
-  else reply_entry(req, n);
+  if (!err) {
+    reply_entry_unlock(req, n);
+    return;
+  }
   UNLOCK();
+  reply_err(req, err);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -183,9 +199,12 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
   LOCK();
   mnode *n = N(ino);
   int err = mfs_link(n, N(newparent), newname);
-  if (err) reply_err(req, err);
-  else reply_entry(req, n);
+  if (!err) {
+    reply_entry_unlock(req, n);
+    return;
+  }
   UNLOCK();
+  reply_err(req, err);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -201,6 +220,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   else if (fuse_reply_open(req, fi) != 0) {
     LOCK();
     n->open--;
+    mfs_maybe_free(n);
     UNLOCK();
   }
 }
@@ -211,30 +231,36 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   mnode *n;
   LOCK();
   int err = mfs_make(N(parent), name, S_IFREG | (mode & 07777), 0, NULL, ctx->uid, ctx->gid, &n);
-  if (err) {
-    reply_err(req, err);
-  } else {
-    struct fuse_entry_param e;
+  struct fuse_entry_param e;
+  if (!err) {
     entry_of(n, &e);
     n->open++;
     n->nlookup++;
     fi->fh = (uintptr_t) n;
-    if (fuse_reply_create(req, &e, fi) != 0) {
-      n->open--;
-      n->nlookup--;
-    }
   }
   UNLOCK();
+  if (err) {
+    reply_err(req, err);
+  } else if (fuse_reply_create(req, &e, fi) != 0) {  // interrupted: nothing taken
+    LOCK();
+    n->open--;
+    n->nlookup--;
+    mfs_maybe_free(n);
+    UNLOCK();
+  }
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi) {
   (void) fi;
+  char *buf = malloc(size);  // copied out, as libfuse 2's high-level API does for hl2.c
   LOCK();
   mnode *n = N(ino);
   size_t len = mfs_readable(n, size, off);
-  fuse_reply_buf(req, len ? n->data + off : NULL, len);
+  if (len) memcpy(buf, n->data + off, len);
   UNLOCK();
+  fuse_reply_buf(req, buf, len);
+  free(buf);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
