@@ -10,6 +10,7 @@ import { FsError } from "../errors.js";
 import { FuseMount, FuseOps, requestCaller, SnapshotViews, View } from "../mount/index.js";
 import { killRunningWriters, makeRuntimeDir } from "../snapshot/index.js";
 import { controlMethods } from "./handlers.js";
+import { KernelCache } from "./kernel-cache.js";
 import { lockStore } from "./lock.js";
 import { isMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
@@ -36,10 +37,20 @@ export interface Started {
   recovered: string | null;
 }
 
-const PRODUCTION_OPTIONS = ["auto_cache", "entry_timeout=1", "attr_timeout=0"];
+/**
+ * Production's names (present or absent) and the attributes of files with one name stay in the
+ * kernel for a minute, as a snapshot's do: what changes through the kernel, it keeps right
+ * itself, and what the daemon changes behind it (restore, revert, snapshots under `.snapshots`)
+ * is dropped from it at once (kernel-cache.ts), so the timeout only bounds what the kernel holds
+ * for nothing. attr_timeout=0 is for hard-linked files (View.cacheable). No auto_cache: whether
+ * the kernel keeps a file's data at an open is the filesystem's decision (FuseOps open), and
+ * libfuse's would cost a getattr per open.
+ */
+const PRODUCTION_OPTIONS = ["entry_timeout=60", "negative_timeout=60", "attr_timeout=0"];
 /** Seconds production attributes that only change through the kernel stay cached (FuseOps). */
-const PRODUCTION_ATTR_TIMEOUT = 1;
-const SNAPSHOT_OPTIONS = ["ro", "kernel_cache", "entry_timeout=60", "attr_timeout=60"];
+const PRODUCTION_ATTR_TIMEOUT = 60;
+/** Nothing in a snapshot changes; the view keeps every file's data at each open (FuseOps). */
+const SNAPSHOT_OPTIONS = ["ro", "entry_timeout=60", "attr_timeout=60"];
 /** Production's options an exposed snapshot shares: who may enter it, and the kernel's checks. */
 const SHARED_OPTIONS = new Set(["allow_other", "allow_root", "default_permissions"]);
 
@@ -50,6 +61,7 @@ export class Daemon {
   private stopping: Promise<void> | undefined;
   private protocol: VolumeProtocol | undefined;
   private timeline: Timeline | undefined;
+  private kernel: KernelCache | undefined;
   /** Resolves when the daemon has stopped. */
   readonly stopped: Promise<void>;
   private done!: () => void;
@@ -82,7 +94,16 @@ export class Daemon {
         opts.logger.warn({ store: paths.dir, leftovers }, "removed what interrupted restores left");
       const root = new View(fs, "production");
       const views = new SnapshotViews(volume);
-      service.onSnapshot((id, seed) => views.taken(id, seed));
+      let daemon: Daemon | undefined;
+      const kernel = new KernelCache(
+        () => daemon?.mount,
+        root,
+        () => volume.snapshots(),
+      );
+      service.onSnapshot((id, seed) => {
+        views.taken(id, seed);
+        kernel.snapshotsChanged();
+      });
       const log = opts.logger;
       const ops = new FuseOps({
         root,
@@ -96,13 +117,14 @@ export class Daemon {
           return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
         },
       });
-      const daemon = new Daemon(opts, service, unlock, root, views, ops, undefined);
+      daemon = new Daemon(opts, service, unlock, root, views, ops, undefined);
+      daemon.kernel = kernel;
       service.onRevert(async (next) => {
         root.replace(next);
         views.refresh();
-        // Attributes the kernel keeps may be those of production before the revert (a file
-        // it no longer has, an old size): the revert ends when the last of them has expired.
-        await new Promise((done) => setTimeout(done, PRODUCTION_ATTR_TIMEOUT * 1000));
+        // What the kernel keeps is production before the revert: it is all dropped (the
+        // revert waits for that once the gate is open again).
+        await kernel.reverted(next);
       });
       const protocol = new VolumeProtocol(service, mountpoint);
       daemon.protocol = protocol;
@@ -167,11 +189,15 @@ export class Daemon {
       exposed: () => [...this.exposed].map(([mountpoint, e]) => ({ mountpoint, id: e.id })),
       expose: (snap, where) => this.expose(snap, where),
       unexpose: (where) => this.unexpose(where),
-      deleted: () => this.views.refresh(),
+      deleted: () => {
+        this.views.refresh();
+        this.kernel?.snapshotsChanged();
+      },
       unmount: () => setImmediate(() => void this.stop()),
       snapshotFs: async (snap) => (await this.views.viewOf(snap)).fs,
-      forget: (dir, name) => this.root.forget(dir, name),
-      attrsExpired: () => new Promise((done) => setTimeout(done, PRODUCTION_ATTR_TIMEOUT * 1000)),
+      forget: (dir, name) => this.kernel?.named(dir, name),
+      changed: (ino) => this.kernel?.changed(ino),
+      invalidated: () => this.kernel?.invalidated() ?? Promise.resolve(),
     };
   }
 

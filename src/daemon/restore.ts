@@ -70,6 +70,7 @@ function production(s: Service): Target {
         return fn(fs);
       }),
     forget: (dir, name) => s.mount?.forget(dir, name),
+    changed: (ino) => s.mount?.changed(ino),
   };
 }
 
@@ -223,8 +224,8 @@ export async function restore(
   // Durable when the answer comes, as a snapshot is (and blocks freed are free again).
   await to.change((fs) => fs.fsync());
   await pending.done(temp);
-  // What the kernel may still keep of a replaced file expires before the answer.
-  if (placed.swapped) await s.mount?.attrsExpired();
+  // The kernel has dropped what it kept of every name and inode changed before the answer.
+  await s.mount?.invalidated();
   progress?.(total, total);
   return result(copy.counts, false, placed.keptIn);
 }

@@ -32,7 +32,7 @@ import {
   type SnapshotInfo,
 } from "../cow/index.js";
 import { einval, enoent, FsError } from "../errors.js";
-import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
+import { FileSystem, type MetaSeed, type Name } from "../fs/filesystem.js";
 import { check, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
 import type { Provider } from "../snapshot/index.js";
@@ -65,10 +65,15 @@ export interface Mount {
   unmount(): void;
   /** Snapshot `s`'s filesystem, read-only: the one `.snapshots` serves. */
   snapshotFs(s: SnapshotInfo): Promise<FileSystem>;
-  /** A name in production changed behind the FUSE operations' back (a restore): it is forgotten. */
-  forget(dir: number, name: string): void;
-  /** Resolves once what the kernel may keep of production's attributes has expired. */
-  attrsExpired(): Promise<void>;
+  /**
+   * A name in production was made, removed or replaced behind the FUSE operations' back (a
+   * restore): the mount and the kernel forget it.
+   */
+  forget(dir: number, name: Name): void;
+  /** An inode of production changed behind their back: the kernel drops what it keeps of it. */
+  changed(ino: number): void;
+  /** Resolves once the kernel has been told of every change above. Never inside the gate. */
+  invalidated(): Promise<void>;
 }
 
 type Progress = (done: number, total: number) => void;
@@ -292,6 +297,8 @@ export class Service {
       this.fs = await FileSystem.open(this.volume);
       for (const fn of this.reverted) await fn(this.fs);
     });
+    // Outside the gate: a FUSE request waiting at it may hold a lock the kernel needs for this.
+    await this.mount?.invalidated();
     return { reverted: this.row(target), saved, discarded };
   }
 

@@ -21,8 +21,10 @@ export interface Target {
   change<T>(fn: (fs: FileSystem) => Promise<T>): Promise<T>;
   /** Reads from it (no gate: reads never enter it). */
   readonly fs: FileSystem;
-  /** A name of directory `dir` was removed or replaced behind the mount's back. */
-  forget(dir: number, name: string): void;
+  /** A name of directory `dir` was made, removed or replaced behind the mount's back. */
+  forget(dir: number, name: Name): void;
+  /** Inode `ino` changed behind the mount's back: data, attributes or link count. */
+  changed(ino: number): void;
 }
 
 export interface CopyCounts {
@@ -115,6 +117,8 @@ export class TreeCopy {
       const made = this.linked.get(a.ino);
       if (made !== undefined) {
         await to.change((fs) => fs.link(made, parent, name));
+        to.forget(parent, name);
+        to.changed(made);
         counts.hardLinks++;
         return;
       }
@@ -135,6 +139,7 @@ export class TreeCopy {
       made = await to.change((fs) => fs.mknod(parent, name, a.mode, a.rdev, SUPERUSER));
       counts.specials++;
     }
+    to.forget(parent, name);
     if (!isDir(a.mode) && a.nlink > 1) this.linked.set(a.ino, made.ino);
     await this.xattrs(a.ino, made.ino);
     if (isReg(a.mode)) await this.data(a, made.ino);
@@ -153,6 +158,7 @@ export class TreeCopy {
         mtime: a.mtime,
       }),
     );
+    to.changed(made.ino);
   }
 
   private async xattrs(from: number, into: number): Promise<void> {
@@ -197,7 +203,6 @@ export class TreeCopy {
  */
 export async function removeTree(to: Target, parent: number, name: Name): Promise<void> {
   const a = await to.fs.lookup(parent, name);
-  const label = typeof name === "string" ? name : Buffer.from(name).toString();
   if (isDir(a.mode)) {
     // Each page is read afresh from the start: removing names moves the ones after them.
     for (;;) {
@@ -213,6 +218,7 @@ export async function removeTree(to: Target, parent: number, name: Name): Promis
   // The name is forgotten in the same step: no FUSE operation may find it as it was.
   await to.change(async (fs) => {
     await (isDir(a.mode) ? fs.rmdir(parent, name) : fs.unlink(parent, name));
-    to.forget(parent, label);
+    to.forget(parent, name);
+    to.changed(a.ino);
   });
 }

@@ -77,6 +77,30 @@ export class FuseMount {
     return new FuseMount(fuse, fuse.mnt);
   }
 
+  // What shadowfs changes behind the kernel's back is dropped from what the kernel keeps. Each
+  // call only queues: the binding sends them from a thread of its own (the kernel takes locks
+  // that requests waiting for this thread hold), so they never block this thread.
+
+  /** The kernel drops inode `ino`'s attributes and cached data, in every node it has for it. */
+  invalidateInode(ino: number): void {
+    this.fuse.invalidateInode(ino);
+  }
+
+  /** The kernel drops name `name` of directory `dir`, present or known as absent. */
+  invalidateEntry(dir: number, name: string | Uint8Array): void {
+    this.fuse.invalidateEntry(dir, name);
+  }
+
+  /** The kernel drops every inode and name it holds (but names it knows as absent). */
+  invalidateAll(): void {
+    this.fuse.invalidateAll();
+  }
+
+  /** Resolves once every invalidation queued before has reached the kernel. */
+  invalidated(): Promise<void> {
+    return new Promise((resolve) => this.fuse.invalidated(resolve));
+  }
+
   unmount(): Promise<void> {
     return new Promise((resolve, reject) =>
       this.fuse.unmount((err) => (err ? reject(err) : resolve())),

@@ -4,7 +4,7 @@ export { FuseMount, READ_AHEAD_KB, requestCaller } from "./fuse.js";
 export { type MountEntry, mountTable } from "./mount-table.js";
 export { gmtName, isGmtName } from "./names.js";
 export { FuseOps } from "./ops.js";
-export { SNAPDIR } from "./ops-core.js";
+export { SNAPDIR, SNAPDIR_INO } from "./ops-core.js";
 export { parseMountOptions } from "./options.js";
 export { SnapshotViews } from "./snapshots.js";
 export { View } from "./view.js";

@@ -31,8 +31,11 @@ export const SNAPDIR = ".snapshots";
 export const SNAPDIR_INO = 0xffffffff;
 
 export type Done<T> = (err: number, value?: T) => void;
-/** The file handle of a new file, and its attributes (so that libfuse need not ask for them). */
-export type Created = (err: number, fd?: number, stat?: FuseStat) => void;
+/**
+ * The file handle of a new file, its attributes (so that libfuse need not ask for them), and
+ * whether the kernel keeps its cached data (`View.keepsData`).
+ */
+export type Created = (err: number, fd?: number, stat?: FuseStat, keepCache?: boolean) => void;
 export type Count = (result: number) => void;
 /** A read's answer: bytes read, and maybe the part of them the binding reads from a host file. */
 export type ReadDone = (

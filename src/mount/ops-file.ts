@@ -10,24 +10,31 @@ import type { Count, Created, Done, OpsCore, ReadDone } from "./ops-core.js";
 
 const O_ACCMODE = 3;
 
+/** An open's answer: the file handle, and whether the kernel keeps the file's cached data. */
+type Opened = (err: number, fd?: number, keepCache?: boolean) => void;
+
 export const fileOps = {
-  open(this: OpsCore, path: string, flags: number, cb: Done<number>): void {
+  open(this: OpsCore, path: string, flags: number, cb: Opened): void {
     const who = this.o.caller();
-    this.call("open", path, cb, async () => {
+    const open = async (): Promise<[number, boolean]> => {
       const p = await this.node(path, who);
       if (
         p.view.readOnly &&
         ((flags & O_ACCMODE) !== constants.O_RDONLY || flags & constants.O_TRUNC)
       )
         throw erofs(path);
-      await p.view.fs.open(p.ino, flags, who);
-      return this.opened(p.view, p.ino);
-    });
+      const a = await p.view.fs.open(p.ino, flags, who);
+      return [this.opened(p.view, p.ino), p.view.keepsData(a)];
+    };
+    open().then(
+      ([fd, keep]) => cb(0, fd, keep),
+      (e) => cb(this.errno(e, "open", path)),
+    );
   },
 
   create(this: OpsCore, path: string, mode: number, cb: Created): void {
     const who = this.o.caller();
-    const create = async (): Promise<[number, FuseStat]> => {
+    const create = async (): Promise<[number, FuseStat, boolean]> => {
       const { view, dir, name } = await this.parentOf(path, who);
       const a = await this.change(async () => {
         const made = await view.fs.create(dir, name, mode, who);
@@ -35,10 +42,10 @@ export const fileOps = {
         await view.fs.open(made.ino);
         return made;
       });
-      return [this.opened(view, a.ino), this.stat(view, a)];
+      return [this.opened(view, a.ino), this.stat(view, a), view.keepsData(a)];
     };
     create().then(
-      ([fd, stat]) => cb(0, fd, stat),
+      ([fd, stat, keep]) => cb(0, fd, stat, keep),
       (e) => cb(this.errno(e, "create", path)),
     );
   },

@@ -68,6 +68,20 @@ export class View {
     return a.nlink === 1 && !this.linked.has(a.ino);
   }
 
+  /**
+   * True when the kernel may keep the file's cached data at an open (FOPEN_KEEP_CACHE) instead
+   * of dropping it. Its pages stay right as long as every change to the data reaches the one
+   * kernel inode that caches them: writes and truncations through the kernel update them (there
+   * is no writeback cache), and what the daemon changes on its own (a restore, a revert) it
+   * drops from the kernel at once, as the binding does for a node whose name came to stand for
+   * another inode. That leaves hard links: libfuse 2 gives each name a kernel inode of its own,
+   * so a write through one name leaves the pages of the others stale. Hence the rule is the one
+   * for attributes: everything in a snapshot, and files that have had one name while mounted.
+   */
+  keepsData(a: Attr): boolean {
+    return this.cacheable(a);
+  }
+
   /** Inode `ino` is getting another name (see `cacheable`). */
   linking(ino: number): void {
     this.linked.add(ino);

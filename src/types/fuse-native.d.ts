@@ -17,6 +17,14 @@ declare module "fuse-native" {
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
     protected _fuseOptions(): string;
+    /** Queues dropping what the kernel keeps of inode `ino`: attributes and cached data. */
+    invalidateInode(ino: number): void;
+    /** Queues dropping name `name` in directory `dirIno` (also a name known as absent). */
+    invalidateEntry(dirIno: number, name: string | Uint8Array): void;
+    /** Queues dropping every inode and name the kernel holds (not names known as absent). */
+    invalidateAll(): void;
+    /** Calls `cb` once everything queued before has been sent to the kernel. */
+    invalidated(cb: () => void): void;
     static unmount(mnt: string, cb: (err: Error | null) => void): void;
     /**
      * The caller of the request being dispatched (a fresh frozen object; groups are the
