@@ -57,6 +57,8 @@ export function controlMethods(
     "protocol.commit": (p) => protocol.participant.commit({ setId: p.setId, name: p.name }),
     "protocol.release": async () => {
       await protocol.participant.release();
+      // The gate is open: `.snapshots` as the kernel has it shows the new snapshot.
+      await s.mount?.invalidated();
       return null;
     },
     "protocol.discard": async (p) => {

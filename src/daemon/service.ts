@@ -16,6 +16,10 @@
 //     deletion, revert and close take it exclusive.
 //  6. The catalog lock (`CowVolume.catalogLock`): rewrites of the catalog file.
 //
+// `Mount.invalidated` waits for the binding's thread that tells the kernel what changed behind
+// its back; the kernel locks that thread needs may be held by FUSE requests waiting at the gate,
+// so it is never awaited inside the gate (2), nor inside anything that holds it.
+//
 // A lent read (a FUSE worker thread reading bytes of the base image itself) holds the volume gate
 // shared through a `Lease`, which `Gate.tryShared` takes without waiting, so under any lock, and
 // which the binding releases once the thread has read the bytes; snapshot administration waits for
@@ -261,6 +265,7 @@ export class Service {
     const deleted = this.row(s);
     await this.volume.deleteSnapshot(s.id);
     this.mount?.deleted(s.id);
+    await this.mount?.invalidated();
     return deleted;
   }
 
