@@ -7,12 +7,13 @@
 // kernel do that), keeps nothing once it exits, and never does I/O on its own mount.
 //
 // Mount options, as shadowfs's production mount has them: use_ino, big_writes, max_write=131072
-// and default_permissions (src/mount/fuse.ts, ALWAYS), auto_cache, entry_timeout=1 and
+// and default_permissions (src/mount/fuse.ts, ALWAYS), entry_timeout=60, negative_timeout=60 and
 // attr_timeout=0 (src/daemon/daemon.ts, PRODUCTION_OPTIONS), a 1 MiB read-ahead
-// (READ_AHEAD_KB); and attributes given a one-second attrTimeout where production gives one
-// (PRODUCTION_ATTR_TIMEOUT, for what View.cacheable in src/mount/view.ts accepts: directories and
-// files that have had one name only). Like production, each change answers with the attributes
-// it leaves, and no flush is implemented. It serves until SIGTERM, SIGINT or SIGHUP (then it
+// (READ_AHEAD_KB); attributes given a 60-second attrTimeout, and the page cache kept across
+// opens, where production gives and keeps them (PRODUCTION_ATTR_TIMEOUT, for what View.cacheable
+// and View.keepsData in src/mount/view.ts accept: directories and files that have had one name
+// only). Like production, each change answers with the attributes it leaves, and no flush is
+// implemented. It serves until SIGTERM, SIGINT or SIGHUP (then it
 // unmounts), until its mount is gone, or until the process that started it is.
 
 import { constants as fsc } from "node:fs";
@@ -24,6 +25,7 @@ import { mountTable } from "../src/mount/mount-table.js";
 import { FileData } from "./ceiling-data.js";
 import {
   type Cb,
+  cacheable,
   change,
   EEXIST,
   EISDIR,
@@ -50,8 +52,8 @@ const OPTIONS = [
   "big_writes",
   "max_write=131072",
   "default_permissions",
-  "auto_cache",
-  "entry_timeout=1",
+  "entry_timeout=60",
+  "negative_timeout=60",
   "attr_timeout=0",
   "fsname=ceiling",
   "subtype=ceiling",
@@ -119,7 +121,7 @@ const ops = {
     ops.truncate(path, size, cb);
   },
 
-  open(path: string, flags: number, cb: Cb<number>) {
+  open(path: string, flags: number, cb: (err: number, fd?: number, keepCache?: boolean) => void) {
     const n = walk(path);
     if (typeof n === "number") return cb(n);
     if (n.data && flags & O_TRUNC && (flags & O_ACCMODE) !== O_RDONLY) {
@@ -127,9 +129,13 @@ const ops = {
       n.mtime = n.ctime = now();
     }
     handles.set(nextFd, n);
-    cb(0, nextFd++);
+    cb(0, nextFd++, cacheable(n));
   },
-  create(path: string, mode: number, cb: (err: number, fd?: number, stat?: Stat) => void) {
+  create(
+    path: string,
+    mode: number,
+    cb: (err: number, fd?: number, stat?: Stat, keepCache?: boolean) => void,
+  ) {
     const n = make(
       Fuse.caller(),
       path,
@@ -141,7 +147,7 @@ const ops = {
     );
     if (!n) return;
     handles.set(nextFd, n);
-    cb(0, nextFd++, stat(n));
+    cb(0, nextFd++, stat(n), cacheable(n));
   },
   release(_path: string, fd: number, cb: Cb) {
     handles.delete(fd);

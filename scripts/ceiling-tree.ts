@@ -16,7 +16,7 @@ export const EEXIST = -E.EEXIST;
 export const ENOTEMPTY = -E.ENOTEMPTY;
 /** Seconds the kernel may keep attributes that only change through it: shadowfs production's
  * PRODUCTION_ATTR_TIMEOUT (src/daemon/daemon.ts). */
-const ATTR_TIMEOUT = 1;
+const ATTR_TIMEOUT = 60;
 
 export interface Inode {
   ino: number;
@@ -81,9 +81,13 @@ export function parentOf(
   return { dir, entries: dir.entries, name: path.slice(cut + 1) };
 }
 
+/** What the kernel may keep, as production's View.cacheable: a directory, or a file with one name. */
+export function cacheable(n: Inode): boolean {
+  return isDir(n) || (n.nlink === 1 && !n.linked);
+}
+
 export function stat(n: Inode) {
   const size = n.data ? n.data.size : n.target !== undefined ? Buffer.byteLength(n.target) : 4096;
-  const cacheable = isDir(n) || (n.nlink === 1 && !n.linked);
   return {
     ino: n.ino,
     mode: n.mode,
@@ -98,7 +102,7 @@ export function stat(n: Inode) {
     atime: n.atime,
     mtime: n.mtime,
     ctime: n.ctime,
-    attrTimeout: cacheable ? ATTR_TIMEOUT : undefined,
+    attrTimeout: cacheable(n) ? ATTR_TIMEOUT : undefined,
   };
 }
 export type Stat = ReturnType<typeof stat>;
