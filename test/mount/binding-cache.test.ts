@@ -5,13 +5,14 @@
 
 import { type ChildProcess, execFile, fork, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CacheFuseMessage, CacheFuseRequest } from "../helpers/cache-fuse.js";
+import { endChildMount } from "../helpers/child-mount.js";
 
 const HELPER = fileURLToPath(new URL("../helpers/cache-fuse.ts", import.meta.url));
 const run = promisify(execFile);
@@ -80,19 +81,10 @@ describe("the binding's kernel cache through a real mount", () => {
   });
 
   afterEach(async () => {
-    try {
-      if (mnt) await run("fusermount", ["-uz", mnt]).catch(() => undefined);
-    } finally {
-      const c = child;
-      child = undefined;
-      if (c && c.exitCode === null && c.signalCode === null) {
-        const exited = once(c, "exit");
-        c.kill("SIGKILL");
-        await exited;
-      }
-      if (dir) await rm(dir, { recursive: true, force: true });
-      dir = undefined;
-    }
+    const c = child;
+    child = undefined;
+    await endChildMount(c, mnt, dir);
+    dir = undefined;
     const table = await readFile("/proc/mounts", "utf8");
     expect(table.split("\n").some((l) => l.split(" ")[1] === mnt)).toBe(false);
   });

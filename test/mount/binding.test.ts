@@ -3,13 +3,13 @@
 // and every request says who made it.
 
 import { type ChildProcess, execFile, fork } from "node:child_process";
-import { once } from "node:events";
-import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { endChildMount } from "../helpers/child-mount.js";
 import {
   type CallerCall,
   FIRST_INO,
@@ -114,19 +114,10 @@ describe("fuse-native binding through a real mount", () => {
   });
 
   afterEach(async () => {
-    try {
-      if (mnt) await run("fusermount", ["-uz", mnt]).catch(() => undefined);
-    } finally {
-      const c = child;
-      child = undefined;
-      if (c && c.exitCode === null && c.signalCode === null) {
-        const exited = once(c, "exit");
-        c.kill("SIGKILL");
-        await exited;
-      }
-      if (dir) await rm(dir, { recursive: true, force: true });
-      dir = undefined;
-    }
+    const c = child;
+    child = undefined;
+    await endChildMount(c, mnt, dir);
+    dir = undefined;
     expect(await mounted(mnt)).toBe(false);
   });
 
