@@ -60,8 +60,8 @@ export async function makeTreeSources(work: string, project: string): Promise<Tr
   await mkdir(real);
   say(`copying ${from.join(" and ")} to ${real} (cp -a)`);
   await run("cp", ["-a", ...from, real]);
-  // node_modules may be a symbolic link (a git worktree's, to the main checkout's): what it
-  // points to is packed, with the links inside it kept as links.
+  // node_modules may be a symbolic link: what it points to is packed, with the links inside it
+  // kept as links.
   const modules = await realpath(join(project, "node_modules"));
   const tarball = join(work, "node_modules.tar");
   say(`packing ${modules} into ${tarball} (tar, uncompressed)`);
