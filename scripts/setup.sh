@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*"; }
+# shellcheck source=scripts/debs.sh
+. scripts/debs.sh
 
 # 1. Debian packages: installed only when missing. The compiler and python3 (for node-gyp)
 #    rebuild the FUSE binding; rsync, attr, fio, bindfs and sqlite3 are tools for tests and
@@ -14,20 +16,7 @@ say() { printf 'setup: %s\n' "$*"; }
 #    (docs/samba.md).
 debs=(libfuse2 fuse3 libfuse-dev build-essential pkg-config python3 rsync attr fio bindfs sqlite3
   samba samba-vfs-modules smbclient)
-missing=()
-for p in "${debs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing Debian packages: ${missing[*]}; run as root or install them with apt-get" >&2
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_debs -- "${debs[@]}"
 
 # 2. npm packages: `npm ci` when node_modules is missing or older than the lock file or the
 #    patches (its postinstall, patch-package, applies patches/ to the fresh node_modules).

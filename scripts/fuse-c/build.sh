@@ -8,24 +8,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$(cd "$here/../.." && pwd)/dist/fuse-c
 
 say() { printf 'fuse-c: %s\n' "$*"; }
+# shellcheck source=scripts/debs.sh
+. "$here/../debs.sh"
 
 debs=(libfuse-dev libfuse3-dev build-essential pkg-config)
-missing=()
-for p in "${debs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing Debian packages: ${missing[*]}; run as root or install them with apt-get" >&2
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # --no-remove: libfuse3-dev must not displace libfuse2, libfuse-dev or fuse3, which shadowfs
-  # needs; apt-get stops instead.
-  apt-get install -y -qq --no-remove "${missing[@]}" >/dev/null
-fi
+# --no-remove: libfuse3-dev must not displace libfuse2, libfuse-dev or fuse3, which shadowfs
+# needs; apt-get stops instead.
+install_debs --no-remove -- "${debs[@]}"
 
 mkdir -p "$out"
 cflags=(-O2 -g -Wall -Wextra -std=gnu11 -pthread)
