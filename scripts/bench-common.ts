@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } 
 import { mkdtemp, rm, statfs } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { withoutExtraCaCerts } from "../src/cli/node-env.js";
 
 export const MB = 1e6;
 export const GiB = 2 ** 30;
@@ -53,6 +54,8 @@ export interface RunOptions {
   /** Send stdout and stderr to this file and settle when the process exits, without waiting for
    * descendants that keep its output open (a daemon started in the background). */
   log?: string;
+  /** The environment, when not this process's. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Runs a command to completion: its stdout and the wall-clock milliseconds it took. */
@@ -65,6 +68,7 @@ export function run(
     const logFd = opts.log === undefined ? undefined : openSync(opts.log, "a");
     const t0 = performance.now();
     const child = spawn(cmd, args, {
+      env: opts.env,
       stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd],
     });
     children.add(child);
@@ -158,12 +162,19 @@ export function projectRuntime(): Runtime {
 /** Says how the shadowfs command is started. */
 export function sayShadowfsCommand(): void {
   const { cmd, cli } = projectRuntime();
-  say(`shadowfs command: ${[...cmd.flat(), cli].join(" ")}`);
+  say(
+    `shadowfs command: ${[...cmd.flat(), cli].join(" ")}, without NODE_EXTRA_CA_CERTS, as the installed command starts`,
+  );
 }
 
+/** Runs the shadowfs command as the installed one starts (see `withoutExtraCaCerts`). */
 export function shadowfs(args: string[], opts: RunOptions = {}) {
   const { cmd, cli } = projectRuntime();
-  return run(cmd[0], [...cmd[1], cli, ...args], { timeoutMs: 300_000, ...opts });
+  return run(cmd[0], [...cmd[1], cli, ...args], {
+    timeoutMs: 300_000,
+    env: withoutExtraCaCerts(process.env),
+    ...opts,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import { isStore, storePaths } from "../daemon/paths.js";
 import { FsError } from "../errors.js";
 import { parseMountOptions } from "../mount/options.js";
 import { message, print } from "./format.js";
+import { withoutExtraCaCerts } from "./node-env.js";
 
 /** What `shadowfs mount` was told. */
 export interface MountRequest {
@@ -140,6 +141,7 @@ async function startDaemon(store: string, mnt: string, o: string | undefined): P
   ];
   if (o) args.push("-o", o);
   const child = spawn(process.execPath, args, {
+    env: withoutExtraCaCerts(process.env),
     detached: true,
     stdio: ["ignore", log.fd, log.fd, "pipe"],
   });

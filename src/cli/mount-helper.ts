@@ -1,7 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node
 // `mount.fuse.shadowfs STORE MNT [-o OPTIONS]`: what mount(8) runs for an /etc/fstab line
 // `STORE MNT fuse.shadowfs OPTIONS 0 0`. Drops the options that only mount(8) reads and hands
-// the rest to `shadowfs mount`.
+// the rest to `shadowfs mount`. Its first line is that of main.ts (see node-env.ts).
 
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";

@@ -4,7 +4,7 @@
 
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { storePaths } from "../../src/daemon/paths.js";
@@ -111,6 +111,26 @@ describe("the store lock", () => {
       expect(await mountsUnder(s.dir)).toEqual([runs[0]!.code === 0 ? a : b]);
       await ok("unmount", runs[0]!.code === 0 ? a : b);
     }
+  });
+
+  it("the command and its daemon start without NODE_EXTRA_CA_CERTS, which only slows Node's start", async () => {
+    s = await scratch();
+    // A file that cannot be read: Node says so on stderr as it starts, if it reads the variable.
+    const env = `NODE_EXTRA_CA_CERTS=${join(s.dir, "missing.pem")}`;
+    const cli = join(import.meta.dirname, "..", "..", "dist", "src", "cli", "main.js");
+    expect(sh(`${env} node -e 0`).stderr).toMatch(/Ignoring extra certs/);
+    // As the installed command runs: a link to the file, run through its first line.
+    const version = sh(
+      `chmod +x ${cli} && ln -s ${cli} ${s.dir}/shadowfs && ${env} ${s.dir}/shadowfs --version`,
+    );
+    expect(version).toMatchObject({ code: 0, stderr: "" });
+    run(
+      `${env} node ${cli} init ${s.store} --size 64M && ${env} node ${cli} mount ${s.store} ${s.mnt}`,
+    );
+    const daemon = readFileSync(`/proc/${lockPid(s.store)!}/environ`, "utf8").split("\0");
+    expect(daemon.filter((v) => v.startsWith("NODE_EXTRA_CA_CERTS="))).toEqual([]);
+    expect(readFileSync(storePaths(s.store).log, "utf8")).not.toMatch(/Ignoring extra certs/);
+    await ok("unmount", s.mnt);
   });
 
   it("kill -9 of the holder frees the store at once", async () => {
