@@ -99,6 +99,33 @@ describe.each(Object.entries(devices))("filesystem conformance: %s", (_n, make) 
     await expect(fs.create(ROOT, "a/b", 0o600, me)).rejects.toThrow(/EINVAL/);
   });
 
+  it("refuses a name that exists with EEXIST, before the caller's rights, and changes nothing", async () => {
+    const dev = await make();
+    await FileSystem.mkfs(dev, me);
+    const fs = await FileSystem.open(dev);
+    const d = await fs.mkdir(ROOT, "shared", 0o755, SUPERUSER);
+    const taken = await fs.create(d.ino, "taken", 0o644, SUPERUSER);
+    await fs.flush();
+    const before = await fs.statfs();
+    await expect(fs.create(d.ino, "taken", 0o600, SUPERUSER)).rejects.toThrow(/EEXIST/);
+    await expect(fs.mkdir(d.ino, "taken", 0o700, SUPERUSER)).rejects.toThrow(/EEXIST/);
+    const long = "t".repeat(300); // kept in a data block, not in the inode
+    await expect(fs.symlink(d.ino, "taken", long, SUPERUSER)).rejects.toThrow(/EEXIST/);
+    // Not the caller's directory to write in: a free name is EACCES, a taken one EEXIST.
+    await expect(fs.create(d.ino, "taken", 0o600, me)).rejects.toThrow(/EEXIST/);
+    await expect(fs.create(d.ino, "free", 0o600, me)).rejects.toThrow(/EACCES/);
+    await fs.flush();
+    const after = await fs.statfs();
+    expect(after.filesFree).toBe(before.filesFree);
+    expect(after.blocksFree).toBe(before.blocksFree);
+    expect(await names(fs, d.ino)).toEqual([".", "..", "taken"]);
+    expect((await fs.lookup(d.ino, "taken")).ino).toBe(taken.ino);
+    const next = await fs.symlink(d.ino, "next", long, SUPERUSER);
+    expect((await fs.readlink(next.ino)).toString()).toBe(long);
+    await fs.flush();
+    expect((await fsck(dev)).problems).toEqual([]);
+  });
+
   it("reads and writes contents, sparse and large, and keeps nanosecond times", async () => {
     const fs = await fresh(make);
     const f = await fs.create(ROOT, "f", 0o600, me);
