@@ -41,7 +41,7 @@ export class View {
    * changes) the first lookup in a directory lists it into the cache, as a backup or a `find`
    * goes on to look up its other names: each of them is then found without a search of the
    * directory's blocks. `stat` of 5,000 files of one directory in a snapshot just taken, 16 at a
-   * time: 7,100-7,400 a second without, 8,400-8,600 with.
+   * time: 7,000-7,700 a second without, 7,400-8,600 with (two runs and four).
    */
   async lookup(parent: number, name: string): Promise<number> {
     const k = key(parent, name);
