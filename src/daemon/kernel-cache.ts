@@ -12,23 +12,21 @@
 import type { SnapshotInfo } from "../cow/index.js";
 import { ROOT } from "../fs/context.js";
 import type { FileSystem, Name } from "../fs/filesystem.js";
-import { gmtName, SNAPDIR, SNAPDIR_INO, type View } from "../mount/index.js";
+import { type FuseMount, gmtName, SNAPDIR, SNAPDIR_INO, type View } from "../mount/index.js";
 import { entries } from "./tree-copy.js";
 
 /** The part of production's mount that drops what the kernel keeps. */
-export interface KernelMount {
-  invalidateInode(ino: number): void;
-  invalidateEntry(dir: number, name: Name): void;
-  invalidateAll(): void;
-  invalidated(): Promise<void>;
-}
+type KernelMount = Pick<
+  FuseMount,
+  "invalidateInode" | "invalidateEntry" | "invalidateAll" | "invalidated"
+>;
 
 /** The names a snapshot has under `.snapshots`. */
 const namesOf = (s: SnapshotInfo) => [gmtName(s.createdAt), ...(s.name ? [s.name] : [])];
 
 export class KernelCache {
   /** The names `.snapshots` showed when the kernel was last told of them. */
-  private shown = new Set<string>();
+  private shown: Set<string>;
 
   constructor(
     /** Production's mount; undefined before it is mounted (nothing is cached then). */
