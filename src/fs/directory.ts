@@ -118,20 +118,12 @@ export class Directory {
     return key;
   }
 
-  /**
-   * Removes `name`; returns its entry and key, or undefined if there was none. `accept`, if
-   * given, sees the entry first and may refuse it by throwing: nothing has changed then. It must
-   * not change this directory.
-   */
-  async remove(
-    name: Uint8Array,
-    accept?: (entry: DirEntry) => Promise<void>,
-  ): Promise<KeyedEntry | undefined> {
+  /** Removes `name`; returns its entry and key, or undefined if there was none. */
+  async remove(name: Uint8Array): Promise<KeyedEntry | undefined> {
     this.checkName(name);
     const hdr = await this.header();
     const { found } = await this.find(hdr, name, this.hashOf(hdr.key, name));
     if (!found) return undefined;
-    await accept?.(found.entry);
     const b = await this.load(found.leaf, fmt.LEAF, 0, true);
     const key = fmt.entryKey(b, found.off);
     fmt.leafDelete(b, found.off, found.size);
