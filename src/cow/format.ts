@@ -30,6 +30,8 @@ const snapshotSchema = z.object({
   holds: z.array(z.string()).optional(),
   /** Taken by the timeline (the daemon's snapshot every interval), not by hand. */
   timeline: z.boolean().optional(),
+  /** A received snapshot's identity in the store it came from (absent: `uuid:id` of this one). */
+  guid: z.string().optional(),
   /** Index records of this snapshot's diff area known committed (exact once frozen or cleanly closed). */
   records: z.number().int().nonnegative(),
 });

@@ -8,6 +8,14 @@ export type { Eviction } from "./format.js";
 export { Gate, Lease, Mutex } from "./gate.js";
 export { type HostFile, type HostFs, NodeHostFs, replaceFileAtomically } from "./host.js";
 export { SnapshotDevice } from "./snapshot-device.js";
+export {
+  badStream,
+  type StreamCounts,
+  type StreamHeader,
+  type StreamSnapshot,
+} from "./stream-format.js";
+export { peekHeader, type StreamChunks, StreamReader } from "./stream-read.js";
+export { snapshotStream, writeStream } from "./stream-write.js";
 export { CowVolume } from "./volume.js";
 export {
   type CreateOptions,

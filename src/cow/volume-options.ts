@@ -32,6 +32,11 @@ export interface OpenOptions {
 
 export interface SnapshotInfo {
   id: number;
+  /**
+   * Its identity in every store that has it: kept by a receive; for one taken here, the store's
+   * uuid and the id (`uuid:id`).
+   */
+  guid: string;
   name: string | undefined;
   /** The snapshot set it belongs to, if it was taken as part of one. */
   setId: string | undefined;

@@ -139,6 +139,7 @@ export class CowVolume extends VolumeIo {
       const entry = this.entries.get(id)!;
       return {
         id,
+        guid: entry.guid ?? `${this.cat.uuid}:${id}`,
         name: entry.name,
         setId: entry.setId,
         createdAt: entry.createdAt,
@@ -292,7 +293,14 @@ export class CowVolume extends VolumeIo {
    * data, so its cost does not depend on the volume's size.
    */
   createSnapshot(
-    opts: { name?: string; setId?: string; createdAt?: number; timeline?: boolean } = {},
+    opts: {
+      name?: string;
+      setId?: string;
+      createdAt?: number;
+      timeline?: boolean;
+      /** A received snapshot's identity (see SnapshotInfo.guid). */
+      guid?: string;
+    } = {},
   ): Promise<SnapshotInfo> {
     if (this.readOnly) return Promise.reject(erofs("volume"));
     return this.admin(async () => {
@@ -303,6 +311,7 @@ export class CowVolume extends VolumeIo {
       if (opts.name !== undefined) entry.name = opts.name;
       if (opts.setId !== undefined) entry.setId = opts.setId;
       if (opts.timeline) entry.timeline = true;
+      if (opts.guid !== undefined) entry.guid = opts.guid;
       this.cat.nextId++;
       this.entries.set(id, entry);
       try {

@@ -29,6 +29,7 @@ function source() {
 
 const snap = (id: number, second: number, name?: string): SnapshotInfo => ({
   id,
+  guid: `volume:${id}`,
   name,
   setId: undefined,
   createdAt: Date.UTC(2026, 0, 2, 3, 4, second),
