@@ -2,6 +2,7 @@
 // socket when it is mounted, or opened directly (under its lock) when it is not.
 
 import { existsSync } from "node:fs";
+import { createConnection, type Socket } from "node:net";
 import { resolve } from "node:path";
 import type { ControlApi, ControlClient } from "../daemon/api.js";
 import { lockHolder } from "../daemon/lock.js";
@@ -25,6 +26,8 @@ export interface Backend extends ControlClient {
 }
 
 export type OnProgress = (done: number, total: number) => void;
+/** Given the socket of a data channel the method opened (src/daemon/channel.ts). */
+export type OnChannel = (socket: Socket) => void;
 
 /** The `progress` notifications the daemon sends during long work (`{ done, total }`). */
 function progressEntry(onProgress: OnProgress | undefined): MethodEntry {
@@ -41,6 +44,25 @@ function progressEntry(onProgress: OnProgress | undefined): MethodEntry {
     },
     run: ((p: { done: number; total: number }) =>
       onProgress?.(p.done, p.total)) as MethodEntry["run"],
+  };
+}
+
+/** The `channel` notification: `{ path }` of a socket to connect to, given to `onChannel`. */
+function channelEntry(onChannel: OnChannel | undefined): MethodEntry {
+  return {
+    parse: (p) => {
+      const { path } = (p ?? {}) as { path?: unknown };
+      if (typeof path !== "string")
+        throw new RpcError("channel: path is a string", "EINVAL", ErrorCode.invalidParams);
+      return { path };
+    },
+    run: ((p: { path: string }) => {
+      const socket = createConnection(p.path);
+      // Its failures reach whoever copies through it, or end the call; none may stop the command.
+      socket.on("error", () => undefined);
+      if (onChannel) onChannel(socket);
+      else socket.destroy();
+    }) as MethodEntry["run"],
   };
 }
 
@@ -61,10 +83,13 @@ export async function resolveTarget(
 /** Reaches `store`; `write` opens it read-write when no daemon has it. */
 export async function connect(
   store: string,
-  opts: { write?: boolean; onProgress?: OnProgress } = {},
+  opts: { write?: boolean; onProgress?: OnProgress; onChannel?: OnChannel } = {},
 ): Promise<Backend> {
   const paths = storePaths(store);
-  const methods = new Map([["progress", progressEntry(opts.onProgress)]]);
+  const notices = new Map([
+    ["progress", progressEntry(opts.onProgress)],
+    ["channel", channelEntry(opts.onChannel)],
+  ]);
   const daemon = (peer: Awaited<ReturnType<typeof connectSocket>>): Backend => ({
     mounted: true,
     ...client<ControlApi>((method, params) => peer.request(method, params)),
@@ -73,14 +98,14 @@ export async function connect(
   // A daemon that answers holds the store: asked first, so that a command on a mounted store
   // never looks at the lock (whose native addon takes 13-20 ms to load).
   if (existsSync(paths.socket)) {
-    const peer = await connectSocket(paths.socket, methods).catch(() => undefined);
+    const peer = await connectSocket(paths.socket, notices).catch(() => undefined);
     if (peer) return daemon(peer);
   }
   const holder = await lockHolder(paths.dir);
   if (holder !== undefined) {
     if (!existsSync(paths.socket))
       throw new FsError("EBUSY", `${paths.dir} is in use by process ${holder}`);
-    const peer = await connectSocket(paths.socket, methods).catch((e: NodeJS.ErrnoException) => {
+    const peer = await connectSocket(paths.socket, notices).catch((e: NodeJS.ErrnoException) => {
       throw new FsError(
         "EBUSY",
         `${paths.dir} is in use by process ${holder}, whose control socket does not answer (${e.code ?? e.message})`,
@@ -97,11 +122,11 @@ export async function connect(
     const { volume, fs } = await openStore(paths.dir, { readOnly: !opts.write });
     const service = new Service(paths.dir, volume, fs);
     const methods = controlMethods(service, new VolumeProtocol(service, null));
-    const progress = progressEntry(opts.onProgress);
-    // Only `progress` is sent back during a call; a store opened directly has no other.
+    // What a daemon would send back during a call (`notices`), this process gets at once.
     const caller: Caller = {
       notify: (method, params) => {
-        if (method === "progress") progress.run(progress.parse(params) as never, caller);
+        const entry = notices.get(method);
+        entry?.run(entry.parse(params) as never, caller);
       },
     };
     return {
@@ -125,7 +150,7 @@ export async function connect(
 /** Runs `fn` on the store a TARGET names, reached as `connect` does, and lets go of it after. */
 export async function withTarget<T>(
   target: string,
-  opts: { write?: boolean; onProgress?: OnProgress },
+  opts: { write?: boolean; onProgress?: OnProgress; onChannel?: OnChannel },
   fn: (call: Backend["call"]) => Promise<T>,
 ): Promise<T> {
   const { store } = await resolveTarget(target);

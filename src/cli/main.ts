@@ -12,6 +12,7 @@ import { historyCommands } from "./commands/history.js";
 import { retentionCommands } from "./commands/retention.js";
 import { snapshotCommands } from "./commands/snapshot.js";
 import { storeCommands } from "./commands/store.js";
+import { transportCommands } from "./commands/transport.js";
 import { writerCommands } from "./commands/writers.js";
 import { message, ours } from "./format.js";
 
@@ -52,7 +53,9 @@ export function program(): Command {
     .configureOutput({ outputError: () => undefined });
   // In the order `shadowfs --help` lists them.
   storeCommands(cli); // init, mount, unmount, status
-  retentionCommands(cli, snapshotCommands(cli)); // get, set; snapshot hold, release, cleanup
+  const snapshot = snapshotCommands(cli);
+  retentionCommands(cli, snapshot); // get, set; snapshot hold, release, cleanup
+  transportCommands(snapshot); // snapshot send, receive
   historyCommands(cli); // versions, restore
   writerCommands(cli);
   healthCommands(cli); // storage, fsck

@@ -21,6 +21,7 @@ import { writerRegistrationApi } from "../snapshot/socket-writer.js";
 import type { DiffChange } from "./diff.js";
 import type { PropertyValue } from "./properties.js";
 import type { WriterListing } from "./protocol.js";
+import type { ReceiveResult } from "./receive.js";
 import type {
   CheckReport,
   RevertResult,
@@ -30,6 +31,7 @@ import type {
 } from "./reports.js";
 import type { RestoreResult } from "./restore.js";
 import type { CleanupReport } from "./retention-admin.js";
+import type { SendResult } from "./send.js";
 import type { VersionsResult } from "./versions.js";
 
 const none = z.object({});
@@ -123,6 +125,24 @@ export const controlApi = {
       progress: z.boolean().default(false),
     }),
   ),
+  /**
+   * Writes snapshot `snapshot` as a stream (from `from`, incrementally) to a data channel: a
+   * `channel` notification `{ path }` names the socket to connect to and read. With `progress`,
+   * `progress` notifications `{ done, total }` in chunks.
+   */
+  "snapshot.send": method<SendResult>()(
+    z.object({
+      snapshot: snapshotRef,
+      from: snapshotRef.optional(),
+      progress: z.boolean().default(false),
+    }),
+  ),
+  /**
+   * Applies an incremental stream, written by the caller to a data channel (as for
+   * `snapshot.send`) and ended. `force`: production changed since the stream's base is kept in
+   * a snapshot first, and files open in production do not refuse it.
+   */
+  "snapshot.receive": method<ReceiveResult>()(z.object({ force: z.boolean().default(false) })),
   "history.append": method<null>()(z.object({ record: historyRecord })),
   // The snapshot protocol, driven by a requester (see docs/snapshot-protocol.md).
   "protocol.identify": method<{ writers: WriterInfo[]; results: WriterResult[] }>()(

@@ -4,10 +4,13 @@
 import { methodTable } from "../snapshot/rpc/api.js";
 import type { Caller, MethodTable } from "../snapshot/rpc/peer.js";
 import { controlApi } from "./api.js";
+import { openChannel } from "./channel.js";
 import { snapshotDiff } from "./diff.js";
 import type { VolumeProtocol } from "./protocol.js";
+import { receiveInto } from "./receive.js";
 import { restore } from "./restore.js";
 import { Retention } from "./retention-admin.js";
+import { send } from "./send.js";
 import type { Service } from "./service.js";
 import { versions } from "./versions.js";
 
@@ -44,6 +47,28 @@ export function controlMethods(
         p,
         progress ? (done, total) => caller.notify("progress", { done, total }) : undefined,
       ),
+    "snapshot.send": async ({ progress, ...p }, caller) => {
+      const out = await openChannel(caller);
+      try {
+        return await send(
+          s,
+          p,
+          out,
+          progress ? (done, total) => caller.notify("progress", { done, total }) : undefined,
+        );
+      } catch (e) {
+        out.destroy();
+        throw e;
+      }
+    },
+    "snapshot.receive": async (p, caller) => {
+      const input = await openChannel(caller);
+      try {
+        return await receiveInto(s, input, { force: p.force });
+      } finally {
+        input.destroy();
+      }
+    },
     "history.append": async (p) => {
       await protocol.appendHistory(p.record);
       return null;

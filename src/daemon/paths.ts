@@ -16,6 +16,8 @@ export function storePaths(store: string) {
     log: join(dir, "daemon.log"),
     writers: join(dir, "writers.d"),
     history: join(dir, "history.jsonl"),
+    /** What a receive in progress keeps (src/daemon/receive.ts). */
+    receive: join(dir, "receive"),
   };
 }
 

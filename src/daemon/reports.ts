@@ -21,6 +21,8 @@ export interface SnapshotRow {
   holds: string[];
   /** Taken by the timeline rather than by hand. */
   timeline: boolean;
+  /** Its identity in every store that has it (kept by `snapshot receive`). */
+  guid: string;
 }
 
 export interface StorageReport {
@@ -88,6 +90,7 @@ export const snapshotRow = (s: SnapshotInfo, exclusiveBytes: number): SnapshotRo
   exclusiveBytes,
   holds: s.holds,
   timeline: s.timeline,
+  guid: s.guid,
 });
 
 /** The report of a check of production: the store's files and the filesystem. */

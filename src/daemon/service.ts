@@ -284,27 +284,43 @@ export class Service {
     ref: string,
     opts: { discardNewer?: boolean; force?: boolean } = {},
   ): Promise<RevertResult> {
-    if (this.mount) {
-      const open = this.mount.openFiles();
-      if (open > 0 && opts.force !== true)
-        throw new FsError("EBUSY", `${open} files are open in production (use --force)`);
-      if (this.mount.exposed().length > 0)
-        throw new FsError("EBUSY", "snapshots are exposed; unexpose them first");
-    }
+    this.checkClosed("revert", opts.force);
+    if (this.mount && this.mount.exposed().length > 0)
+      throw new FsError("EBUSY", "snapshots are exposed; unexpose them first");
     const target = this.find(ref);
     const discarded = opts.discardNewer ? this.list().filter((s) => s.id > target.id) : [];
     const saved = opts.discardNewer
       ? null
       : await this.create({ name: `before-revert-${new Date().toISOString()}` });
-    await this.gate.withExclusive(async () => {
+    await this.replaceProduction(() =>
+      this.volume.revert(target.id, { discardNewer: opts.discardNewer }),
+    );
+    return { reverted: this.row(target), saved, discarded };
+  }
+
+  /**
+   * Runs `change`, which rewrites production's blocks on the volume, with changes to production
+   * held and the filesystem flushed; then production's filesystem is opened again and whoever
+   * serves it is given the new one (`onRevert`).
+   */
+  async replaceProduction<T>(change: () => Promise<T>): Promise<T> {
+    const result = await this.gate.withExclusive(async () => {
       await this.fs.flush();
-      await this.volume.revert(target.id, { discardNewer: opts.discardNewer });
+      const done = await change();
       this.fs = await FileSystem.open(this.volume);
       for (const fn of this.reverted) await fn(this.fs);
+      return done;
     });
     // Outside the gate: a FUSE request waiting at it may hold a lock the kernel needs for this.
     await this.mount?.invalidated();
-    return { reverted: this.row(target), saved, discarded };
+    return result;
+  }
+
+  /** EBUSY when production, mounted, has files open, unless `force`. */
+  checkClosed(doing: string, force = false): void {
+    const open = this.mount?.openFiles() ?? 0;
+    if (open > 0 && !force)
+      throw new FsError("EBUSY", `${open} files are open in production (use --force to ${doing})`);
   }
 
   async storage(): Promise<StorageReport> {

@@ -5,6 +5,7 @@ import { CowVolume, type Logger, NodeHostFs, type OnFull } from "../cow/index.js
 import { FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
 import { isStore, storePaths } from "./paths.js";
+import { finishReceive } from "./receive.js";
 
 export interface InitOptions {
   size: number;
@@ -35,7 +36,10 @@ export interface OpenedStore {
   fs: FileSystem;
 }
 
-/** Opens the volume and its filesystem (recovering both after a crash). */
+/**
+ * Opens the volume and its filesystem (recovering both after a crash, and completing a receive
+ * that was being applied).
+ */
 export async function openStore(
   store: string,
   opts: { readOnly?: boolean; logger?: Logger } = {},
@@ -44,6 +48,10 @@ export async function openStore(
   if (!(await isStore(p.dir))) throw new FsError("ENOENT", `${p.dir} is not a shadowfs store`);
   const volume = await CowVolume.open(new NodeHostFs(), p.volume, opts);
   try {
+    if (!volume.readOnly) {
+      const received = await finishReceive(volume, p.dir);
+      if (received) opts.logger?.warn({ store: p.dir, snapshot: received }, "completed a receive");
+    }
     return { volume, fs: await FileSystem.open(volume) };
   } catch (e) {
     await volume.close();

@@ -102,6 +102,7 @@ function checkRow(row: SnapshotRow, name: string | null): void {
     "diffAreaBytes",
     "exclusiveBytes",
     "gmt",
+    "guid",
     "holds",
     "id",
     "name",
