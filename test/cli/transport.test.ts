@@ -1,0 +1,297 @@
+// `shadowfs snapshot send` and `snapshot receive` through the real binary and real mounts: a
+// varied tree through five snapshots, sent whole then incrementally (to a file and through a
+// pipe, into a store mounted and not), compared with `rsync -aHAXc`; what an incremental stream
+// weighs; streams damaged or foreign refused with nothing changed; a receive killed with SIGKILL.
+
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { ReceiveResult } from "../../src/daemon/receive.js";
+import type { SnapshotRow } from "../../src/daemon/reports.js";
+import {
+  background,
+  CLI,
+  ok,
+  type Run,
+  run,
+  type Scratch,
+  scratchEachTest,
+  sh,
+  shadowfs,
+} from "../helpers/mounted.js";
+import { int, seeds, withSeed } from "../helpers/random.js";
+
+const { fresh, mount, hold } = scratchEachTest({ checkAll: true });
+const SH = `${process.execPath} ${CLI}`;
+
+const list = async (target: string) =>
+  JSON.parse(await ok("snapshot", "list", target, "--json")) as SnapshotRow[];
+
+/** What a received snapshot keeps of its source: names, time, set. */
+const kept = (rows: SnapshotRow[]) =>
+  rows.map(({ gmt, name, setId, createdAt, guid }) => ({ gmt, name, setId, createdAt, guid }));
+
+/** `rsync -aHAXc` dry run from `a` to `b`: what it would change (nothing when they are equal). */
+const differences = (a: string, b: string) =>
+  run(`rsync -aHAXcn --delete -i ${JSON.stringify(`${a}/`)} ${JSON.stringify(`${b}/`)}`);
+
+function refused(r: Run, pattern: RegExp): void {
+  expect(r.code, `expected a failure, got stdout ${r.stdout}`).not.toBe(0);
+  expect(r.stderr).toMatch(/^shadowfs: [^\n]+\n$/);
+  expect(r.stderr).toMatch(pattern);
+}
+
+/** The volume's blocks and diff areas of a store, by file (not the catalog, which opens rewrite). */
+function blocks(store: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const vol = join(store, "volume");
+  for (const name of readdirSync(vol, { recursive: true, encoding: "utf8" }).sort()) {
+    if (name === "catalog" || !statSync(join(vol, name)).isFile()) continue;
+    out[name] = createHash("sha256")
+      .update(readFileSync(join(vol, name)))
+      .digest("hex");
+  }
+  return out;
+}
+
+/** A tree of every kind of thing a volume holds, changed a little more at each `step`. */
+function change(mnt: string, step: number): void {
+  const q = (p: string) => JSON.stringify(join(mnt, p));
+  if (step === 0) {
+    run(`mkdir -p ${q("dir/sub")} ${q("odd names")}`);
+    run(`head -c 300000 /dev/urandom > ${q("dir/random")}`);
+    run(`echo hello > ${q("dir/sub/hello")} && ln ${q("dir/sub/hello")} ${q("dir/hard")}`);
+    run(`ln -s sub/hello ${q("dir/link")}`);
+    run(
+      `truncate -s 40M ${q("sparse")} && echo tail | dd of=${q("sparse")} bs=1 seek=30000000 conv=notrunc status=none`,
+    );
+    run(`setfattr -n user.colour -v blue ${q("dir/random")}`);
+    for (const name of ["with space", "-dash", "caf\u00e9", "tab\there", "new\nline"])
+      writeFileSync(join(mnt, "odd names", name), name);
+    run(`chmod 640 ${q("dir/random")} && chown 65534:65534 ${q("dir/sub/hello")}`);
+    return;
+  }
+  run(`echo step ${step} >> ${q(step > 3 ? "moved/hello" : "dir/sub/hello")}`);
+  run(`head -c ${20000 * step} /dev/urandom > ${q(`file-${step}`)}`);
+  if (step === 2)
+    run(`dd if=/dev/zero of=${q("dir/random")} bs=65536 count=3 conv=notrunc status=none`);
+  if (step === 3) run(`mv ${q("dir/sub")} ${q("moved")} && rm ${q("file-1")}`);
+  if (step === 4)
+    run(`setfattr -x user.colour ${q("dir/random")} && ln ${q("file-2")} ${q("second")}`);
+}
+
+/** Source and destination stores; the source mounted, with snapshots s1..sN of `change`. */
+async function sources(s: Scratch, count: number, size = "256M") {
+  await ok("init", s.store, "--size", size);
+  await mount(s.store, s.mnt);
+  for (let i = 0; i < count; i++) {
+    change(s.mnt, i);
+    await ok("snapshot", "create", s.mnt, "--name", `s${i + 1}`);
+  }
+  const rows = await list(s.mnt);
+  return {
+    rows,
+    /** Snapshot `n` (1-based) of the source, through its `.snapshots`. */
+    at: (n: number) => join(s.mnt, ".snapshots", rows[n - 1]!.gmt),
+  };
+}
+
+describe("shadowfs snapshot send / receive", () => {
+  it("carries a varied tree through five snapshots, whole and then incrementally", async () => {
+    const s = await fresh();
+    const src = await sources(s, 5);
+    const dst = join(s.dir, "dst");
+    const dmnt = join(s.dir, "dmnt");
+    run(`mkdir ${dmnt}`);
+    const file = join(s.dir, "s1.stream");
+    const sent = await ok("snapshot", "send", s.mnt, "s1", "-o", file);
+    expect(sent).toMatch(new RegExp(`^sent ${src.rows[0]!.gmt} to ${file}: `));
+    const got = JSON.parse(
+      await ok("snapshot", "receive", dst, "-i", file, "--json"),
+    ) as ReceiveResult;
+    expect(got).toMatchObject({ store: dst, snapshot: src.rows[0]!.gmt, name: "s1", saved: null });
+    for (let n = 2; n <= 5; n++) {
+      // Into the store as it is, then into its mount point once it is mounted.
+      if (n === 4) await mount(dst, dmnt);
+      const into = n >= 4 ? dmnt : dst;
+      run(`${SH} snapshot send ${s.mnt} s${n} --from s${n - 1} | ${SH} snapshot receive ${into}`);
+    }
+    expect(kept(await list(dmnt))).toEqual(kept(src.rows));
+    for (const [i, row] of src.rows.entries())
+      expect(differences(src.at(i + 1), join(dmnt, ".snapshots", row.gmt)), row.gmt).toBe("");
+    expect(differences(src.at(5), dmnt)).toBe("");
+    expect(
+      run(
+        `getfattr -d ${JSON.stringify(join(dmnt, ".snapshots", src.rows[0]!.gmt, "dir/random"))}`,
+      ),
+    ).toMatch(/user.colour="blue"/);
+    for (const target of [s.mnt, dmnt])
+      expect(JSON.parse(await ok("fsck", target, "--json")).ok).toBe(true);
+  });
+
+  it("sends about what changed: 1% of a 1 GiB volume", async () => {
+    const s = await fresh();
+    await ok("init", s.store, "--size", "1G");
+    await mount(s.store, s.mnt);
+    const f = join(s.mnt, "data");
+    run(`head -c ${300 << 20} /dev/urandom > ${f}`);
+    await ok("snapshot", "create", s.mnt, "--name", "a");
+    // 10 MiB (1% of the volume) overwritten in place by one process, as 10 runs of 1 MiB.
+    const runs = 10;
+    const script = join(s.dir, "overwrite.py");
+    writeFileSync(
+      script,
+      [
+        "import os, random",
+        `fd = os.open(${JSON.stringify(f)}, os.O_WRONLY)`,
+        `for m in random.sample(range(300), ${runs}):`,
+        "    os.pwrite(fd, os.urandom(1 << 20), m << 20)",
+        "os.close(fd)",
+      ].join("\n"),
+    );
+    run(`python3 ${script}`);
+    await ok("snapshot", "create", s.mnt, "--name", "b");
+    const file = join(s.dir, "inc");
+    await ok("snapshot", "send", s.mnt, "b", "--from", "a", "-o", file);
+    const bytes = statSync(file).size;
+    const changed = runs << 20;
+    expect(bytes).toBeGreaterThanOrEqual(changed);
+    // Chunk rounding: a run of the file need not start on a chunk of the volume (one more chunk
+    // each); and the file's inode and the journal's blocks that wrote it change too (a few).
+    expect(bytes).toBeLessThan(changed + (runs + 16) * 65536);
+  });
+
+  it("refuses a stream damaged, cut, reordered, foreign or not its store's, changing nothing", async () => {
+    const s = await fresh();
+    await sources(s, 3);
+    const dst = join(s.dir, "dst");
+    const full = join(s.dir, "full");
+    const inc = join(s.dir, "inc");
+    await ok("snapshot", "send", s.mnt, "s1", "-o", full);
+    await ok("snapshot", "receive", dst, "-i", full);
+    await ok("snapshot", "send", s.mnt, "s2", "--from", "s1", "-o", inc);
+    const stream = readFileSync(inc);
+    const before = { rows: await list(dst), blocks: blocks(dst) };
+    const attempt = async (bytes: Buffer, pattern: RegExp, what: string) => {
+      const path = join(s.dir, "bad");
+      writeFileSync(path, bytes);
+      const r = await shadowfs("snapshot", "receive", dst, "-i", path);
+      refused(r, pattern);
+      expect({ rows: await list(dst), blocks: blocks(dst) }, what).toEqual(before);
+      expect(readdirSync(dst)).not.toContain("receive");
+    };
+    await withSeed(seeds(1)[0]!, async (rand) => {
+      for (let i = 0; i < 4; i++) {
+        const at = int(rand, 1, stream.length - 1);
+        await attempt(stream.subarray(0, at), /stream: cut short/, `cut at ${at}`);
+        const flipped = Buffer.from(stream);
+        const spot = int(rand, 0, stream.length - 1);
+        flipped[spot] = flipped[spot]! ^ 0x10;
+        await attempt(flipped, /stream: /, `byte ${spot} flipped`);
+      }
+    });
+    // The first two records swapped: the header's length, then one data record and its chunk.
+    const first = 24 + stream.readUInt32LE(12);
+    const rec = 32 + 65536;
+    const swapped = Buffer.concat([
+      stream.subarray(0, first),
+      stream.subarray(first + rec, first + 2 * rec),
+      stream.subarray(first, first + rec),
+      stream.subarray(first + 2 * rec),
+    ]);
+    await attempt(swapped, /out of order/, "records swapped");
+    await attempt(Buffer.from("just some text\n"), /not a shadowfs send stream/, "text");
+    // From another volume: its base is not in the destination.
+    const other = join(s.dir, "other");
+    await ok("init", other, "--size", "256M");
+    await ok("snapshot", "create", other, "--name", "x");
+    await ok("snapshot", "create", other, "--name", "y");
+    const foreign = join(s.dir, "foreign");
+    await ok("snapshot", "send", other, "y", "--from", "x", "-o", foreign);
+    await attempt(readFileSync(foreign), /base, snapshot .* \(x\), is not in/, "foreign");
+    // Already received; a full stream into a store; an incremental one into a new path.
+    await ok("snapshot", "receive", dst, "-i", inc);
+    const after = await list(dst);
+    refused(await shadowfs("snapshot", "receive", dst, "-i", inc), /already has snapshot/);
+    refused(await shadowfs("snapshot", "receive", dst, "-i", full), /holds a store/);
+    expect(await list(dst)).toEqual(after);
+    const none = join(s.dir, "none");
+    refused(await shadowfs("snapshot", "receive", none, "-i", inc), /neither a shadowfs store/);
+    const cut = join(s.dir, "cut");
+    writeFileSync(cut, readFileSync(full).subarray(0, 100_000));
+    refused(await shadowfs("snapshot", "receive", none, "-i", cut), /stream: cut short/);
+    expect(readdirSync(s.dir)).not.toContain("none");
+    // Bad requests of send.
+    refused(await shadowfs("snapshot", "send", s.mnt, "nope", "-o", inc), /no snapshot "nope"/);
+    refused(
+      await shadowfs("snapshot", "send", s.mnt, "s1", "--from", "s2", "-o", inc),
+      /not older/,
+    );
+    expect(readdirSync(s.dir)).not.toContain("inc");
+    const tty = sh(`script -qec "${SH} snapshot send ${s.mnt} s1" /dev/null`);
+    expect(tty.code).not.toBe(0);
+    expect(tty.stdout).toMatch(/standard output is a terminal/);
+  });
+
+  it("keeps a mounted store's own changes only when forced, in a snapshot", async () => {
+    const s = await fresh();
+    const src = await sources(s, 2);
+    const dst = join(s.dir, "dst");
+    const dmnt = join(s.dir, "dmnt");
+    run(`mkdir ${dmnt}`);
+    run(`${SH} snapshot send ${s.mnt} s1 | ${SH} snapshot receive ${dst}`);
+    await mount(dst, dmnt);
+    writeFileSync(join(dmnt, "mine"), "local work");
+    const inc = join(s.dir, "inc");
+    await ok("snapshot", "send", s.mnt, "s2", "--from", "s1", "-o", inc);
+    refused(
+      await shadowfs("snapshot", "receive", dmnt, "-i", inc),
+      /production changed since the stream's base .* \(s1\).*--force/,
+    );
+    const open = hold(background(`exec 3<${JSON.stringify(join(dmnt, "mine"))}; sleep 60`));
+    await new Promise((r) => setTimeout(r, 300));
+    refused(await shadowfs("snapshot", "receive", dmnt, "-i", inc), /files are open in production/);
+    await open.stop();
+    const got = JSON.parse(
+      await ok("snapshot", "receive", dmnt, "-i", inc, "--force", "--json"),
+    ) as ReceiveResult;
+    expect(got.snapshot).toBe(src.rows[1]!.gmt);
+    expect(differences(src.at(2), dmnt)).toBe("");
+    expect(readFileSync(join(dmnt, ".snapshots", got.saved!, "mine"), "utf8")).toBe("local work");
+  });
+
+  it("leaves the store as it was, or received whole, when the receive is killed", async () => {
+    const s = await fresh();
+    await ok("init", s.store, "--size", "256M");
+    await mount(s.store, s.mnt);
+    await ok("snapshot", "create", s.mnt, "--name", "s1");
+    run(`head -c ${24 << 20} /dev/urandom > ${join(s.mnt, "big")}`);
+    await ok("snapshot", "create", s.mnt, "--name", "s2");
+    const rows = await list(s.mnt);
+    const pristine = join(s.dir, "pristine");
+    run(`${SH} snapshot send ${s.mnt} s1 | ${SH} snapshot receive ${pristine}`);
+    const inc = join(s.dir, "inc");
+    await ok("snapshot", "send", s.mnt, "s2", "--from", "s1", "-o", inc);
+    const dmnt = join(s.dir, "dmnt");
+    run(`mkdir ${dmnt}`);
+    await withSeed(seeds(1)[0]!, async (rand) => {
+      for (let i = 0; i < 4; i++) {
+        const dst = join(s.dir, `dst${i}`);
+        run(`cp -a ${pristine} ${dst}`);
+        const r = hold(background(`exec ${SH} snapshot receive ${dst} -i ${inc}`));
+        await new Promise((done) => setTimeout(done, int(rand, 50, 1500)));
+        await r.stop("SIGKILL");
+        // Opening the store completes a receive that was being applied.
+        const names = (await list(dst)).map((x) => x.name);
+        expect([["s1"], ["s1", "s2"]]).toContainEqual(names);
+        if (names.length === 1) await ok("snapshot", "receive", dst, "-i", inc);
+        expect(readdirSync(dst)).not.toContain("receive");
+        await mount(dst, dmnt);
+        expect(differences(join(s.mnt, ".snapshots", rows[1]!.gmt), dmnt)).toBe("");
+        expect(JSON.parse(await ok("fsck", dmnt, "--json")).ok).toBe(true);
+        await ok("unmount", dmnt);
+      }
+    });
+  });
+});
