@@ -55,7 +55,7 @@ export function program(): Command {
   storeCommands(cli); // init, mount, unmount, status
   const snapshot = snapshotCommands(cli);
   retentionCommands(cli, snapshot); // get, set; snapshot hold, release, cleanup
-  transportCommands(snapshot); // snapshot send, receive
+  transportCommands(cli, snapshot); // snapshot send, receive, clone; replicate
   historyCommands(cli); // versions, restore
   writerCommands(cli);
   healthCommands(cli); // storage, fsck

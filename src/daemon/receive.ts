@@ -64,12 +64,14 @@ async function* teeTo(source: AsyncIterable<Uint8Array>, path: string): AsyncGen
 
 /**
  * Makes a new store in `store` (missing, empty, or left holding an interrupted receive) from a
- * full stream. The volume is written in `receive/volume` and becomes the store by one rename once
- * the stream has checked whole; a stream refused or cut leaves no store and nothing of its own.
+ * full stream: its production, and its one snapshot unless `keepSnapshot` is false (a clone). The
+ * volume is written in `receive/volume` and becomes the store by one rename once the stream has
+ * checked whole; a stream refused or cut leaves no store and nothing of its own.
  */
 export async function receiveNew(
   store: string,
   input: AsyncIterable<Uint8Array>,
+  opts: { keepSnapshot?: boolean } = {},
 ): Promise<ReceiveResult> {
   const p = storePaths(store);
   if (await isStore(p.dir))
@@ -108,7 +110,7 @@ export async function receiveNew(
       chunkSize: h.chunkSize,
     });
     try {
-      await vol.createSnapshot(snapshotOptions(h));
+      if (opts.keepSnapshot !== false) await vol.createSnapshot(snapshotOptions(h));
     } finally {
       await vol.close();
     }

@@ -282,16 +282,69 @@ describe("shadowfs snapshot send / receive", () => {
         const r = hold(background(`exec ${SH} snapshot receive ${dst} -i ${inc}`));
         await new Promise((done) => setTimeout(done, int(rand, 50, 1500)));
         await r.stop("SIGKILL");
-        // Opening the store completes a receive that was being applied.
-        const names = (await list(dst)).map((x) => x.name);
-        expect([["s1"], ["s1", "s2"]]).toContainEqual(names);
-        if (names.length === 1) await ok("snapshot", "receive", dst, "-i", inc);
-        expect(readdirSync(dst)).not.toContain("receive");
+        // Mounting (opening for writing) completes a receive that was being applied.
         await mount(dst, dmnt);
+        const names = (await list(dmnt)).map((x) => x.name);
+        expect([["s1"], ["s1", "s2"]]).toContainEqual(names);
+        if (names.length === 1) await ok("snapshot", "receive", dmnt, "-i", inc);
+        expect(readdirSync(dst)).not.toContain("receive");
         expect(differences(join(s.mnt, ".snapshots", rows[1]!.gmt), dmnt)).toBe("");
         expect(JSON.parse(await ok("fsck", dmnt, "--json")).ok).toBe(true);
         await ok("unmount", dmnt);
       }
     });
+  });
+
+  it("clones a snapshot into a store of its own, which lives on when the source is gone", async () => {
+    const s = await fresh();
+    const src = await sources(s, 2);
+    const clone = join(s.dir, "clone");
+    const cmnt = join(s.dir, "cmnt");
+    run(`mkdir ${cmnt}`);
+    expect(await ok("snapshot", "clone", s.mnt, "s1", clone, "--mount", cmnt)).toMatch(
+      new RegExp(`^cloned ${src.rows[0]!.gmt} into ${clone}\nmounted ${clone} on ${cmnt} `),
+    );
+    expect(differences(src.at(1), cmnt)).toBe("");
+    expect(await list(cmnt)).toEqual([]);
+    writeFileSync(join(cmnt, "only-in-clone"), "c");
+    writeFileSync(join(s.mnt, "only-in-source"), "s");
+    expect(readdirSync(s.mnt)).not.toContain("only-in-clone");
+    expect(readdirSync(cmnt)).not.toContain("only-in-source");
+    refused(await shadowfs("snapshot", "clone", s.mnt, "s2", clone), /holds a store/);
+    await ok("unmount", s.mnt);
+    run(`rm -rf ${s.store}`);
+    await ok("unmount", cmnt);
+    await mount(clone, cmnt);
+    expect(readFileSync(join(cmnt, "only-in-clone"), "utf8")).toBe("c");
+    expect(readFileSync(join(cmnt, "dir/hard"), "utf8")).toBe("hello\n");
+    expect(JSON.parse(await ok("fsck", cmnt, "--json")).ok).toBe(true);
+  });
+
+  it("replicates a store: whole at first, then from the newest common snapshot, then nothing", async () => {
+    const s = await fresh();
+    await sources(s, 3);
+    const dst = join(s.dir, "dst");
+    const dmnt = join(s.dir, "dmnt");
+    run(`mkdir ${dmnt}`);
+    type Replicated = { snapshot: string; from: string | null; upToDate: boolean; bytes: number };
+    const replicate = async () =>
+      JSON.parse(await ok("replicate", s.mnt, dst, "--json")) as Replicated;
+    const first = await replicate();
+    expect(first).toMatchObject({ from: null, upToDate: false });
+    expect(first.bytes).toBeGreaterThan(0);
+    expect(await replicate()).toMatchObject({ upToDate: true, bytes: 0 });
+    change(s.mnt, 3);
+    await ok("snapshot", "create", s.mnt, "--name", "s4");
+    change(s.mnt, 4);
+    await ok("snapshot", "create", s.mnt, "--name", "s5");
+    await mount(dst, dmnt);
+    const rows = await list(s.mnt);
+    expect(await replicate()).toMatchObject({ snapshot: rows[4]!.gmt, from: rows[2]!.gmt });
+    expect((await list(dmnt)).map((r) => r.name)).toEqual(["s3", "s5"]);
+    expect(differences(join(s.mnt, ".snapshots", rows[4]!.gmt), dmnt)).toBe("");
+    expect(await replicate()).toMatchObject({ upToDate: true });
+    const other = join(s.dir, "other");
+    await ok("init", other, "--size", "256M");
+    refused(await shadowfs("replicate", s.mnt, other), /no snapshot in common/);
   });
 });

@@ -1,23 +1,19 @@
-// The `snapshot send` and `snapshot receive` verbs: a snapshot written out as a stream, and a
-// stream made into a store or applied to one. Each moves bytes and prints; none reads a stream.
+// The verbs that move snapshots between stores: `snapshot send`, `snapshot receive`, `snapshot
+// clone` and `replicate`. Each parses, moves a stream (transfer.ts) and prints; none reads one.
 
 import { createReadStream, createWriteStream } from "node:fs";
 import { unlink } from "node:fs/promises";
 import { resolve } from "node:path";
-import { Readable, type Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Writable } from "node:stream";
 import type { Command } from "commander";
 import type { ReceiveResult } from "../../daemon/receive.js";
+import type { SnapshotRow } from "../../daemon/reports.js";
 import { FsError } from "../../errors.js";
-import { connect, resolveTarget, withTarget } from "../connect.js";
+import { resolveTarget, withTarget } from "../connect.js";
 import { formatBytes, json, print, progress } from "../format.js";
+import { applyStream, copy, sendTo } from "../transfer.js";
 
-/** `pipeline(from, to)`, settled with its error (or undefined) instead of rejecting. */
-const copy = (from: NodeJS.ReadableStream | Readable, to: Writable) =>
-  pipeline(from, to).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+const receiving = () => import("../../daemon/receive.js");
 
 function sendCommand(snapshot: Command): void {
   snapshot
@@ -39,18 +35,16 @@ function sendCommand(snapshot: Command): void {
       const out: Writable = o.output
         ? createWriteStream(o.output, { mode: 0o600 })
         : process.stdout;
-      let copied: Promise<unknown> = Promise.resolve(
-        new FsError("EIO", "the store opened no data channel"),
-      );
       try {
-        const onProgress = progress("chunks", String);
-        const sent = await withTarget(
+        const { sent } = await sendTo(
           target,
-          { onProgress, onChannel: (socket) => (copied = copy(socket, out)) },
-          (call) => call("snapshot.send", { snapshot: snap, from: o.from, progress: !!onProgress }),
+          { snapshot: snap, from: o.from },
+          async (stream) => {
+            const failed = await copy(stream, out);
+            if (failed) throw failed;
+          },
+          progress("chunks"),
         );
-        const failed = await copied;
-        if (failed) throw failed;
         if (o.output !== undefined)
           print(
             `sent ${sent.snapshot}${sent.base ? ` from ${sent.base}` : ""} to ${o.output}: ` +
@@ -80,13 +74,13 @@ function receiveCommand(snapshot: Command): void {
         store: string,
         o: { input?: string; force?: boolean; abort?: boolean; json?: boolean },
       ) => {
-        const receive = await import("../../daemon/receive.js");
+        const { abortReceive, receiveNew } = await receiving();
         if (o.abort) {
           const path = await resolveTarget(store).then(
             (t) => t.store,
             () => resolve(store),
           );
-          const had = await receive.abortReceive(path);
+          const had = await abortReceive(path);
           print(
             had
               ? `discarded an interrupted receive in ${path}`
@@ -102,23 +96,9 @@ function receiveCommand(snapshot: Command): void {
         const { peekHeader } = await import("../../cow/index.js");
         const input = o.input ? createReadStream(o.input) : process.stdin;
         const { header, stream } = await peekHeader(input);
-        let result: ReceiveResult;
-        if (!header.base) result = await receive.receiveNew(store, stream);
-        else {
-          const { store: path } = await resolveTarget(store);
-          let copied: Promise<unknown> = Promise.resolve();
-          const backend = await connect(path, {
-            write: true,
-            onChannel: (socket) => (copied = copy(Readable.from(stream), socket)),
-          });
-          try {
-            result = await backend.call("snapshot.receive", { force: o.force ?? false });
-          } finally {
-            await backend.close();
-          }
-          // The store has checked the stream to its end: a copy that failed would have cut it.
-          await copied;
-        }
+        const result: ReceiveResult = header.base
+          ? await applyStream(store, stream, o.force ?? false)
+          : await receiveNew(store, stream);
         if (o.json) json(result);
         else {
           print(`received ${result.snapshot} into ${result.store}`);
@@ -128,8 +108,100 @@ function receiveCommand(snapshot: Command): void {
     );
 }
 
-/** Adds `snapshot send` and `snapshot receive` to the `snapshot` command. */
-export function transportCommands(snapshot: Command): void {
+function cloneCommand(snapshot: Command): void {
+  snapshot
+    .command("clone")
+    .description(
+      "make a new, independent store whose production is a copy of the snapshot (it shares " +
+        "nothing with the source afterwards)",
+    )
+    .argument("<target>")
+    .argument("<snapshot>")
+    .argument("<newstore>")
+    .option("--mount <mountpoint>", "and mount the new store there")
+    .option("--json", "print JSON")
+    .action(async (target: string, snap: string, newstore: string, o) => {
+      const { receiveNew } = await receiving();
+      const { sent, result } = await sendTo(
+        target,
+        { snapshot: snap },
+        (stream) => receiveNew(newstore, stream, { keepSnapshot: false }),
+        progress("chunks"),
+      );
+      if (o.json) json({ store: result.store, from: sent.snapshot, bytes: sent.bytes });
+      else print(`cloned ${sent.snapshot} into ${result.store}`);
+      if (o.mount) {
+        const { mountStore } = await import("../launch.js");
+        await mountStore({
+          store: result.store,
+          mountpoint: resolve(o.mount),
+          options: undefined,
+          foreground: false,
+          readyFd: undefined,
+        });
+      }
+    });
+}
+
+function replicateCommand(cli: Command): void {
+  cli
+    .command("replicate")
+    .description(
+      "bring DEST (a store, or a new path) up to SOURCE's newest snapshot: one incremental " +
+        "stream from their newest common snapshot, or a full one when they have none",
+    )
+    .argument("<source>")
+    .argument("<dest>")
+    .option("--json", "print JSON")
+    .action(async (source: string, dest: string, o: { json?: boolean }) => {
+      const rows = (target: string) =>
+        withTarget(target, {}, (call) => call("snapshot.list", { settle: false }));
+      const have = await rows(source);
+      const newest = have.at(-1);
+      if (!newest) throw new FsError("EINVAL", `${source} has no snapshot: take one first`);
+      const existing = await resolveTarget(dest).then(
+        () => true,
+        () => false,
+      );
+      const there: SnapshotRow[] = existing ? await rows(dest) : [];
+      const report = (sent: { base: string | null; bytes: number } | null) => {
+        const r = {
+          source,
+          dest,
+          snapshot: newest.gmt,
+          from: sent?.base ?? null,
+          upToDate: sent === null,
+          bytes: sent?.bytes ?? 0,
+        };
+        if (o.json) json(r);
+        else if (!sent) print(`${dest} is up to date: it has ${newest.gmt}`);
+        else
+          print(
+            `sent ${newest.gmt}${sent.base ? ` from ${sent.base}` : " whole"} to ${dest}: ${formatBytes(sent.bytes)}`,
+          );
+      };
+      if (there.some((r) => r.guid === newest.guid)) return report(null);
+      const common = have.filter((r) => there.some((d) => d.guid === r.guid)).at(-1);
+      if (existing && !common)
+        throw new FsError(
+          "EEXIST",
+          `${dest} has no snapshot in common with ${source}: replicate into a new path`,
+        );
+      const { receiveNew } = await receiving();
+      const { sent } = await sendTo(
+        source,
+        { snapshot: String(newest.id), from: common ? String(common.id) : undefined },
+        (stream) => (common ? applyStream(dest, stream, false) : receiveNew(dest, stream)),
+        progress("chunks"),
+      );
+      report(sent);
+    });
+}
+
+/** Adds `snapshot send`, `receive` and `clone` to the `snapshot` command, and `replicate`. */
+export function transportCommands(cli: Command, snapshot: Command): void {
   sendCommand(snapshot);
   receiveCommand(snapshot);
+  cloneCommand(snapshot);
+  replicateCommand(cli);
 }
