@@ -7,7 +7,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CowVolume, NodeHostFs, snapshotStream } from "../src/cow/index.js";
+import { CowVolume, collectingSink, NodeHostFs, snapshotStream } from "../src/cow/index.js";
 import { GOLDEN_DIR } from "../test/helpers/golden-pattern.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -15,10 +15,10 @@ export const GOLDEN_STREAMS = "test/fixtures/golden-stream-v1";
 const target = join(root, GOLDEN_STREAMS);
 const host = new NodeHostFs();
 
-async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const b of stream) parts.push(Buffer.from(b));
-  return Buffer.concat(parts);
+async function collect(stream: ReturnType<typeof snapshotStream>): Promise<Buffer> {
+  const sink = collectingSink();
+  await stream.write(sink);
+  return sink.bytes();
 }
 
 async function main(): Promise<number> {
@@ -29,11 +29,8 @@ async function main(): Promise<number> {
   const vol = await CowVolume.open(host, join(root, GOLDEN_DIR), { readOnly: true });
   try {
     await mkdir(target, { recursive: true });
-    await writeFile(join(target, "full-1"), await collect(snapshotStream(vol, 1).stream));
-    await writeFile(
-      join(target, "incremental-1-2"),
-      await collect(snapshotStream(vol, 2, 1).stream),
-    );
+    await writeFile(join(target, "full-1"), await collect(snapshotStream(vol, 1)));
+    await writeFile(join(target, "incremental-1-2"), await collect(snapshotStream(vol, 2, 1)));
   } finally {
     await vol.close();
   }

@@ -23,7 +23,7 @@ export const copy = (from: AsyncIterable<Uint8Array> | Readable, to: Writable) =
  */
 export async function sendTo<R>(
   target: string,
-  params: { snapshot: string; from?: string },
+  params: { snapshot: string; from?: string; progress?: boolean },
   consume: (stream: Readable) => Promise<R>,
   onProgress?: OnProgress,
 ): Promise<{ sent: SendResult; result: R }> {
@@ -40,7 +40,7 @@ export async function sendTo<R>(
           consumed.catch(() => undefined);
         },
       },
-      (call) => call("snapshot.send", { ...params, progress: onProgress !== undefined }),
+      (call) => call("snapshot.send", { progress: onProgress !== undefined, ...params }),
     );
   } catch (e) {
     failure = e;

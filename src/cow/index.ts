@@ -15,7 +15,12 @@ export {
   type StreamSnapshot,
 } from "./stream-format.js";
 export { peekHeader, type StreamChunks, StreamReader } from "./stream-read.js";
-export { snapshotStream, writeStream } from "./stream-write.js";
+export {
+  collectingSink,
+  type StreamSink,
+  snapshotStream,
+  writeStream,
+} from "./stream-write.js";
 export { CowVolume } from "./volume.js";
 export {
   type CreateOptions,

@@ -38,7 +38,12 @@ class ByteQueue {
 
   constructor(private readonly source: AsyncIterator<Uint8Array>) {}
 
-  /** The next `n` bytes; undefined when the source ends first. */
+  private scratch = Buffer.alloc(0);
+
+  /**
+   * The next `n` bytes, valid until the next call; undefined when the source ends first. They
+   * are the source's own bytes when one piece holds them all.
+   */
   async take(n: number): Promise<Buffer | undefined> {
     while (this.buffered < n) {
       const next = await this.source.next();
@@ -54,7 +59,9 @@ class ByteQueue {
       if (first.length === n) this.parts.shift();
       else this.parts[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      // Bytes from several pieces are copied together, into a buffer used again and again.
+      if (this.scratch.length < n) this.scratch = Buffer.allocUnsafe(n);
+      out = this.scratch.subarray(0, n);
       let at = 0;
       while (at < n) {
         const p = this.parts[0]!;
@@ -86,7 +93,8 @@ class ByteQueue {
 }
 
 /**
- * Reads one stream. `header()` first, then `chunks()`; every fault (a damaged, cut, reordered or
+ * Reads one stream. `header()` first, then `chunks()`, whose `data` is valid until the next chunk
+ * is asked for (copy what must outlive it); every fault (a damaged, cut, reordered or
  * extended stream) is an EBADMSG error naming what and where, found before the chunk it concerns
  * is given out; the end record is checked before `chunks()` ends. A caller that must change
  * nothing until the whole stream is known good keeps what it is given until then.

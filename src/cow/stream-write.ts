@@ -16,6 +16,27 @@ import type { SnapshotInfo } from "./volume-options.js";
 
 /** Bytes read at once: runs of consecutive chunks up to this size. */
 const READ_BYTES = 1 << 20;
+/** Reads under way while the stream is written: enough to keep the thread pool's reads busy. */
+const READ_AHEAD = 3;
+
+/**
+ * Where a stream goes: `write` takes the next bytes, in pieces to be written one after the other,
+ * and resolves once it holds no reference to them (they are copied or written out).
+ */
+export interface StreamSink {
+  write(parts: readonly Buffer[]): Promise<void>;
+}
+
+/** A sink that keeps a copy of everything written to it (`bytes()`). */
+export function collectingSink(): StreamSink & { bytes(): Buffer } {
+  const all: Buffer[] = [];
+  return {
+    write: async (parts) => {
+      all.push(Buffer.concat(parts));
+    },
+    bytes: () => Buffer.concat(all),
+  };
+}
 
 /** Runs of consecutive chunks, each at most `max` long, in order. */
 function* runs(chunks: Iterable<number>, max: number): Generator<[number, number]> {
@@ -38,16 +59,18 @@ function* every(n: number): Generator<number> {
 }
 
 /**
- * The stream of `header.snapshot`: `read(offset, target)` reads it. With `chunks` (ascending), those
- * chunks, a chunk of zeros as a run of zeros; without, every chunk that is not all zeros (a full
- * stream: the receiver starts from a volume of zeros). Reads the next run while the one before is
- * being written out. Ends with the counts it sent.
+ * Writes the stream of `header.snapshot` to `sink`; `read(offset, target)` reads the snapshot.
+ * With `chunks` (ascending), those chunks, a chunk of zeros as a run of zeros; without, every
+ * chunk that is not all zeros (a full stream: the receiver starts from a volume of zeros). Reads
+ * runs of chunks ahead into a few buffers used in turn, so that nothing is allocated per chunk.
+ * Resolves with the counts it sent.
  */
-export async function* writeStream(
+export async function writeStream(
   header: StreamHeader,
   read: (offset: number, target: Buffer) => Promise<void>,
+  sink: StreamSink,
   chunks?: readonly number[],
-): AsyncGenerator<Buffer, StreamCounts> {
+): Promise<StreamCounts> {
   const cs = header.chunkSize;
   const zero = Buffer.alloc(cs);
   const full = chunks === undefined;
@@ -55,29 +78,39 @@ export async function* writeStream(
   const counts: StreamCounts = { dataChunks: 0, zeroChunks: 0 };
   const head = encodeHeader(header);
   sum.add(head);
-  yield head;
+  await sink.write([head]);
 
+  const per = Math.max(1, READ_BYTES / cs);
+  // Reads run ahead of the writes, each into a buffer of its own: one buffer more than reads
+  // ahead, so that a buffer is read into again only once the sink has let go of it.
+  const buffers = Array.from({ length: READ_AHEAD + 1 }, () => Buffer.allocUnsafe(per * cs));
   let zeros: [number, number] | undefined;
-  const flushZeros = function* (): Generator<Buffer> {
+  const flushZeros = (parts: Buffer[]) => {
     if (!zeros) return;
     const r = zerosRecord(zeros[0], zeros[1]);
     counts.zeroChunks += zeros[1];
     zeros = undefined;
     sum.add(r);
-    yield r;
+    parts.push(r);
   };
-  const load = ([first, count]: [number, number]) => {
-    const buf = Buffer.allocUnsafe(count * cs);
-    return read(first * cs, buf).then(() => ({ first, count, buf }));
+  const todo = runs(full ? every(header.volumeSize / cs) : chunks, per);
+  const ahead: Array<Promise<{ first: number; count: number; buf: Buffer }>> = [];
+  let turn = 0;
+  const readAhead = () => {
+    while (ahead.length < READ_AHEAD) {
+      const step = todo.next();
+      if (step.done) return;
+      const [first, count] = step.value;
+      const buf = buffers[turn++ % buffers.length]!.subarray(0, count * cs);
+      const loaded = read(first * cs, buf).then(() => ({ first, count, buf }));
+      // Awaited in turn below; a failure meanwhile must not go unhandled.
+      loaded.catch(() => undefined);
+      ahead.push(loaded);
+    }
   };
-
-  const todo = runs(full ? every(header.volumeSize / cs) : chunks, Math.max(1, READ_BYTES / cs));
-  let step = todo.next();
-  let pending = step.done ? undefined : load(step.value);
-  while (pending) {
-    const { first, count, buf } = await pending;
-    step = todo.next();
-    pending = step.done ? undefined : load(step.value);
+  for (readAhead(); ahead.length > 0; readAhead()) {
+    const { first, count, buf } = await ahead.shift()!;
+    const parts: Buffer[] = [];
     for (let i = 0; i < count; i++) {
       const c = first + i;
       const data = buf.subarray(i * cs, (i + 1) * cs);
@@ -85,21 +118,23 @@ export async function* writeStream(
         if (full) continue;
         if (zeros && zeros[0] + zeros[1] === c && zeros[1] < 0xffffffff) zeros[1]++;
         else {
-          yield* flushZeros();
+          flushZeros(parts);
           zeros = [c, 1];
         }
         continue;
       }
-      yield* flushZeros();
+      flushZeros(parts);
       const r = dataRecord(c, data);
       counts.dataChunks++;
       sum.add(r);
-      yield r;
-      yield data;
+      parts.push(r, data);
     }
+    if (parts.length > 0) await sink.write(parts);
   }
-  yield* flushZeros();
-  yield endRecord(counts, sum.value);
+  const tail: Buffer[] = [];
+  flushZeros(tail);
+  tail.push(endRecord(counts, sum.value));
+  await sink.write(tail);
   return counts;
 }
 
@@ -121,7 +156,7 @@ export function snapshotStream(
   id: number,
   base?: number,
   read?: (chunks: number) => void,
-): { header: StreamHeader; chunks: number; stream: AsyncGenerator<Buffer, StreamCounts> } {
+): { header: StreamHeader; chunks: number; write(sink: StreamSink): Promise<StreamCounts> } {
   const all = vol.snapshots();
   const snap = all[vol.position(id)]!;
   const from = base === undefined ? undefined : all[vol.position(base)]!;
@@ -140,6 +175,6 @@ export function snapshotStream(
   return {
     header,
     chunks: chunks ? chunks.length : vol.size / vol.chunkSize,
-    stream: writeStream(header, readRange, chunks),
+    write: (sink) => writeStream(header, readRange, sink, chunks),
   };
 }

@@ -126,14 +126,16 @@ export const controlApi = {
     }),
   ),
   /**
-   * Writes snapshot `snapshot` as a stream (from `from`, incrementally) to a data channel: a
-   * `channel` notification `{ path }` names the socket to connect to and read. With `progress`,
-   * `progress` notifications `{ done, total }` in chunks.
+   * Writes snapshot `snapshot` as a stream (from `from`, incrementally) to the file `output` (an
+   * absolute path), or else to a data channel: a `channel` notification `{ path }` names the
+   * socket to connect to and read. With `progress`, `progress` notifications `{ done, total }`
+   * in chunks.
    */
   "snapshot.send": method<SendResult>()(
     z.object({
       snapshot: snapshotRef,
       from: snapshotRef.optional(),
+      output: z.string().startsWith("/").optional(),
       progress: z.boolean().default(false),
     }),
   ),

@@ -47,15 +47,14 @@ export function controlMethods(
         p,
         progress ? (done, total) => caller.notify("progress", { done, total }) : undefined,
       ),
-    "snapshot.send": async ({ progress, ...p }, caller) => {
+    "snapshot.send": async ({ progress, output, ...p }, caller) => {
+      const onProgress = progress
+        ? (done: number, total: number) => caller.notify("progress", { done, total })
+        : undefined;
+      if (output !== undefined) return send(s, p, { file: output }, onProgress);
       const out = await openChannel(caller);
       try {
-        return await send(
-          s,
-          p,
-          out,
-          progress ? (done, total) => caller.notify("progress", { done, total }) : undefined,
-        );
+        return await send(s, p, { out }, onProgress);
       } catch (e) {
         out.destroy();
         throw e;

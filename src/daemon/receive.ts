@@ -94,13 +94,28 @@ export async function receiveNew(
     const counts = { dataChunks: 0, zeroChunks: 0 };
     try {
       await base.truncate(h.volumeSize);
-      // A new volume reads zeros: a run of them is already there.
+      // Consecutive chunks are written together, up to a MiB at a time. A new volume reads
+      // zeros: a run of them is already there.
+      const cs = h.chunkSize;
+      const batch = Buffer.allocUnsafe(Math.max(cs, 1 << 20));
+      let first = 0;
+      let held = 0;
+      const flush = async () => {
+        if (held > 0) await base.write(batch.subarray(0, held * cs), first * cs);
+        held = 0;
+      };
       for await (const c of reader.chunks()) {
-        if (c.data) {
-          await base.write(c.data, c.chunk * h.chunkSize);
-          counts.dataChunks++;
-        } else counts.zeroChunks += c.count;
+        if (!c.data) {
+          counts.zeroChunks += c.count;
+          continue;
+        }
+        if (held > 0 && (c.chunk !== first + held || (held + 1) * cs > batch.length)) await flush();
+        if (held === 0) first = c.chunk;
+        c.data.copy(batch, held * cs);
+        held++;
+        counts.dataChunks++;
       }
+      await flush();
       await base.sync();
     } finally {
       await base.close();

@@ -1,9 +1,10 @@
 // `snapshot send`: a snapshot of an open store written as a stream, whole or from an older
-// snapshot (only the chunks the diff areas between them hold). It never changes the store.
+// snapshot (only the chunks the diff areas between them hold), to a file or to a socket. It never
+// changes the store.
 
-import { Readable, type Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { type StreamCounts, snapshotStream } from "../cow/index.js";
+import { once } from "node:events";
+import type { Writable } from "node:stream";
+import { NodeHostFs, type StreamSink, snapshotStream } from "../cow/index.js";
 import { einval } from "../errors.js";
 import { gmtName } from "../mount/index.js";
 import type { Service } from "./service.js";
@@ -18,15 +19,37 @@ export interface SendResult {
   zeroChunks: number;
 }
 
+/** Where a stream goes: a socket (or any Writable), or a file made (or emptied) for it. */
+export type SendTo = { out: Writable } | { file: string };
+
+/** Writes to `out`, each call's pieces in one system call where it can (cork). */
+function writableSink(out: Writable): StreamSink {
+  let failed: Error | undefined;
+  out.on("error", (e) => {
+    failed ??= e;
+  });
+  return {
+    write: (parts) =>
+      new Promise<void>((ok, fail) => {
+        if (failed) return fail(failed);
+        out.cork();
+        for (const [i, p] of parts.entries())
+          out.write(p, i < parts.length - 1 ? undefined : (e) => (e ? fail(e) : ok()));
+        out.uncork();
+      }),
+  };
+}
+
 /**
- * Writes snapshot `snapshot` of the store to `out` as a stream: with `from`, an older snapshot,
- * the chunks that may differ between them; without, every chunk in use. `progress` counts the
- * chunks looked at.
+ * Writes snapshot `snapshot` of the store as a stream: with `from`, an older snapshot, the chunks
+ * that may differ between them; without, every chunk in use. `progress` counts the chunks looked
+ * at. A file is written with mode 0600 (and not synced, as a shell's `>` would not); one left by
+ * a failure is removed.
  */
 export async function send(
   s: Service,
   p: { snapshot: string; from?: string },
-  out: Writable,
+  to: SendTo,
   progress?: (done: number, total: number) => void,
 ): Promise<SendResult> {
   const snap = s.find(p.snapshot);
@@ -35,31 +58,49 @@ export async function send(
     throw einval(`--from ${p.from} is not older than snapshot ${p.snapshot}`);
   let done = 0;
   let shown = 0;
-  const { chunks, stream } = snapshotStream(s.volume, snap.id, base?.id, (n) => {
+  const stream = snapshotStream(s.volume, snap.id, base?.id, (n) => {
     done += n;
-    if (progress && (done - shown >= chunks / 100 || done === chunks)) {
+    if (progress && (done - shown >= stream.chunks / 100 || done === stream.chunks)) {
       shown = done;
-      progress(done, chunks);
+      progress(done, stream.chunks);
     }
   });
   let bytes = 0;
-  let counts: StreamCounts | undefined;
-  async function* counted(): AsyncGenerator<Buffer> {
-    for (;;) {
-      const next = await stream.next();
-      if (next.done) {
-        counts = next.value;
-        return;
-      }
-      bytes += next.value.length;
-      yield next.value;
+  const counted = (sink: StreamSink): StreamSink => ({
+    write: (parts) => {
+      for (const b of parts) bytes += b.length;
+      return sink.write(parts);
+    },
+  });
+  let counts: Awaited<ReturnType<typeof stream.write>>;
+  if ("out" in to) {
+    counts = await stream.write(counted(writableSink(to.out)));
+    to.out.end();
+    await once(to.out, "finish");
+  } else {
+    const host = new NodeHostFs();
+    const f = await host.open(to.file, { create: true });
+    try {
+      await f.truncate(0);
+      let at = 0;
+      const file: StreamSink = {
+        write: async (parts) => {
+          await f.writev(parts, at);
+          for (const b of parts) at += b.length;
+        },
+      };
+      counts = await stream.write(counted(file));
+    } catch (e) {
+      await host.unlink(to.file).catch(() => undefined);
+      throw e;
+    } finally {
+      await f.close();
     }
   }
-  await pipeline(Readable.from(counted(), { objectMode: false }), out);
   return {
     snapshot: gmtName(snap.createdAt),
     base: base ? gmtName(base.createdAt) : null,
     bytes,
-    ...counts!,
+    ...counts,
   };
 }

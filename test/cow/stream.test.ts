@@ -9,6 +9,7 @@ import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
 import {
   CowVolume,
+  collectingSink,
   NodeHostFs,
   StreamReader,
   snapshotStream,
@@ -99,13 +100,13 @@ describe("golden send streams v1", () => {
   it("are what today's writer makes of the golden store, byte for byte", async () => {
     const vol = await CowVolume.open(new NodeHostFs(), join(root, GOLDEN_DIR), { readOnly: true });
     try {
-      const collect = async (s: AsyncIterable<Buffer>) => {
-        const parts: Buffer[] = [];
-        for await (const b of s) parts.push(Buffer.from(b));
-        return Buffer.concat(parts);
+      const collect = async (s: ReturnType<typeof snapshotStream>) => {
+        const sink = collectingSink();
+        await s.write(sink);
+        return sink.bytes();
       };
-      expect((await collect(snapshotStream(vol, 1).stream)).equals(full)).toBe(true);
-      expect((await collect(snapshotStream(vol, 2, 1).stream)).equals(incremental)).toBe(true);
+      expect((await collect(snapshotStream(vol, 1))).equals(full)).toBe(true);
+      expect((await collect(snapshotStream(vol, 2, 1))).equals(incremental)).toBe(true);
     } finally {
       await vol.close();
     }
@@ -130,10 +131,10 @@ describe("golden send streams v1", () => {
         target.fill(zero.has(offset / CS + i) ? 0 : offset / CS + i + 1, i * CS, (i + 1) * CS);
     };
     const got = async (chunks?: number[]) => {
-      const parts: Buffer[] = [];
-      for await (const b of writeStream(header, read, chunks)) parts.push(Buffer.from(b));
+      const sink = collectingSink();
+      await writeStream(header, read, sink, chunks);
       const out: Array<[number, number, number]> = [];
-      for await (const c of new StreamReader(pieces(Buffer.concat(parts))).chunks())
+      for await (const c of new StreamReader(pieces(sink.bytes())).chunks())
         out.push([c.chunk, c.count, c.data ? c.data[0]! : 0]);
       return out;
     };

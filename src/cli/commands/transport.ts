@@ -1,10 +1,8 @@
 // The verbs that move snapshots between stores: `snapshot send`, `snapshot receive`, `snapshot
 // clone` and `replicate`. Each parses, moves a stream (transfer.ts) and prints; none reads one.
 
-import { createReadStream, createWriteStream } from "node:fs";
-import { unlink } from "node:fs/promises";
+import { createReadStream } from "node:fs";
 import { resolve } from "node:path";
-import type { Writable } from "node:stream";
 import type { Command } from "commander";
 import type { ReceiveResult } from "../../daemon/receive.js";
 import type { SnapshotRow } from "../../daemon/reports.js";
@@ -32,28 +30,30 @@ function sendCommand(snapshot: Command): void {
           "EINVAL",
           "standard output is a terminal: redirect it, or write the stream with -o FILE",
         );
-      const out: Writable = o.output
-        ? createWriteStream(o.output, { mode: 0o600 })
-        : process.stdout;
-      try {
-        const { sent } = await sendTo(
+      const onProgress = progress("chunks");
+      const params = { snapshot: snap, from: o.from, progress: onProgress !== undefined };
+      if (o.output === undefined) {
+        // Through a data channel, to standard output.
+        await sendTo(
           target,
-          { snapshot: snap, from: o.from },
+          params,
           async (stream) => {
-            const failed = await copy(stream, out);
+            const failed = await copy(stream, process.stdout);
             if (failed) throw failed;
           },
-          progress("chunks"),
+          onProgress,
         );
-        if (o.output !== undefined)
-          print(
-            `sent ${sent.snapshot}${sent.base ? ` from ${sent.base}` : ""} to ${o.output}: ` +
-              `${formatBytes(sent.bytes)}, ${sent.dataChunks} chunks of data, ${sent.zeroChunks} of zeros`,
-          );
-      } catch (e) {
-        if (o.output !== undefined) await unlink(o.output).catch(() => undefined);
-        throw e;
+        return;
       }
+      // The store writes the file itself.
+      const output = resolve(o.output);
+      const sent = await withTarget(target, { onProgress }, (call) =>
+        call("snapshot.send", { ...params, output }),
+      );
+      print(
+        `sent ${sent.snapshot}${sent.base ? ` from ${sent.base}` : ""} to ${output}: ` +
+          `${formatBytes(sent.bytes)}, ${sent.dataChunks} chunks of data, ${sent.zeroChunks} of zeros`,
+      );
     });
 }
 
@@ -94,7 +94,9 @@ function receiveCommand(snapshot: Command): void {
             "standard input is a terminal: pipe a stream in, or read one with -i FILE",
           );
         const { peekHeader } = await import("../../cow/index.js");
-        const input = o.input ? createReadStream(o.input) : process.stdin;
+        const input = o.input
+          ? createReadStream(o.input, { highWaterMark: 1 << 20 })
+          : process.stdin;
         const { header, stream } = await peekHeader(input);
         const result: ReceiveResult = header.base
           ? await applyStream(store, stream, o.force ?? false)
