@@ -14,7 +14,7 @@ export {
   type StreamHeader,
   type StreamSnapshot,
 } from "./stream-format.js";
-export { peekHeader, type StreamChunks, StreamReader } from "./stream-read.js";
+export { peekHeader, readFileAhead, type StreamChunks, StreamReader } from "./stream-read.js";
 export {
   collectingSink,
   type StreamSink,

@@ -1,6 +1,7 @@
 // Reading a send stream from a byte source: its header, then its records, each checked as it
 // comes (checksums, order, bounds) and the whole against the end record. It never writes.
 
+import { open } from "node:fs/promises";
 import {
   badStream,
   DATA,
@@ -203,4 +204,36 @@ export async function peekHeader(
     }
   }
   return { header, stream: whole() };
+}
+
+/**
+ * The bytes of the file at `path`, read ahead in pieces of a MiB into a few buffers used in turn:
+ * nothing is allocated per piece. A piece is read into again once three more have been taken, so
+ * a consumer holds on to no more than the piece before the one it takes (as `StreamReader` does).
+ */
+export async function* readFileAhead(path: string): AsyncGenerator<Buffer> {
+  const size = 1 << 20;
+  const ahead = 2;
+  const fh = await open(path, "r");
+  const buffers = Array.from({ length: ahead + 2 }, () => Buffer.allocUnsafe(size));
+  const pending: Array<Promise<Buffer>> = [];
+  let position = 0;
+  let turn = 0;
+  try {
+    for (;;) {
+      while (pending.length < ahead) {
+        const buf = buffers[turn++ % buffers.length]!;
+        const read = fh.read(buf, 0, size, position).then((r) => buf.subarray(0, r.bytesRead));
+        read.catch(() => undefined);
+        pending.push(read);
+        position += size;
+      }
+      const piece = await pending.shift()!;
+      if (piece.length === 0) return;
+      yield piece;
+    }
+  } finally {
+    await Promise.allSettled(pending);
+    await fh.close();
+  }
 }

@@ -94,14 +94,18 @@ export async function receiveNew(
     const counts = { dataChunks: 0, zeroChunks: 0 };
     try {
       await base.truncate(h.volumeSize);
-      // Consecutive chunks are written together, up to a MiB at a time. A new volume reads
-      // zeros: a run of them is already there.
+      // Consecutive chunks are written together, up to a MiB at a time, one batch while the next
+      // fills. A new volume reads zeros: a run of them is already there.
       const cs = h.chunkSize;
-      const batch = Buffer.allocUnsafe(Math.max(cs, 1 << 20));
+      const batches = [0, 1].map(() => Buffer.allocUnsafe(Math.max(cs, 1 << 20)));
+      let batch = batches[0]!;
+      let writing: Promise<void> = Promise.resolve();
       let first = 0;
       let held = 0;
       const flush = async () => {
-        if (held > 0) await base.write(batch.subarray(0, held * cs), first * cs);
+        await writing;
+        if (held > 0) writing = base.write(batch.subarray(0, held * cs), first * cs);
+        batch = batch === batches[0] ? batches[1]! : batches[0]!;
         held = 0;
       };
       for await (const c of reader.chunks()) {
@@ -116,6 +120,7 @@ export async function receiveNew(
         counts.dataChunks++;
       }
       await flush();
+      await writing;
       await base.sync();
     } finally {
       await base.close();

@@ -1,7 +1,6 @@
 // The verbs that move snapshots between stores: `snapshot send`, `snapshot receive`, `snapshot
 // clone` and `replicate`. Each parses, moves a stream (transfer.ts) and prints; none reads one.
 
-import { createReadStream } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { ReceiveResult } from "../../daemon/receive.js";
@@ -93,10 +92,8 @@ function receiveCommand(snapshot: Command): void {
             "EINVAL",
             "standard input is a terminal: pipe a stream in, or read one with -i FILE",
           );
-        const { peekHeader } = await import("../../cow/index.js");
-        const input = o.input
-          ? createReadStream(o.input, { highWaterMark: 1 << 20 })
-          : process.stdin;
+        const { peekHeader, readFileAhead } = await import("../../cow/index.js");
+        const input = o.input ? readFileAhead(o.input) : process.stdin;
         const { header, stream } = await peekHeader(input);
         const result: ReceiveResult = header.base
           ? await applyStream(store, stream, o.force ?? false)
