@@ -223,12 +223,13 @@ describe("shadowfs snapshot send / receive", () => {
     refused(await shadowfs("snapshot", "receive", none, "-i", cut), /stream: cut short/);
     expect(readdirSync(s.dir)).not.toContain("none");
     // Bad requests of send.
-    refused(await shadowfs("snapshot", "send", s.mnt, "nope", "-o", inc), /no snapshot "nope"/);
+    const out = join(s.dir, "out");
+    refused(await shadowfs("snapshot", "send", s.mnt, "nope", "-o", out), /no snapshot "nope"/);
     refused(
-      await shadowfs("snapshot", "send", s.mnt, "s1", "--from", "s2", "-o", inc),
+      await shadowfs("snapshot", "send", s.mnt, "s1", "--from", "s2", "-o", out),
       /not older/,
     );
-    expect(readdirSync(s.dir)).not.toContain("inc");
+    expect(readdirSync(s.dir)).not.toContain("out");
     const tty = sh(`script -qec "${SH} snapshot send ${s.mnt} s1" /dev/null`);
     expect(tty.code).not.toBe(0);
     expect(tty.stdout).toMatch(/standard output is a terminal/);
