@@ -23,7 +23,7 @@ export const copy = (from: AsyncIterable<Uint8Array> | Readable, to: Writable) =
  */
 export async function sendTo<R>(
   target: string,
-  params: { snapshot: string; from?: string; progress?: boolean },
+  params: { snapshot?: string; from?: string; resume?: string; progress?: boolean },
   consume: (stream: Readable) => Promise<R>,
   onProgress?: OnProgress,
 ): Promise<{ sent: SendResult; result: R }> {

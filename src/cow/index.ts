@@ -10,6 +10,9 @@ export { type HostFile, type HostFs, NodeHostFs, replaceFileAtomically } from ".
 export { SnapshotDevice } from "./snapshot-device.js";
 export {
   badStream,
+  decodeToken,
+  encodeToken,
+  type ResumeToken,
   type StreamCounts,
   type StreamHeader,
   type StreamSnapshot,

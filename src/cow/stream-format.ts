@@ -37,6 +37,8 @@ const headerSchema = z
     snapshot: snapshotRef,
     /** An incremental stream's base: the stream holds only the chunks that differ from it. */
     base: snapshotRef.optional(),
+    /** The rest of a stream whose receive was cut: only its records from chunk `from` on. */
+    resume: z.object({ from: z.number().int().nonnegative() }).optional(),
   })
   .refine((h) => h.volumeSize % h.chunkSize === 0, "volumeSize must be a multiple of chunkSize");
 
@@ -171,3 +173,32 @@ export class StreamCrc {
 }
 
 export { crc as streamDataCrc };
+
+/** What a resume token names: a stream, and the chunk its receive got to. */
+export interface ResumeToken {
+  snapshot: string;
+  base?: string;
+  from: number;
+}
+
+const tokenSchema = z.object({
+  snapshot: z.string().min(1),
+  base: z.string().min(1).optional(),
+  from: z.number().int().nonnegative(),
+});
+
+/** A resume token as text: base64url of its JSON, printable and safe in a shell. */
+export const encodeToken = (t: ResumeToken): string =>
+  Buffer.from(JSON.stringify(t)).toString("base64url");
+
+export function decodeToken(text: string): ResumeToken {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    value = undefined;
+  }
+  const parsed = tokenSchema.safeParse(value);
+  if (!parsed.success) throw new FsError("EINVAL", `"${text}" is not a resume token`);
+  return parsed.data;
+}

@@ -129,12 +129,17 @@ export class StreamReader {
     return this.head;
   }
 
-  async *chunks(): AsyncGenerator<StreamChunks> {
+  /**
+   * The chunks, in order. With `partial`, the source may end after any whole record, before the
+   * end record (a stream kept as far as it came, checked record by record).
+   */
+  async *chunks(opts: { partial?: boolean } = {}): AsyncGenerator<StreamChunks> {
     const h = await this.header();
     const total = h.volumeSize / h.chunkSize;
     const counts: StreamCounts = { dataChunks: 0, zeroChunks: 0 };
-    let next = 0;
+    let next = h.resume?.from ?? 0;
     for (let n = 1; ; n++) {
+      if (opts.partial && (await this.bytes.ended())) return;
       const raw = await this.need(STREAM_RECORD_SIZE, "its end record");
       const r = decodeRecord(raw, n);
       if (r.kind === END) {

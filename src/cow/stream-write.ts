@@ -54,8 +54,8 @@ function* runs(chunks: Iterable<number>, max: number): Generator<[number, number
   if (count > 0) yield [first, count];
 }
 
-function* every(n: number): Generator<number> {
-  for (let c = 0; c < n; c++) yield c;
+function* every(from: number, n: number): Generator<number> {
+  for (let c = from; c < n; c++) yield c;
 }
 
 /**
@@ -93,7 +93,7 @@ export async function writeStream(
     sum.add(r);
     parts.push(r);
   };
-  const todo = runs(full ? every(header.volumeSize / cs) : chunks, per);
+  const todo = runs(full ? every(header.resume?.from ?? 0, header.volumeSize / cs) : chunks, per);
   const ahead: Array<Promise<{ first: number; count: number; buf: Buffer }>> = [];
   let turn = 0;
   const readAhead = () => {
@@ -149,32 +149,36 @@ const ref = (s: SnapshotInfo): StreamSnapshot => ({
 /**
  * The stream of snapshot `id` of `vol`: with `base`, an older snapshot, only the chunks that may
  * differ between them (those the diff areas from the base's on hold: found without reading the
- * volume); without, every chunk that is not all zeros. `read` is told of each range read.
+ * volume); without, every chunk that is not all zeros. With `resumeFrom`, the rest of that stream
+ * from that chunk on, for a receive that was cut. `read` is told of each range read.
  */
 export function snapshotStream(
   vol: CowVolume,
   id: number,
-  base?: number,
-  read?: (chunks: number) => void,
+  opts: { base?: number; resumeFrom?: number; read?: (chunks: number) => void } = {},
 ): { header: StreamHeader; chunks: number; write(sink: StreamSink): Promise<StreamCounts> } {
   const all = vol.snapshots();
   const snap = all[vol.position(id)]!;
+  const { base, resumeFrom } = opts;
   const from = base === undefined ? undefined : all[vol.position(base)]!;
-  const chunks = base === undefined ? undefined : vol.changedBetween(base, id);
+  const first = resumeFrom ?? 0;
+  const chunks =
+    base === undefined ? undefined : vol.changedBetween(base, id).filter((c) => c >= first);
   const header: StreamHeader = {
     volumeUuid: vol.settings.uuid,
     volumeSize: vol.size,
     chunkSize: vol.chunkSize,
     snapshot: ref(snap),
     ...(from ? { base: ref(from) } : {}),
+    ...(resumeFrom !== undefined ? { resume: { from: resumeFrom } } : {}),
   };
   const readRange = async (offset: number, target: Buffer) => {
     await vol.readSnapshot(id, offset, target);
-    read?.(target.length / vol.chunkSize);
+    opts.read?.(target.length / vol.chunkSize);
   };
   return {
     header,
-    chunks: chunks ? chunks.length : vol.size / vol.chunkSize,
+    chunks: chunks ? chunks.length : vol.size / vol.chunkSize - first,
     write: (sink) => writeStream(header, readRange, sink, chunks),
   };
 }

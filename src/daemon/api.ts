@@ -133,8 +133,10 @@ export const controlApi = {
    */
   "snapshot.send": method<SendResult>()(
     z.object({
-      snapshot: snapshotRef,
+      snapshot: snapshotRef.optional(),
       from: snapshotRef.optional(),
+      /** A resume token: the rest of the stream whose receive it names (no snapshot then). */
+      resume: z.string().min(1).optional(),
       output: z.string().startsWith("/").optional(),
       progress: z.boolean().default(false),
     }),

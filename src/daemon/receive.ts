@@ -1,23 +1,36 @@
 // `snapshot receive`: a stream made into a new store (full) or applied to a store whose newest
 // snapshot is its base (incremental). The whole stream is checked, and kept in the store's
-// `receive/` directory, before anything in the destination changes; once it is being applied, an
-// open completes it. It never writes a chunk the stream did not check.
+// `receive/` directory, before anything in the destination changes; a stream cut short is kept as
+// far as it came, to be resumed; once it is being applied, an open completes it. It never writes
+// a chunk the stream did not check.
 
 import { createReadStream } from "node:fs";
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   CowVolume,
+  type HostFile,
   NodeHostFs,
   peekHeader,
-  replaceFileAtomically,
   type SnapshotInfo,
   type StreamHeader,
   StreamReader,
 } from "../cow/index.js";
-import { eexist, einval, enoent, FsError } from "../errors.js";
+import { eexist, einval, enoent, FsError, isFsError } from "../errors.js";
 import { gmtName } from "../mount/index.js";
 import { isStore, storePaths } from "./paths.js";
+import {
+  CHECKPOINT_BYTES,
+  checkResumes,
+  describe,
+  howToResume,
+  interrupted,
+  readStaged,
+  type Staged,
+  segmentFile,
+  tokenOf,
+  writeStaged,
+} from "./receive-staging.js";
 import type { Service } from "./service.js";
 
 export interface ReceiveResult {
@@ -28,45 +41,68 @@ export interface ReceiveResult {
   name: string | null;
   /** Production as it was before a forced receive, kept in this snapshot. */
   saved: string | null;
-  /** Bytes of the stream. */
+  /** Bytes of the stream (of its rest, for a resumed one). */
   bytes: number;
   dataChunks: number;
   zeroChunks: number;
 }
 
-/** What a receive in progress leaves in `receive/`: it is applied once `state` is "applying". */
-interface Staged {
-  state: "applying";
-  header: StreamHeader;
-}
+const isCut = (e: unknown) => isFsError(e, "EBADMSG") && /cut short/.test(e.message);
 
-const stagedStream = (dir: string) => join(dir, "stream");
-const stateFile = (dir: string) => join(dir, "state.json");
-
-const describe = (s: { createdAt: number; name?: string | undefined }) =>
-  `${gmtName(s.createdAt)}${s.name !== undefined ? ` (${s.name})` : ""}`;
-
-/** Writes each piece of `source` to `path` as it passes, then syncs it. */
-async function* teeTo(source: AsyncIterable<Uint8Array>, path: string): AsyncGenerator<Uint8Array> {
-  const f = await new NodeHostFs().open(path, { create: true, exclusive: true });
-  try {
-    let at = 0;
-    for await (const piece of source) {
-      await f.write(piece, at);
-      at += piece.byteLength;
-      yield piece;
-    }
-    await f.sync();
-  } finally {
-    await f.close();
-  }
+/** A stream cut short: what is kept, and how to resume. */
+function cutShort(e: Error, store: string, st: Staged & { state: "receiving" }): FsError {
+  return new FsError(
+    "EBADMSG",
+    `${e.message.replace(/^EBADMSG: /, "")}; ${howToResume(store, st)}`,
+  );
 }
 
 /**
- * Makes a new store in `store` (missing, empty, or left holding an interrupted receive) from a
- * full stream: its production, and its one snapshot unless `keepSnapshot` is false (a clone). The
- * volume is written in `receive/volume` and becomes the store by one rename once the stream has
- * checked whole; a stream refused or cut leaves no store and nothing of its own.
+ * Reads `reader`'s chunks, giving each to `take`, and keeps `st` up to date: every
+ * CHECKPOINT_BYTES, and when the stream is cut short, `sync` makes what was taken durable and the
+ * state moves on (then a cut is thrown, saying how to resume). Other faults are thrown as they are.
+ */
+async function receiveChunks(
+  reader: StreamReader,
+  store: string,
+  dir: string,
+  st: Staged & { state: "receiving" },
+  take: (c: { chunk: number; count: number; data: Buffer | null }) => Promise<void>,
+  sync: (kept: number) => Promise<number[]>,
+): Promise<{ dataChunks: number; zeroChunks: number }> {
+  const counts = { dataChunks: 0, zeroChunks: 0 };
+  let next = st.next;
+  let kept = reader.offset;
+  let saved = reader.offset;
+  const checkpoint = async () => {
+    const segments = await sync(kept);
+    Object.assign(st, { next, segments });
+    await writeStaged(dir, st);
+    saved = kept;
+  };
+  try {
+    for await (const c of reader.chunks()) {
+      await take(c);
+      if (c.data) counts.dataChunks++;
+      else counts.zeroChunks += c.count;
+      next = c.chunk + c.count;
+      kept = reader.offset;
+      if (kept - saved >= CHECKPOINT_BYTES) await checkpoint();
+    }
+  } catch (e) {
+    if (!isCut(e)) throw e;
+    await checkpoint();
+    throw cutShort(e as Error, store, st);
+  }
+  return counts;
+}
+
+/**
+ * Makes a new store in `store` (missing, or empty) from a full stream: its production, and its
+ * one snapshot unless `keepSnapshot` is false (a clone); or goes on with one whose stream was cut
+ * (a stream with `resume`). The volume is written in `receive/volume` and becomes the store by one
+ * rename once the stream has checked whole. A stream refused leaves no store and nothing of its
+ * own (a resumed one, what was kept before it); a stream cut is kept as far as it came.
  */
 export async function receiveNew(
   store: string,
@@ -76,61 +112,45 @@ export async function receiveNew(
   const p = storePaths(store);
   if (await isStore(p.dir))
     throw eexist(`${p.dir} holds a store: a full stream makes a new one (or send incrementally)`);
-  const entries = await readdir(p.dir).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") return undefined;
-    throw e;
-  });
-  if (entries?.some((e) => e !== "receive"))
-    throw eexist(`${p.dir} is not empty: a full stream makes a new store in a new directory`);
   const host = new NodeHostFs();
   const staging = join(p.receive, "volume");
-  await rm(p.receive, { recursive: true, force: true });
-  await host.mkdir(staging);
+  const reader = new StreamReader(input);
+  const h = await reader.header();
+  if (h.base) throw einval(`an incremental stream (from ${describe(h.base)}) needs a store`);
+  const kept = await readStaged(p.receive);
+  let st: Staged & { state: "receiving" };
+  let made: string | undefined;
+  if (h.resume) st = checkResumes(p.dir, kept, h);
+  else {
+    if (kept) throw interrupted(p.dir, kept);
+    const entries = await readdir(p.dir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return undefined;
+      throw e;
+    });
+    if (entries?.some((e) => e !== "receive"))
+      throw eexist(`${p.dir} is not empty: a full stream makes a new store in a new directory`);
+    made = entries ? p.receive : p.dir;
+    await rm(p.receive, { recursive: true, force: true });
+    await host.mkdir(staging);
+    st = { state: "receiving", header: h, next: 0, segments: [] };
+  }
+  let base: HostFile | undefined;
   try {
-    const reader = new StreamReader(input);
-    const h = await reader.header();
-    if (h.base) throw einval(`an incremental stream (from ${describe(h.base)}) needs a store`);
-    const base = await host.open(join(staging, "base.img"), { create: true, exclusive: true });
-    const counts = { dataChunks: 0, zeroChunks: 0 };
-    try {
+    base = await host.open(join(staging, "base.img"), { create: true });
+    if (!h.resume) {
       await base.truncate(h.volumeSize);
-      // Consecutive chunks are written together, up to a MiB at a time, one batch while the next
-      // fills. A new volume reads zeros: a run of them is already there.
-      const cs = h.chunkSize;
-      const batches = [0, 1].map(() => Buffer.allocUnsafe(Math.max(cs, 1 << 20)));
-      let batch = batches[0]!;
-      let writing: Promise<void> = Promise.resolve();
-      let first = 0;
-      let held = 0;
-      const flush = async () => {
-        await writing;
-        if (held > 0) writing = base.write(batch.subarray(0, held * cs), first * cs);
-        batch = batch === batches[0] ? batches[1]! : batches[0]!;
-        held = 0;
-      };
-      for await (const c of reader.chunks()) {
-        if (!c.data) {
-          counts.zeroChunks += c.count;
-          continue;
-        }
-        if (held > 0 && (c.chunk !== first + held || (held + 1) * cs > batch.length)) await flush();
-        if (held === 0) first = c.chunk;
-        c.data.copy(batch, held * cs);
-        held++;
-        counts.dataChunks++;
-      }
-      await flush();
-      await writing;
       await base.sync();
-    } finally {
-      await base.close();
+      await writeStaged(p.receive, st);
     }
+    const counts = await writeVolume(reader, p.dir, p.receive, st, base);
+    await base.close();
+    base = undefined;
     const vol = await CowVolume.create(host, staging, {
       volumeSize: h.volumeSize,
       chunkSize: h.chunkSize,
     });
     try {
-      if (opts.keepSnapshot !== false) await vol.createSnapshot(snapshotOptions(h));
+      if (opts.keepSnapshot !== false) await vol.createSnapshot(snapshotOptions(st.header));
     } finally {
       await vol.close();
     }
@@ -146,9 +166,59 @@ export async function receiveNew(
       ...counts,
     };
   } catch (e) {
-    await rm(entries ? p.receive : p.dir, { recursive: true, force: true });
+    await base?.close();
+    // A fresh stream refused leaves nothing; one cut, or the rest of one, keeps what was kept.
+    if (made && !isCut(e)) await rm(made, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * A full stream's chunks written to the new volume's `base`: consecutive ones together, up to a
+ * MiB at a time, one batch while the next fills. A new volume reads zeros: a run of them is there.
+ */
+async function writeVolume(
+  reader: StreamReader,
+  store: string,
+  dir: string,
+  st: Staged & { state: "receiving" },
+  base: HostFile,
+): Promise<{ dataChunks: number; zeroChunks: number }> {
+  const cs = st.header.chunkSize;
+  const batches = [0, 1].map(() => Buffer.allocUnsafe(Math.max(cs, 1 << 20)));
+  let batch = batches[0]!;
+  let writing: Promise<void> = Promise.resolve();
+  let first = 0;
+  let held = 0;
+  const flush = async () => {
+    await writing;
+    if (held > 0) writing = base.write(batch.subarray(0, held * cs), first * cs);
+    batch = batch === batches[0] ? batches[1]! : batches[0]!;
+    held = 0;
+  };
+  const counts = await receiveChunks(
+    reader,
+    store,
+    dir,
+    st,
+    async (c) => {
+      if (!c.data) return;
+      if (held > 0 && (c.chunk !== first + held || (held + 1) * cs > batch.length)) await flush();
+      if (held === 0) first = c.chunk;
+      c.data.copy(batch, held * cs);
+      held++;
+    },
+    async () => {
+      await flush();
+      await writing;
+      await base.sync();
+      return [];
+    },
+  );
+  await flush();
+  await writing;
+  await base.sync();
+  return counts;
 }
 
 const snapshotOptions = (h: StreamHeader) => ({
@@ -198,16 +268,30 @@ async function plan(s: Service, h: StreamHeader): Promise<{ base: SnapshotInfo; 
   if (changed > 0)
     return {
       base,
-      moved: `${s.store}'s production changed since the stream's base ${describe(base)} (${changed} chunks)`,
+      moved: `production of ${s.store} changed since the stream's base ${describe(base)} (${changed} chunks written)`,
     };
   return { base };
 }
 
+/** Writes each piece of `source` to `file` from `at` on, as it passes. */
+async function* teeTo(
+  source: AsyncIterable<Uint8Array>,
+  file: HostFile,
+): AsyncGenerator<Uint8Array> {
+  let at = 0;
+  for await (const piece of source) {
+    await file.write(piece, at);
+    at += piece.byteLength;
+    yield piece;
+  }
+}
+
 /**
- * Applies an incremental stream to the store `s` serves. Refused, with nothing changed, when the
- * stream does not check whole or does not fit the store (see `plan`); with `force`, production as
- * it is is first kept in a snapshot and reverted to the base. Refused while files are open in a
- * mounted production, unless `force`.
+ * Applies an incremental stream to the store `s` serves, or the rest of one whose receive was cut
+ * (a stream with `resume`). Refused, with nothing changed, when the stream does not check whole or
+ * does not fit the store (see `plan`); with `force`, production as it is is first kept in a
+ * snapshot and reverted to the base. Refused while files are open in a mounted production,
+ * unless `force`.
  */
 export async function receiveInto(
   s: Service,
@@ -215,108 +299,139 @@ export async function receiveInto(
   opts: { force?: boolean } = {},
 ): Promise<ReceiveResult> {
   const { header: h, stream } = await peekHeader(input);
+  const host = new NodeHostFs();
+  const dir = storePaths(s.store).receive;
+  const kept = await readStaged(dir);
+  const resumed = h.resume ? checkResumes(s.store, kept, h) : undefined;
+  if (!resumed && kept) throw interrupted(s.store, kept);
   s.checkClosed("receive", opts.force);
   const fits = await plan(s, h);
   if (fits.moved && !opts.force) throw new FsError("EBUSY", `${fits.moved} (--force keeps it)`);
-  const host = new NodeHostFs();
-  const dir = storePaths(s.store).receive;
-  await rm(dir, { recursive: true, force: true });
-  await host.mkdir(dir);
-  const counts = { dataChunks: 0, zeroChunks: 0 };
-  try {
-    // Kept as it passes, and checked to its end.
-    const again = new StreamReader(teeTo(stream, stagedStream(dir)));
-    for await (const c of again.chunks()) {
-      if (c.data) counts.dataChunks++;
-      else counts.zeroChunks += c.count;
-    }
-    const bytes = again.offset;
-    const now = await plan(s, h);
-    const saved =
-      now.moved && opts.force
-        ? await s.create({ name: `before-receive-${new Date().toISOString()}` })
-        : null;
-    if (now.moved && !opts.force) throw new FsError("EBUSY", `${now.moved} (--force keeps it)`);
-    const info = await s.replaceProduction(async () => {
-      if (saved) await s.volume.revert(now.base.id);
-      else {
-        await s.volume.flush();
-        if (s.volume.preservedChunks(now.base.id) > 0)
-          throw new FsError("EBUSY", `${s.store}'s production changed during the receive`);
-      }
-      const staged: Staged = { state: "applying", header: h };
-      // Durable, with the stream's own name in the directory, before production changes.
-      await replaceFileAtomically(host, stateFile(dir), Buffer.from(JSON.stringify(staged)));
-      return apply(s.volume, dir, h);
-    });
-    return {
-      store: s.store,
-      snapshot: gmtName(info.createdAt),
-      name: info.name ?? null,
-      saved: saved?.gmt ?? null,
-      bytes,
-      ...counts,
-    };
-  } catch (e) {
-    if (!(await applying(dir))) await rm(dir, { recursive: true, force: true });
-    throw e;
+  let st: Staged & { state: "receiving" };
+  if (resumed) st = resumed;
+  else {
+    await rm(dir, { recursive: true, force: true });
+    await host.mkdir(dir);
+    st = { state: "receiving", header: h, next: 0, segments: [] };
+    await writeStaged(dir, st);
   }
-}
-
-async function applying(dir: string): Promise<boolean> {
-  return readFile(stateFile(dir), "utf8").then(
-    (t) => (JSON.parse(t) as Staged).state === "applying",
-    () => false,
-  );
+  const before = st.segments;
+  const file = await host.open(segmentFile(dir, before.length), { create: true });
+  let counts: { dataChunks: number; zeroChunks: number };
+  let bytes: number;
+  try {
+    await file.truncate(0);
+    // Kept as it passes, and checked to its end.
+    const reader = new StreamReader(teeTo(stream, file));
+    counts = await receiveChunks(
+      reader,
+      s.store,
+      dir,
+      st,
+      async () => undefined,
+      async (n) => {
+        await file.sync();
+        return [...before, n];
+      },
+    );
+    bytes = reader.offset;
+    await file.sync();
+  } catch (e) {
+    if (!h.resume && !isCut(e)) await rm(dir, { recursive: true, force: true });
+    throw e;
+  } finally {
+    await file.close();
+  }
+  const segments = [...before, bytes];
+  const now = await plan(s, h);
+  const saved =
+    now.moved && opts.force
+      ? await s.create({ name: `before-receive-${new Date().toISOString()}` })
+      : null;
+  if (now.moved && !opts.force) throw new FsError("EBUSY", `${now.moved} (--force keeps it)`);
+  const info = await s.replaceProduction(async () => {
+    if (saved) await s.volume.revert(now.base.id);
+    else {
+      await s.volume.flush();
+      if (s.volume.preservedChunks(now.base.id) > 0)
+        throw new FsError("EBUSY", `production of ${s.store} changed during the receive`);
+    }
+    // Durable before production changes: an open after a crash applies it again.
+    const applying: Staged = { state: "applying", header: st.header, segments };
+    await writeStaged(dir, applying);
+    return apply(s.volume, dir, applying);
+  });
+  return {
+    store: s.store,
+    snapshot: gmtName(info.createdAt),
+    name: info.name ?? null,
+    saved: saved?.gmt ?? null,
+    bytes,
+    ...counts,
+  };
 }
 
 /**
- * Writes the chunks of the stream kept in `dir` to the live volume and takes the snapshot it
- * holds, then forgets the stream. Repeatable: an open after a crash runs it again.
+ * Writes the chunks of the stream kept in `dir` to the live volume (each segment as far as it was
+ * kept; the last one whole) and takes the snapshot it holds, then forgets the stream. Repeatable:
+ * an open after a crash runs it again, and the snapshot is taken once.
  */
-async function apply(volume: CowVolume, dir: string, h: StreamHeader): Promise<SnapshotInfo> {
-  let info = volume.snapshots().find((x) => x.guid === h.snapshot.guid);
+async function apply(volume: CowVolume, dir: string, st: Staged): Promise<SnapshotInfo> {
+  let info = volume.snapshots().find((x) => x.guid === st.header.snapshot.guid);
   if (!info) {
     const cs = volume.chunkSize;
     const zero = Buffer.alloc(cs);
-    for await (const c of new StreamReader(createReadStream(stagedStream(dir))).chunks()) {
-      if (c.data) await volume.write(c.chunk * cs, c.data);
-      else for (let i = 0; i < c.count; i++) await volume.write((c.chunk + i) * cs, zero);
+    for (const [i, length] of st.segments.entries()) {
+      const source = createReadStream(segmentFile(dir, i), { start: 0, end: length - 1 });
+      const last = i === st.segments.length - 1;
+      for await (const c of new StreamReader(source).chunks({ partial: !last })) {
+        if (c.data) await volume.write(c.chunk * cs, c.data);
+        else for (let k = 0; k < c.count; k++) await volume.write((c.chunk + k) * cs, zero);
+      }
     }
-    info = await volume.createSnapshot(snapshotOptions(h));
+    info = await volume.createSnapshot(snapshotOptions(st.header));
   }
   await rm(dir, { recursive: true, force: true });
   return info;
 }
 
 /**
- * Completes a receive that was being applied when the store's last holder stopped (called by a
- * read-write open, before the filesystem is opened); a receive that never got so far is
- * discarded. Says which snapshot it completed.
+ * At a read-write open, before the filesystem is opened: completes a receive that was being
+ * applied, keeps one that was cut (to be resumed) and removes anything else an interrupted receive
+ * left. Says which snapshot it completed.
  */
 export async function finishReceive(volume: CowVolume, store: string): Promise<string | undefined> {
   const dir = storePaths(store).receive;
-  if (!(await applying(dir))) {
+  const st = await readStaged(dir);
+  if (st?.state === "receiving") return undefined;
+  if (!st) {
     await rm(dir, { recursive: true, force: true });
     return undefined;
   }
-  const staged = JSON.parse(await readFile(stateFile(dir), "utf8")) as Staged;
-  const info = await apply(volume, dir, staged.header);
+  const info = await apply(volume, dir, st);
   return gmtName(info.createdAt);
 }
 
-/** Discards what an interrupted receive left in `store` (a new store that never came to be, too). */
+/** The token that resumes the receive interrupted in `store`; undefined when there is none. */
+export async function resumeToken(store: string): Promise<string | undefined> {
+  const st = await readStaged(storePaths(store).receive);
+  return st?.state === "receiving" ? tokenOf(st) : undefined;
+}
+
+/**
+ * Discards what an interrupted receive left in `store`; a new store that never came to be leaves
+ * no directory behind.
+ */
 export async function abortReceive(store: string): Promise<boolean> {
   const p = storePaths(store);
-  if (await applying(p.receive))
-    throw new FsError(
-      "EBUSY",
-      `a receive is being applied to ${p.dir}; opening the store completes it`,
-    );
+  const st = await readStaged(p.receive);
+  if (st?.state === "applying") throw interrupted(p.dir, st);
   const had = await readdir(p.receive).then(
     () => true,
     () => false,
   );
   await rm(p.receive, { recursive: true, force: true });
+  if (had && !(await isStore(p.dir)) && (await readdir(p.dir)).length === 0)
+    await rm(p.dir, { recursive: true, force: true });
   return had;
 }

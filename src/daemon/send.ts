@@ -4,8 +4,14 @@
 
 import { once } from "node:events";
 import type { Writable } from "node:stream";
-import { NodeHostFs, type StreamSink, snapshotStream } from "../cow/index.js";
-import { einval } from "../errors.js";
+import {
+  decodeToken,
+  NodeHostFs,
+  type SnapshotInfo,
+  type StreamSink,
+  snapshotStream,
+} from "../cow/index.js";
+import { einval, enoent } from "../errors.js";
 import { gmtName } from "../mount/index.js";
 import type { Service } from "./service.js";
 
@@ -48,22 +54,23 @@ function writableSink(out: Writable): StreamSink {
  */
 export async function send(
   s: Service,
-  p: { snapshot: string; from?: string },
+  p: { snapshot?: string; from?: string; resume?: string },
   to: SendTo,
   progress?: (done: number, total: number) => void,
 ): Promise<SendResult> {
-  const snap = s.find(p.snapshot);
-  const base = p.from === undefined ? undefined : s.find(p.from);
-  if (base && base.id >= snap.id)
-    throw einval(`--from ${p.from} is not older than snapshot ${p.snapshot}`);
+  const { snap, base, resumeFrom } = what(s, p);
   let done = 0;
   let shown = 0;
-  const stream = snapshotStream(s.volume, snap.id, base?.id, (n) => {
-    done += n;
-    if (progress && (done - shown >= stream.chunks / 100 || done === stream.chunks)) {
-      shown = done;
-      progress(done, stream.chunks);
-    }
+  const stream = snapshotStream(s.volume, snap.id, {
+    base: base?.id,
+    resumeFrom,
+    read: (n) => {
+      done += n;
+      if (progress && (done - shown >= stream.chunks / 100 || done === stream.chunks)) {
+        shown = done;
+        progress(done, stream.chunks);
+      }
+    },
   });
   let bytes = 0;
   const counted = (sink: StreamSink): StreamSink => ({
@@ -103,4 +110,32 @@ export async function send(
     bytes,
     ...counts,
   };
+}
+
+/** The snapshots a send names, by reference or by a resume token (which names them by guid). */
+function what(
+  s: Service,
+  p: { snapshot?: string; from?: string; resume?: string },
+): { snap: SnapshotInfo; base?: SnapshotInfo; resumeFrom?: number } {
+  if (p.resume !== undefined) {
+    if (p.snapshot !== undefined || p.from !== undefined)
+      throw einval("a resume token names the snapshots: give no snapshot and no --from with it");
+    const t = decodeToken(p.resume);
+    const byGuid = (guid: string) => {
+      const found = s.volume.snapshots().find((x) => x.guid === guid);
+      if (!found) throw enoent(`the snapshot the token names (${guid}) is not in ${s.store}`);
+      return found;
+    };
+    return {
+      snap: byGuid(t.snapshot),
+      ...(t.base !== undefined ? { base: byGuid(t.base) } : {}),
+      resumeFrom: t.from,
+    };
+  }
+  if (p.snapshot === undefined) throw einval("name the snapshot to send, or give a resume token");
+  const snap = s.find(p.snapshot);
+  const base = p.from === undefined ? undefined : s.find(p.from);
+  if (base && base.id >= snap.id)
+    throw einval(`--from ${p.from} is not older than snapshot ${p.snapshot}`);
+  return { snap, ...(base ? { base } : {}) };
 }

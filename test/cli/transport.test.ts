@@ -173,11 +173,16 @@ describe("shadowfs snapshot send / receive", () => {
     await ok("snapshot", "send", s.mnt, "s2", "--from", "s1", "-o", inc);
     const stream = readFileSync(inc);
     const before = { rows: await list(dst), blocks: blocks(dst) };
+    // A stream cut short is kept as far as it came, to be resumed; it is discarded here.
     const attempt = async (bytes: Buffer, pattern: RegExp, what: string) => {
       const path = join(s.dir, "bad");
       writeFileSync(path, bytes);
       const r = await shadowfs("snapshot", "receive", dst, "-i", path);
       refused(r, pattern);
+      if (/cut short/.test(r.stderr)) {
+        expect(r.stderr).toMatch(/resume it with `shadowfs snapshot send SOURCE --resume \S+ \|/);
+        expect(await ok("snapshot", "receive", dst, "--abort")).toMatch(/^discarded/);
+      }
       expect({ rows: await list(dst), blocks: blocks(dst) }, what).toEqual(before);
       expect(readdirSync(dst)).not.toContain("receive");
     };
@@ -221,6 +226,8 @@ describe("shadowfs snapshot send / receive", () => {
     const cut = join(s.dir, "cut");
     writeFileSync(cut, readFileSync(full).subarray(0, 100_000));
     refused(await shadowfs("snapshot", "receive", none, "-i", cut), /stream: cut short/);
+    expect(readdirSync(none)).toEqual(["receive"]);
+    await ok("snapshot", "receive", none, "--abort");
     expect(readdirSync(s.dir)).not.toContain("none");
     // Bad requests of send.
     const out = join(s.dir, "out");
@@ -248,7 +255,7 @@ describe("shadowfs snapshot send / receive", () => {
     await ok("snapshot", "send", s.mnt, "s2", "--from", "s1", "-o", inc);
     refused(
       await shadowfs("snapshot", "receive", dmnt, "-i", inc),
-      /production changed since the stream's base .* \(s1\).*--force/,
+      /production of .* changed since the stream's base .* \(s1\).*--force/,
     );
     const open = hold(background(`exec 3<${JSON.stringify(join(dmnt, "mine"))}; sleep 60`));
     await new Promise((r) => setTimeout(r, 300));
@@ -262,7 +269,7 @@ describe("shadowfs snapshot send / receive", () => {
     expect(readFileSync(join(dmnt, ".snapshots", got.saved!, "mine"), "utf8")).toBe("local work");
   });
 
-  it("leaves the store as it was, or received whole, when the receive is killed", async () => {
+  it("a receive killed with SIGKILL is resumed, or completed by the next open", async () => {
     const s = await fresh();
     await ok("init", s.store, "--size", "256M");
     await mount(s.store, s.mnt);
@@ -283,17 +290,62 @@ describe("shadowfs snapshot send / receive", () => {
         const r = hold(background(`exec ${SH} snapshot receive ${dst} -i ${inc}`));
         await new Promise((done) => setTimeout(done, int(rand, 50, 1500)));
         await r.stop("SIGKILL");
-        // Mounting (opening for writing) completes a receive that was being applied.
+        const token = sh(`${SH} snapshot receive ${dst} --token`);
+        // Mounting (opening for writing) completes a receive that was being applied, and keeps
+        // one that was under way, to be resumed.
         await mount(dst, dmnt);
         const names = (await list(dmnt)).map((x) => x.name);
         expect([["s1"], ["s1", "s2"]]).toContainEqual(names);
-        if (names.length === 1) await ok("snapshot", "receive", dmnt, "-i", inc);
+        if (names.length === 1 && token.code === 0)
+          run(
+            `${SH} snapshot send ${s.mnt} --resume ${token.stdout.trim()} | ${SH} snapshot receive ${dmnt}`,
+          );
+        else if (names.length === 1) await ok("snapshot", "receive", dmnt, "-i", inc);
         expect(readdirSync(dst)).not.toContain("receive");
         expect(differences(join(s.mnt, ".snapshots", rows[1]!.gmt), dmnt)).toBe("");
         expect(JSON.parse(await ok("fsck", dmnt, "--json")).ok).toBe(true);
         await ok("unmount", dmnt);
       }
     });
+  });
+
+  it("resumes a stream cut short, full or incremental, sending only the rest", async () => {
+    const s = await fresh();
+    const src = await sources(s, 2);
+    const full = join(s.dir, "full");
+    const inc = join(s.dir, "inc");
+    await ok("snapshot", "send", s.mnt, "s1", "-o", full);
+    await ok("snapshot", "send", s.mnt, "s2", "--from", "s1", "-o", inc);
+    const dst = join(s.dir, "dst");
+    const cut = join(s.dir, "cut");
+    await withSeed(seeds(1)[0]!, async (rand) => {
+      for (const [stream, n] of [
+        [full, 1],
+        [inc, 2],
+      ] as const) {
+        const bytes = readFileSync(stream);
+        writeFileSync(cut, bytes.subarray(0, int(rand, 1000, bytes.length - 1000)));
+        refused(await shadowfs("snapshot", "receive", dst, "-i", cut), /cut short.*--resume/);
+        refused(await shadowfs("snapshot", "receive", dst, "-i", stream), /interrupted receive/);
+        const token = (await ok("snapshot", "receive", dst, "--token")).trim();
+        const rest = join(s.dir, "rest");
+        await ok("snapshot", "send", s.mnt, "--resume", token, "-o", rest);
+        expect(statSync(rest).size).toBeLessThan(bytes.length);
+        // The rest from another chunk than the one the receive got to is refused.
+        const t = JSON.parse(Buffer.from(token, "base64url").toString()) as { from: number };
+        const later = Buffer.from(JSON.stringify({ ...t, from: t.from + 1 })).toString("base64url");
+        const other = join(s.dir, "other");
+        await ok("snapshot", "send", s.mnt, "--resume", later, "-o", other);
+        refused(await shadowfs("snapshot", "receive", dst, "-i", other), /resumes from chunk/);
+        await ok("snapshot", "receive", dst, "-i", rest);
+        expect((await list(dst)).map((r) => r.name)).toEqual(n === 1 ? ["s1"] : ["s1", "s2"]);
+      }
+    });
+    const dmnt = join(s.dir, "dmnt");
+    run(`mkdir ${dmnt}`);
+    await mount(dst, dmnt);
+    expect(differences(src.at(2), dmnt)).toBe("");
+    refused(await shadowfs("snapshot", "send", s.mnt, "--resume", "garbage"), /not a resume token/);
   });
 
   it("clones a snapshot into a store of its own, which lives on when the source is gone", async () => {

@@ -106,7 +106,7 @@ describe("golden send streams v1", () => {
         return sink.bytes();
       };
       expect((await collect(snapshotStream(vol, 1))).equals(full)).toBe(true);
-      expect((await collect(snapshotStream(vol, 2, 1))).equals(incremental)).toBe(true);
+      expect((await collect(snapshotStream(vol, 2, { base: 1 }))).equals(incremental)).toBe(true);
     } finally {
       await vol.close();
     }

@@ -12,6 +12,12 @@ import { applyStream, copy, sendTo } from "../transfer.js";
 
 const receiving = () => import("../../daemon/receive.js");
 
+interface SendOptions {
+  from?: string;
+  resume?: string;
+  output?: string;
+}
+
 function sendCommand(snapshot: Command): void {
   snapshot
     .command("send")
@@ -20,17 +26,23 @@ function sendCommand(snapshot: Command): void {
         "differ from an older snapshot",
     )
     .argument("<target>")
-    .argument("<snapshot>")
+    .argument("[snapshot]", "the snapshot to send (none with --resume)")
     .option("--from <base>", "an older snapshot: send only what changed since it")
+    .option("--resume <token>", "the rest of a stream whose receive was cut (its token)")
     .option("-o, --output <file>", "write the stream to FILE, not to standard output")
-    .action(async (target: string, snap: string, o: { from?: string; output?: string }) => {
+    .action(async (target: string, snap: string | undefined, o: SendOptions) => {
       if (o.output === undefined && process.stdout.isTTY)
         throw new FsError(
           "EINVAL",
           "standard output is a terminal: redirect it, or write the stream with -o FILE",
         );
       const onProgress = progress("chunks");
-      const params = { snapshot: snap, from: o.from, progress: onProgress !== undefined };
+      const params = {
+        snapshot: snap,
+        from: o.from,
+        resume: o.resume,
+        progress: onProgress !== undefined,
+      };
       if (o.output === undefined) {
         // Through a data channel, to standard output.
         await sendTo(
@@ -67,24 +79,33 @@ function receiveCommand(snapshot: Command): void {
     .option("-i, --input <file>", "read the stream from FILE, not from standard input")
     .option("--force", "keep the store's production in a snapshot if it changed, and receive")
     .option("--abort", "discard what an interrupted receive left in STORE")
+    .option("--token", "print the token that resumes the receive interrupted in STORE")
     .option("--json", "print JSON")
     .action(
       async (
         store: string,
-        o: { input?: string; force?: boolean; abort?: boolean; json?: boolean },
+        o: { input?: string; force?: boolean; abort?: boolean; token?: boolean; json?: boolean },
       ) => {
-        const { abortReceive, receiveNew } = await receiving();
-        if (o.abort) {
-          const path = await resolveTarget(store).then(
+        const { abortReceive, receiveNew, resumeToken } = await receiving();
+        const path = () =>
+          resolveTarget(store).then(
             (t) => t.store,
             () => resolve(store),
           );
-          const had = await abortReceive(path);
+        if (o.abort) {
+          const dir = await path();
+          const had = await abortReceive(dir);
           print(
-            had
-              ? `discarded an interrupted receive in ${path}`
-              : `no receive to discard in ${path}`,
+            had ? `discarded an interrupted receive in ${dir}` : `no receive to discard in ${dir}`,
           );
+          return;
+        }
+        if (o.token) {
+          const dir = await path();
+          const token = await resumeToken(dir);
+          if (token === undefined)
+            throw new FsError("ENOENT", `no interrupted receive to resume in ${dir}`);
+          print(token);
           return;
         }
         if (o.input === undefined && process.stdin.isTTY)
