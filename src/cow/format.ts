@@ -15,8 +15,9 @@ export const RECORD_SIZE = 32;
 /** Slot value of an index entry whose original chunk was all zeros: no data is stored. */
 export const ZERO_SLOT = 2 ** 53 - 1;
 
-export const crc = (bytes: Uint8Array): number =>
-  crc32c(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+/** CRC-32C of `bytes`; with `initial`, the checksum of what came before them, carried on. */
+export const crc = (bytes: Uint8Array, initial = 0): number =>
+  crc32c(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), initial);
 
 // ---------------------------------------------------------------- catalog
 
@@ -75,16 +76,22 @@ export type Catalog = z.infer<typeof catalogSchema>;
 export type SnapshotEntry = z.infer<typeof snapshotSchema>;
 export type Eviction = z.infer<typeof evictionSchema>;
 
-export function encodeCatalog(cat: Catalog): Buffer {
-  const body = Buffer.from(JSON.stringify(cat, null, 1), "utf8");
+/**
+ * A JSON body behind a 24-byte header: magic, version, body length, the body's checksum and the
+ * header's (the catalog's layout, and a send stream's header's).
+ */
+export function frameJson(magic: string, version: number, body: Buffer): Buffer {
   const head = Buffer.alloc(CATALOG_HEADER_SIZE);
-  head.write(CATALOG_MAGIC, 0, "latin1");
-  head.writeUInt32LE(FORMAT_VERSION, 8);
+  head.write(magic, 0, "latin1");
+  head.writeUInt32LE(version, 8);
   head.writeUInt32LE(body.length, 12);
   head.writeUInt32LE(crc(body), 16);
   head.writeUInt32LE(crc(head.subarray(0, 20)), 20);
   return Buffer.concat([head, body]);
 }
+
+export const encodeCatalog = (cat: Catalog): Buffer =>
+  frameJson(CATALOG_MAGIC, FORMAT_VERSION, Buffer.from(JSON.stringify(cat, null, 1), "utf8"));
 
 /** Decodes a catalog file; returns a reason string when it is not a valid catalog. */
 export function decodeCatalog(buf: Buffer): Catalog | string {
@@ -154,11 +161,11 @@ export type IndexRecord =
   | { kind: typeof KIND_BATCH; batch: number; count: number }
   | { kind: typeof KIND_ENTRY; batch: number; chunk: number; slot: number; dataCrc: number };
 
-const putU64 = (buf: Buffer, v: number, at: number) => {
+export const putU64 = (buf: Buffer, v: number, at: number) => {
   buf.writeUInt32LE(v % 2 ** 32, at);
   buf.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
 };
-const getU64 = (buf: Buffer, at: number) =>
+export const getU64 = (buf: Buffer, at: number) =>
   buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 2 ** 32;
 
 export function encodeRecord(r: IndexRecord, buf: Buffer, at: number): void {

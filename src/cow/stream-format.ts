@@ -1,10 +1,9 @@
 // Byte layout of a send stream (see docs/format.md, "Send streams"): its header, chunk records and
 // end record. Pure encode/decode with checksums; no I/O, and never a guess at damaged bytes.
 
-import { crc32c } from "@node-rs/crc32";
 import { z } from "zod";
 import { FsError } from "../errors.js";
-import { validChunkSize } from "./format.js";
+import { crc, frameJson, getU64 as readU64, validChunkSize, putU64 as writeU64 } from "./format.js";
 
 export const STREAM_MAGIC = "SHDWSEND";
 export const STREAM_VERSION = 1;
@@ -55,26 +54,8 @@ export interface StreamCounts {
 
 export const badStream = (what: string) => new FsError("EBADMSG", `stream: ${what}`);
 
-const crc = (bytes: Uint8Array, initial = 0): number =>
-  crc32c(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), initial);
-
-const writeU64 = (buf: Buffer, value: number, at: number) => {
-  buf.writeUInt32LE(value % 2 ** 32, at);
-  buf.writeUInt32LE(Math.floor(value / 2 ** 32), at + 4);
-};
-const readU64 = (buf: Buffer, at: number) =>
-  buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 2 ** 32;
-
-export function encodeHeader(h: StreamHeader): Buffer {
-  const body = Buffer.from(JSON.stringify(h), "utf8");
-  const head = Buffer.alloc(STREAM_HEADER_SIZE);
-  head.write(STREAM_MAGIC, 0, "latin1");
-  head.writeUInt32LE(STREAM_VERSION, 8);
-  head.writeUInt32LE(body.length, 12);
-  head.writeUInt32LE(crc(body), 16);
-  head.writeUInt32LE(crc(head.subarray(0, 20)), 20);
-  return Buffer.concat([head, body]);
-}
+export const encodeHeader = (h: StreamHeader): Buffer =>
+  frameJson(STREAM_MAGIC, STREAM_VERSION, Buffer.from(JSON.stringify(h), "utf8"));
 
 /** Checks the fixed part of a header; returns the length of the JSON body that follows. */
 export function headerBodyLength(head: Buffer): number {
@@ -171,8 +152,6 @@ export class StreamCrc {
     this.value = crc(bytes, this.value);
   }
 }
-
-export { crc as streamDataCrc };
 
 /** What a resume token names: a stream, and the chunk its receive got to. */
 export interface ResumeToken {

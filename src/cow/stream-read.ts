@@ -2,6 +2,7 @@
 // comes (checksums, order, bounds) and the whole against the end record. It never writes.
 
 import { open } from "node:fs/promises";
+import { crc } from "./format.js";
 import {
   badStream,
   DATA,
@@ -15,7 +16,6 @@ import {
   type StreamCounts,
   StreamCrc,
   type StreamHeader,
-  streamDataCrc,
 } from "./stream-format.js";
 
 /** A chunk as the stream gives it: its bytes, or (`data` null) a run of `count` chunks of zeros. */
@@ -162,7 +162,7 @@ export class StreamReader {
       next = r.chunk + count;
       if (r.kind === DATA) {
         const data = await this.need(h.chunkSize, "the data of its last record");
-        if (streamDataCrc(data) !== r.dataCrc)
+        if (crc(data) !== r.dataCrc)
           throw badStream(`record ${n}: chunk ${r.chunk}'s data checksum mismatch`);
         counts.dataChunks++;
         yield { chunk: r.chunk, count: 1, data };
