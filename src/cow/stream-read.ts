@@ -117,11 +117,10 @@ export class StreamReader {
   async header(): Promise<StreamHeader> {
     if (this.head) return this.head;
     // The magic first: a file that is no stream is said to be none, however short.
-    const magic = await this.bytes.take(STREAM_MAGIC.length);
-    if (magic?.toString("latin1") !== STREAM_MAGIC)
-      throw badStream("not a shadowfs send stream (bad magic)");
+    const magic = (await this.bytes.take(STREAM_MAGIC.length))?.toString("latin1");
+    if (magic !== STREAM_MAGIC) throw badStream("not a shadowfs send stream (bad magic)");
     const rest = await this.need(STREAM_HEADER_SIZE - magic.length, "its header");
-    const fixed = Buffer.concat([magic, rest]);
+    const fixed = Buffer.concat([Buffer.from(magic, "latin1"), rest]);
     const body = await this.need(headerBodyLength(fixed), "its header");
     this.head = decodeHeaderBody(fixed, body);
     this.sum.add(fixed);
