@@ -30,7 +30,10 @@ async function main(): Promise<number> {
   try {
     await mkdir(target, { recursive: true });
     await writeFile(join(target, "full-1"), await collect(snapshotStream(vol, 1)));
-    await writeFile(join(target, "incremental-1-2"), await collect(snapshotStream(vol, 2, 1)));
+    await writeFile(
+      join(target, "incremental-1-2"),
+      await collect(snapshotStream(vol, 2, { base: 1 })),
+    );
   } finally {
     await vol.close();
   }
