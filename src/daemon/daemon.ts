@@ -22,6 +22,11 @@ import { type Mount, Service } from "./service.js";
 import { openStore } from "./store.js";
 import { Timeline } from "./timeline.js";
 
+/** How long a stop waits for the requester of an abandoned snapshot to record it and go. */
+const STOP_GRACE_MS = 2000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export interface DaemonOptions {
   store: string;
   mountpoint: string;
@@ -235,7 +240,11 @@ export class Daemon {
     return { mountpoint };
   }
 
-  /** Unmounts everything, lets running operations finish, flushes, closes and unlocks. */
+  /**
+   * Unmounts everything, lets running operations finish, flushes, closes and unlocks. A snapshot
+   * under way is abandoned first, and its requester given STOP_GRACE_MS to record that in the
+   * history and go.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.watch);
@@ -251,9 +260,12 @@ export class Daemon {
       // changes let through.
       const ticking = this.timeline?.stop();
       await step("abandoning the snapshot under way", async () => {
+        const leaving = this.protocol?.requesterLeaving();
         await this.protocol?.abort("the daemon is stopping");
         killRunningWriters();
         await ticking;
+        // Its requester, told, records the run in the history before the socket closes.
+        if (leaving) await Promise.race([leaving, sleep(STOP_GRACE_MS)]);
       });
       await step("closing the control socket", async () => {
         this.server?.close();

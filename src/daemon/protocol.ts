@@ -42,6 +42,8 @@ export class VolumeProtocol {
   /** One run at a time: a second requester waits for the slot. */
   private slot: Promise<void> = Promise.resolve();
   private freeSlot: (() => void) | undefined;
+  /** Resolves when the requester of the run under way closes its connection (none in-process). */
+  private requesterGone: Promise<void> | undefined;
   private readonly historyPath: string;
 
   constructor(
@@ -66,6 +68,11 @@ export class VolumeProtocol {
     return report;
   }
 
+  /** Resolves when the requester of the run under way has gone; undefined when none runs. */
+  requesterLeaving(): Promise<void> | undefined {
+    return this.requesterGone;
+  }
+
   private async beginRun(peer: Caller): Promise<void> {
     const previous = this.slot;
     let free!: () => void;
@@ -75,9 +82,14 @@ export class VolumeProtocol {
     // A requester that goes away mid-run leaves nothing frozen, held or half-made; one that
     // goes away while waiting for the slot gives it up at once.
     let gone = false;
+    let left: () => void = () => undefined;
+    const leaving = new Promise<void>((r) => {
+      left = r;
+    });
     if (isChannel(peer))
       peer.onClose(() => {
         gone = true;
+        left();
         if (this.freeSlot === free) this.abort("the requester went away").catch(() => undefined);
       });
     await previous;
@@ -86,11 +98,13 @@ export class VolumeProtocol {
       throw new FsError("ECONNRESET", "the requester went away");
     }
     this.freeSlot = free;
+    this.requesterGone = isChannel(peer) ? leaving : undefined;
   }
 
   private endRun(): void {
     const free = this.freeSlot;
     this.freeSlot = undefined;
+    this.requesterGone = undefined;
     free?.();
   }
 
