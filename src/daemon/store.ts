@@ -5,7 +5,7 @@ import { CowVolume, type Logger, NodeHostFs, type OnFull } from "../cow/index.js
 import { FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
 import { isStore, storePaths } from "./paths.js";
-import { finishReceive } from "./receive.js";
+import { finishReceive } from "./receive-apply.js";
 
 export interface InitOptions {
   size: number;
