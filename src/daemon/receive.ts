@@ -62,6 +62,7 @@ async function receiveChunks(
   sync: (kept: number) => Promise<number[]>,
 ): Promise<{ dataChunks: number; zeroChunks: number }> {
   const counts = { dataChunks: 0, zeroChunks: 0 };
+  await reader.header();
   let next = st.next;
   let kept = reader.offset;
   let saved = reader.offset;
