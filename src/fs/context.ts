@@ -52,6 +52,11 @@ export interface FsContext {
    * step each; operations read it inside `meta.run`.
    */
   readonly opened: Map<number, number>;
+  /**
+   * Where the SipHash key of each new directory comes from; none: drawn at random (see
+   * `Directory.format`). Tests give one derived from their seed, to repeat a run exactly.
+   */
+  readonly dirKeys?: () => Buffer;
 }
 
 /** Runs a changing operation: EROFS on a read-only filesystem, else one atomic `meta.run`. */
@@ -93,7 +98,7 @@ export function directoryOf(ctx: FsContext, inode: Inode): Directory {
 
 /** Makes an empty directory in a new directory inode. Inside an operation. */
 export function formatDirectory(ctx: FsContext, inode: Inode): Promise<void> {
-  return Directory.format(new InodeBlocks(ctx, inode));
+  return Directory.format(new InodeBlocks(ctx, inode), ctx.dirKeys?.());
 }
 
 /** The blocks of a directory inode, as the directory structure sees them. */

@@ -85,12 +85,19 @@ export class Directory {
     this.label = opts.label ?? "directory";
   }
 
-  /** Makes an empty directory in blocks that have none yet (header + an empty root leaf). */
-  static async format(blocks: DirectoryBlocks): Promise<void> {
+  /**
+   * Makes an empty directory in blocks that have none yet (header + an empty root leaf), hashing
+   * its names with SipHash key `key` (default: drawn at random; tests give one to repeat a run).
+   */
+  static async format(
+    blocks: DirectoryBlocks,
+    key: Buffer = randomBytes(fmt.SIP_KEY_BYTES),
+  ): Promise<void> {
     if (blocks.count !== 0) throw einval(`format of a directory that has ${blocks.count} blocks`);
+    if (key.length !== fmt.SIP_KEY_BYTES)
+      throw einval(`a SipHash key of ${key.length} bytes (${fmt.SIP_KEY_BYTES} expected)`);
     const head = await blocks.append();
     fmt.writeLeaf(await blocks.append(), 1, []);
-    const key = randomBytes(fmt.SIP_KEY_BYTES);
     fmt.writeHeader(head, { depth: 0, root: 1, freeHead: 0, freeCount: 0, count: 0, key }, key);
   }
 

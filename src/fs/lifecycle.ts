@@ -22,6 +22,8 @@ export interface MkfsOptions extends Partial<Owner> {
   /** The root directory's permission bits (default 0o755). */
   mode?: number;
   clock?: () => Time;
+  /** See `OpenOptions.dirKeys`: the root directory's key. */
+  dirKeys?: () => Buffer;
 }
 
 export interface OpenOptions {
@@ -41,6 +43,11 @@ export interface OpenOptions {
    * snapshotted had in memory when the snapshot was taken (`FileSystem.snapshotWith`).
    */
   seed?: MetaSeed;
+  /**
+   * Where the SipHash keys of new directories come from (default: drawn at random, so that
+   * names cannot be chosen from outside to collide). For tests that repeat a seeded run.
+   */
+  dirKeys?: () => Buffer;
 }
 
 /** What an open found and finished. */
@@ -71,7 +78,7 @@ export async function mkfs(dev: BlockDevice, opts: MkfsOptions = {}): Promise<vo
   await dev.write(sb.systemBlock * BS, Buffer.alloc(BS));
   await dev.write(0, encodeSuperblock(sb));
   await dev.flush();
-  const { ctx } = await open(dev, { clock: opts.clock });
+  const { ctx } = await open(dev, { clock: opts.clock, dirKeys: opts.dirKeys });
   await ctx.meta.run(async () => {
     const root = await ctx.table.allocate();
     if (root.ino !== ROOT) throw new Error(`the root directory got inode ${root.ino}`);
@@ -113,6 +120,7 @@ export async function open(
     data,
     now: opts.clock ?? now,
     opened: new Map(),
+    dirKeys: opts.dirKeys,
   };
   const recovery: Recovery = { replayed, freedOrphans: [], finishedTruncations: [] };
   if (!dev.readOnly && (opts.orphans ?? "free") === "free" && table.orphans.head !== 0)

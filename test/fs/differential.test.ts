@@ -31,7 +31,7 @@ import {
   scanShadow,
   type Tree,
 } from "../helpers/fs-reference.js";
-import { int, pick, type Rand, seeded, seeds, withSeed } from "../helpers/random.js";
+import { int, pick, type Rand, seeded, seededBytes, seeds, withSeed } from "../helpers/random.js";
 
 const MiB = 2 ** 20;
 const STEPS = Number(process.env.STEPS ?? 300);
@@ -58,13 +58,15 @@ afterEach(() => {
  * A fresh host directory and shadowfs volume. With `setgid` (as root), both roots belong to
  * another group and are set-group-ID, so that what such a directory hands down is seen.
  */
-async function setup(setgid = false) {
+async function setup(seed: number, setgid = false) {
   const root = mkdtempSync(join(tmpdir(), "shadowfs-diff-"));
   dirs.push(root);
   chmodSync(root, 0o755); // as shadowfs makes its root
   const dev = new MemoryBlockDevice(64 * MiB);
-  await FileSystem.mkfs(dev, owner);
-  const fs = await FileSystem.open(dev);
+  // Directories' hash keys from the seed: names collide and order alike in every run of it.
+  const dirKeys = seededBytes(seed ^ 0xd1e5, 16);
+  await FileSystem.mkfs(dev, { ...owner, dirKeys });
+  const fs = await FileSystem.open(dev, { dirKeys });
   if (setgid && AS_ROOT) {
     chownSync(root, owner.uid, owner.gid + 1);
     chmodSync(root, 0o2755);
@@ -73,7 +75,7 @@ async function setup(setgid = false) {
   // Blocks in use that no inode owns: superblock, journal, bitmaps and the like.
   const st = await fs.statfs();
   const fixed = st.blocks - st.blocksFree - (await ownedBlocks(fs, [ROOT]));
-  return { root, dev, fs, fixed };
+  return { root, dev, fs, fixed, dirKeys };
 }
 
 /** A host directory and a shadowfs volume that should hold the same tree. */
@@ -580,7 +582,7 @@ async function both(pair: Pair, op: Op): Promise<{ h: Outcome; s: Outcome }> {
 describe("shadowfs against a host directory", () => {
   it.each(seeds(6))("agrees after every step of a random sequence: seed %i", (seed) =>
     withSeed(seed, async (rand) => {
-      const pair = await setup(rand() < 0.5);
+      const pair = await setup(seed, rand() < 0.5);
       const probes = seeded(seed ^ 0x5eed); // apart from `rand`: checks never change the sequence
       const log: string[] = [];
       const written: Written = new Map();
@@ -601,7 +603,7 @@ describe("shadowfs against a host directory", () => {
           if (reopen) {
             log.push(`${step}: (shadowfs closed and opened again: nothing may change)`);
             await pair.fs.close();
-            pair.fs = await FileSystem.open(pair.dev);
+            pair.fs = await FileSystem.open(pair.dev, { dirKeys: pair.dirKeys });
           }
           after = scanHost(pair.root);
           if (h.ok) track(written, op, after);
@@ -634,7 +636,7 @@ describe("shadowfs against a host directory", () => {
   it("agrees on a directory of 2,000 names after renaming half and deleting a quarter", async () => {
     const seed = seeds(1)[0]!;
     await withSeed(seed, async (rand) => {
-      const pair = await setup();
+      const pair = await setup(seed);
       const apply = async (op: Op) => {
         const { h, s } = await both(pair, op);
         expect(compareOutcomes(op, h, s, new Map()), describeOp(op)).toEqual([]);

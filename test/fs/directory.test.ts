@@ -417,6 +417,28 @@ describe("directory", () => {
     expect(sipHash24(key, msg(15))).toBe(0xa129ca6149be45e5n);
     expect(sipHash24(key, msg(63))).toBe(0x958a324ceb064572n);
   });
+
+  it("hashes names with the SipHash key given at format, and refuses a key of another size", async () => {
+    const key = Buffer.alloc(16, 7);
+    const keysOf = async (k?: Buffer) => {
+      const blocks = new MemoryBlocks();
+      await Directory.format(blocks, k);
+      const dir = new Directory(blocks);
+      const keys = [];
+      for (const n of ["a", "b", "long name"])
+        keys.push(await dir.insert(Buffer.from(n), { ino: 2, type: 8 }));
+      return keys;
+    };
+    const once = await keysOf(key);
+    expect(await keysOf(Buffer.from(key))).toEqual(once);
+    expect(await keysOf()).not.toEqual(once); // a random key: 2^-46 to hash "a" alike
+    const blocks = new MemoryBlocks();
+    await expect(Directory.format(blocks, Buffer.alloc(15))).rejects.toMatchObject({
+      code: "EINVAL",
+      message: expect.stringMatching(/SipHash key of 15 bytes \(16 expected\)/),
+    });
+    expect(blocks.count).toBe(0);
+  });
 });
 
 const formatDevice = (dev: BlockDevice) => formatLayers(dev);

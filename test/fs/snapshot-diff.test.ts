@@ -16,7 +16,7 @@ import { check } from "../../src/fs/fsck.js";
 import type { Time } from "../../src/fs/inode.js";
 import { decodeSuperblock, encodeSuperblock, FS_VERSION } from "../../src/fs/superblock.js";
 import { canonical, referenceDiff, walkTree } from "../helpers/diff-reference.js";
-import { int, pick, type Rand, seeds, withSeed } from "../helpers/random.js";
+import { int, pick, type Rand, seededBytes, seeds, withSeed } from "../helpers/random.js";
 
 const STEPS = Number(process.env.STEPS ?? 2500);
 const NAMES = ["a", "b", "c", "d", "e", "long name", "f.txt", "\u00e9t\u00e9"];
@@ -35,7 +35,7 @@ function ticking(): () => Time {
   };
 }
 
-async function setup(chunkSize: number, version: number) {
+async function setup(chunkSize: number, version: number, seed: number) {
   const dir = mkdtempSync(join(tmpdir(), "shadowfs-sdiff-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const vol = await CowVolume.create(new NodeHostFs(), join(dir, "store"), {
@@ -44,7 +44,9 @@ async function setup(chunkSize: number, version: number) {
     logger: quiet,
   });
   cleanups.push(() => vol.close());
-  await FileSystem.mkfs(vol);
+  // Directories' hash keys from the seed: names collide and order alike in every run of it.
+  const dirKeys = seededBytes(seed ^ 0xd1e5, 16);
+  await FileSystem.mkfs(vol, { dirKeys });
   if (version !== FS_VERSION) {
     // A filesystem of an older format: the same blocks, the superblock says which rules hold.
     const head = Buffer.alloc(4096);
@@ -52,8 +54,8 @@ async function setup(chunkSize: number, version: number) {
     await vol.write(0, encodeSuperblock({ ...decodeSuperblock(head, vol.size / 4096), version }));
   }
   const clock = ticking();
-  const fs = await FileSystem.open(vol, { clock });
-  return { vol, fs, clock };
+  const fs = await FileSystem.open(vol, { clock, dirKeys });
+  return { vol, fs, clock, dirKeys };
 }
 
 type Setup = Awaited<ReturnType<typeof setup>>;
@@ -128,7 +130,7 @@ async function step(fs: FileSystem, rand: Rand, dirs: number[]): Promise<void> {
 
 async function run(seed: number, chunkSize: number, version = FS_VERSION): Promise<void> {
   await withSeed(seed, async (rand) => {
-    const s = await setup(chunkSize, version);
+    const s = await setup(chunkSize, version, seed);
     const { vol } = s;
     const dirs = [ROOT];
     const points: number[] = [];
@@ -151,7 +153,7 @@ async function run(seed: number, chunkSize: number, version = FS_VERSION): Promi
         open.clear();
         await s.fs.flush();
         await vol.revert(pick(rand, points));
-        s.fs = await FileSystem.open(vol, { clock: s.clock });
+        s.fs = await FileSystem.open(vol, { clock: s.clock, dirKeys: s.dirKeys });
         dirs.splice(1);
       }
       if (points.length > 3 && rand() < 0.003) {

@@ -21,6 +21,16 @@ export const int = (rand: Rand, lo: number, hi: number): number =>
 export const pick = <T>(rand: Rand, items: readonly T[]): T =>
   items[Math.floor(rand() * items.length)]!;
 
+/**
+ * A source of `n`-byte strings drawn from `seed` (a stream apart from a test's `rand`): the
+ * SipHash keys of new directories (`OpenOptions.dirKeys`), so that names hash alike, and a seeded
+ * run repeats exactly.
+ */
+export function seededBytes(seed: number, n: number): () => Buffer {
+  const rand = seeded(seed);
+  return () => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
+}
+
 /** Seeds for a test: SEED=n repeats one run; otherwise `count` fresh ones derived from a random base. */
 export function seeds(count: number): number[] {
   const fixed = process.env.SEED;
