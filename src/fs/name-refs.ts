@@ -15,7 +15,8 @@ export const NAMES_SINCE = 2;
  * (directory, key) names an entry for good: the directory turns it into the name with one node
  * a level (`Directory.atKey`). An inode lists up to NAME_REFS of its names; one with more (hard
  * links only) sets FLAG_MORE_NAMES, and whoever needs all its names looks for the rest (the diff
- * walks the tree for those alone). The flag goes once the list holds every name again.
+ * walks the tree for those alone). The flag says exactly that the list lacks a name: it goes
+ * once the list holds every name again, be it by a removal or by a rename of an unlisted name.
  */
 
 /** How many names `inode` has: a directory one (none once removed), anything else its links. */
@@ -27,17 +28,30 @@ export function nameCount(inode: Readonly<Inode>): number {
 export const listsAllNames = (inode: Readonly<Inode>): boolean =>
   (inode.flags & FLAG_MORE_NAMES) === 0;
 
-/** `inode` got a name, entry `key` of directory `parent` (call after its link count is up). */
+/**
+ * `inode` got a name, entry `key` of directory `parent` (call after its link count is up; a
+ * rename drops the name's old entry first, its link count unchanged).
+ */
 export function addName(inode: Inode, parent: number, key: Key): void {
   if (inode.names.length < NAME_REFS) inode.names.push({ parent, h: key.h, m: key.m });
-  else inode.flags |= FLAG_MORE_NAMES;
+  flagUnlisted(inode);
 }
 
 /** `inode` lost its name `key` in directory `parent` (call after its link count is down). */
 export function dropName(inode: Inode, parent: number, key: Key): void {
   const i = inode.names.findIndex((r) => r.parent === parent && r.h === key.h && r.m === key.m);
   if (i >= 0) inode.names.splice(i, 1);
-  if (inode.names.length >= nameCount(inode)) inode.flags &= ~FLAG_MORE_NAMES;
+  flagUnlisted(inode);
+}
+
+/**
+ * FLAG_MORE_NAMES set exactly when `inode` has names its list lacks: a name added to a full list
+ * sets it; a name removed, or one that was not listed moved by a rename into room the list has,
+ * may clear it.
+ */
+function flagUnlisted(inode: Inode): void {
+  if (inode.names.length < nameCount(inode)) inode.flags |= FLAG_MORE_NAMES;
+  else inode.flags &= ~FLAG_MORE_NAMES;
 }
 
 /** fsck: what is wrong with the names `inode` lists, given the names the tree has for it. */
