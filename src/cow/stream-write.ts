@@ -81,9 +81,11 @@ export async function writeStream(
   await sink.write([head]);
 
   const per = Math.max(1, READ_BYTES / cs);
-  // Reads run ahead of the writes, each into a buffer of its own: one buffer more than reads
-  // ahead, so that a buffer is read into again only once the sink has let go of it.
-  const buffers = Array.from({ length: READ_AHEAD + 1 }, () => Buffer.allocUnsafe(per * cs));
+  // Reads run ahead, each into a buffer of its own, and a run is checked while the one before is
+  // being written (one write at a time): a buffer for each read, the run checked and the run
+  // written, so that a buffer is read into again only once the sink has let go of it.
+  const buffers = Array.from({ length: READ_AHEAD + 2 }, () => Buffer.allocUnsafe(per * cs));
+  let writing: Promise<void> = Promise.resolve();
   let zeros: [number, number] | undefined;
   const flushZeros = (parts: Buffer[]) => {
     if (!zeros) return;
@@ -129,8 +131,13 @@ export async function writeStream(
       sum.add(r);
       parts.push(r, data);
     }
-    if (parts.length > 0) await sink.write(parts);
+    await writing;
+    if (parts.length === 0) continue;
+    writing = sink.write(parts);
+    // Awaited before the next write; a failure meanwhile must not go unhandled.
+    writing.catch(() => undefined);
   }
+  await writing;
   const tail: Buffer[] = [];
   flushZeros(tail);
   tail.push(endRecord(counts, sum.value));
