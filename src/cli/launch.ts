@@ -24,6 +24,8 @@ export interface MountRequest {
   foreground: boolean;
   /** Set in a daemon started in the background: where it tells its starter how it went. */
   readyFd: number | undefined;
+  /** Where a mount started in the background says what it did (default: standard output). */
+  say?: (line: string) => void;
 }
 
 /** Checks, then mounts: the daemon runs here in the foreground, or is started and waited for. */
@@ -40,7 +42,7 @@ export async function mountStore(r: MountRequest): Promise<void> {
     const stale = (await shadowfsMounts()).find((m) => m.mountpoint === mnt && m.store === dir);
     if (stale) {
       await detach(mnt);
-      print(`detached the stale mount of ${dir} on ${mnt}`);
+      (r.say ?? print)(`detached the stale mount of ${dir} on ${mnt}`);
     }
     await checkMountpoint(mnt);
   } catch (e) {
@@ -49,7 +51,7 @@ export async function mountStore(r: MountRequest): Promise<void> {
     throw e;
   }
   if (r.foreground) await runDaemon(dir, mnt, options, r.readyFd);
-  else await startDaemon(dir, mnt, r.options);
+  else await startDaemon(dir, mnt, r.options, r.say ?? print);
 }
 
 async function requireFuse(): Promise<void> {
@@ -127,7 +129,12 @@ async function runDaemon(store: string, mnt: string, options: string[], readyFd?
 }
 
 /** Starts the daemon in the background and waits until the mount is live (or failed). */
-async function startDaemon(store: string, mnt: string, o: string | undefined): Promise<void> {
+async function startDaemon(
+  store: string,
+  mnt: string,
+  o: string | undefined,
+  say: (line: string) => void,
+): Promise<void> {
   const log = await open(storePaths(store).log, "a");
   const args = [
     ...process.execArgv,
@@ -170,6 +177,6 @@ async function startDaemon(store: string, mnt: string, o: string | undefined): P
   if (!reply.ok) throw new FsError("EIO", reply.error ?? "mount failed");
   child.unref();
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  if (reply.recovered) print(reply.recovered);
-  print(`mounted ${store} on ${resolve(mnt)} (daemon ${reply.pid})`);
+  if (reply.recovered) say(reply.recovered);
+  say(`mounted ${store} on ${resolve(mnt)} (daemon ${reply.pid})`);
 }

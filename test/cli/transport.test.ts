@@ -367,6 +367,15 @@ describe("shadowfs snapshot send / receive", () => {
     expect(readdirSync(s.mnt)).not.toContain("only-in-clone");
     expect(readdirSync(cmnt)).not.toContain("only-in-source");
     refused(await shadowfs("snapshot", "clone", s.mnt, "s2", clone), /holds a store/);
+    // With --json, standard output holds the JSON alone, the mount included.
+    const clone2 = join(s.dir, "clone2");
+    const cmnt2 = join(s.dir, "cmnt2");
+    run(`mkdir ${cmnt2}`);
+    const made = JSON.parse(
+      await ok("snapshot", "clone", s.mnt, "s2", clone2, "--mount", cmnt2, "--json"),
+    ) as { store: string; from: string; mountpoint: string | null };
+    expect(made).toMatchObject({ store: clone2, from: src.rows[1]!.gmt, mountpoint: cmnt2 });
+    expect(differences(src.at(2), cmnt2)).toBe("");
     await ok("unmount", s.mnt);
     run(`rm -rf ${s.store}`);
     await ok("unmount", cmnt);

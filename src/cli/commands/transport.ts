@@ -148,8 +148,7 @@ function cloneCommand(snapshot: Command): void {
         (stream) => receiveNew(newstore, stream, { keepSnapshot: false }),
         progress("chunks"),
       );
-      if (o.json) json({ store: result.store, from: sent.snapshot, bytes: sent.bytes });
-      else print(`cloned ${sent.snapshot} into ${result.store}`);
+      if (!o.json) print(`cloned ${sent.snapshot} into ${result.store}`);
       if (o.mount) {
         const { mountStore } = await import("../launch.js");
         await mountStore({
@@ -158,8 +157,17 @@ function cloneCommand(snapshot: Command): void {
           options: undefined,
           foreground: false,
           readyFd: undefined,
+          // With --json, standard output holds the JSON alone.
+          ...(o.json ? { say: (line: string) => process.stderr.write(`${line}\n`) } : {}),
         });
       }
+      if (o.json)
+        json({
+          store: result.store,
+          from: sent.snapshot,
+          bytes: sent.bytes,
+          mountpoint: o.mount ? resolve(o.mount) : null,
+        });
     });
 }
 
