@@ -94,30 +94,53 @@ export const encodeCatalog = (cat: Catalog): Buffer =>
   frameJson(CATALOG_MAGIC, FORMAT_VERSION, Buffer.from(JSON.stringify(cat, null, 1), "utf8"));
 
 /** Decodes a catalog file; returns a reason string when it is not a valid catalog. */
-export function decodeCatalog(buf: Buffer): Catalog | string {
-  if (buf.length < CATALOG_HEADER_SIZE)
-    return `truncated: ${buf.length} bytes, header needs ${CATALOG_HEADER_SIZE}`;
-  if (buf.toString("latin1", 0, 8) !== CATALOG_MAGIC) return "not a shadowfs catalog (bad magic)";
-  if (buf.readUInt32LE(20) !== crc(buf.subarray(0, 20))) return "header checksum mismatch";
-  const version = buf.readUInt32LE(8);
-  if (version > FORMAT_VERSION) {
-    return `format version ${version} is newer than this shadowfs supports (${FORMAT_VERSION}); upgrade shadowfs`;
-  }
-  if (version < 1) return `unknown format version ${version}`;
-  const len = buf.readUInt32LE(12);
-  const body = buf.subarray(CATALOG_HEADER_SIZE);
-  if (body.length !== len) return `truncated: body has ${body.length} bytes, header says ${len}`;
-  if (buf.readUInt32LE(16) !== crc(body)) return "body checksum mismatch";
+/**
+ * Checks the 24-byte header of a framed JSON body (`frameJson`): magic, checksum and version.
+ * Returns the length of the body that follows, or why the header is refused.
+ */
+export function frameBodyLength(
+  head: Buffer,
+  magic: string,
+  version: number,
+  what: string,
+): number | string {
+  if (head.toString("latin1", 0, 8) !== magic) return `not a shadowfs ${what} (bad magic)`;
+  if (head.readUInt32LE(20) !== crc(head.subarray(0, 20))) return "header checksum mismatch";
+  const v = head.readUInt32LE(8);
+  if (v > version)
+    return `format version ${v} is newer than this shadowfs supports (${version}); upgrade shadowfs`;
+  if (v < 1) return `unknown format version ${v}`;
+  return head.readUInt32LE(12);
+}
+
+/** A framed body checked against its header's checksum and parsed by `schema`, or why not. */
+export function frameBody<T>(
+  head: Buffer,
+  body: Buffer,
+  schema: z.ZodType<T>,
+  what: string,
+): T | string {
+  if (head.readUInt32LE(16) !== crc(body)) return "body checksum mismatch";
   let json: unknown;
   try {
     json = JSON.parse(body.toString("utf8"));
   } catch (e) {
     return `body is not JSON: ${(e as Error).message}`;
   }
-  const parsed = catalogSchema.safeParse(json);
+  const parsed = schema.safeParse(json);
   if (!parsed.success)
-    return `invalid catalog: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
+    return `invalid ${what}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
   return parsed.data;
+}
+
+export function decodeCatalog(buf: Buffer): Catalog | string {
+  if (buf.length < CATALOG_HEADER_SIZE)
+    return `truncated: ${buf.length} bytes, header needs ${CATALOG_HEADER_SIZE}`;
+  const len = frameBodyLength(buf, CATALOG_MAGIC, FORMAT_VERSION, "catalog");
+  if (typeof len === "string") return len;
+  const body = buf.subarray(CATALOG_HEADER_SIZE);
+  if (body.length !== len) return `truncated: body has ${body.length} bytes, header says ${len}`;
+  return frameBody(buf, body, catalogSchema, "catalog");
 }
 
 // ---------------------------------------------------------------- diff-area file headers

@@ -3,11 +3,21 @@
 
 import { z } from "zod";
 import { FsError } from "../errors.js";
-import { crc, frameJson, getU64 as readU64, validChunkSize, putU64 as writeU64 } from "./format.js";
+import {
+  CATALOG_HEADER_SIZE,
+  crc,
+  frameBody,
+  frameBodyLength,
+  frameJson,
+  getU64 as readU64,
+  validChunkSize,
+  putU64 as writeU64,
+} from "./format.js";
 
 export const STREAM_MAGIC = "SHDWSEND";
 export const STREAM_VERSION = 1;
-export const STREAM_HEADER_SIZE = 24;
+/** The header's fixed part: the catalog's framing (`frameJson`). */
+export const STREAM_HEADER_SIZE = CATALOG_HEADER_SIZE;
 export const STREAM_RECORD_SIZE = 32;
 /** Record kinds. */
 export const DATA = 1;
@@ -59,29 +69,16 @@ export const encodeHeader = (h: StreamHeader): Buffer =>
 
 /** Checks the fixed part of a header; returns the length of the JSON body that follows. */
 export function headerBodyLength(head: Buffer): number {
-  if (head.subarray(0, 8).toString("latin1") !== STREAM_MAGIC)
-    throw badStream("not a shadowfs send stream (bad magic)");
-  if (crc(head.subarray(0, 20)) !== head.readUInt32LE(20))
-    throw badStream("header checksum mismatch");
-  const version = head.readUInt32LE(8);
-  if (version > STREAM_VERSION)
-    throw badStream(`format version ${version}; this shadowfs reads ${STREAM_VERSION}: upgrade it`);
-  const length = head.readUInt32LE(12);
+  const length = frameBodyLength(head, STREAM_MAGIC, STREAM_VERSION, "send stream");
+  if (typeof length === "string") throw badStream(length);
   if (length === 0 || length > MAX_BODY) throw badStream(`header body of ${length} bytes`);
   return length;
 }
 
 export function decodeHeaderBody(head: Buffer, body: Buffer): StreamHeader {
-  if (crc(body) !== head.readUInt32LE(16)) throw badStream("header body checksum mismatch");
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw badStream("header body is not JSON");
-  }
-  const parsed = headerSchema.safeParse(value);
-  if (!parsed.success) throw badStream(`header: ${parsed.error.issues[0]?.message ?? "invalid"}`);
-  return parsed.data;
+  const h = frameBody(head, body, headerSchema, "header");
+  if (typeof h === "string") throw badStream(h);
+  return h;
 }
 
 /** A data record's 32 bytes; the chunk's bytes follow it in the stream. */

@@ -25,6 +25,9 @@ export interface StreamChunks {
   data: Buffer | null;
 }
 
+/** A Buffer over the same bytes, not a copy. */
+const view = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
 /** Bytes taken from an async source in pieces of the sizes asked for. */
 class ByteQueue {
   private readonly parts: Buffer[] = [];
@@ -49,7 +52,7 @@ class ByteQueue {
     while (this.buffered < n) {
       const next = await this.source.next();
       if (next.done) return undefined;
-      const b = Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+      const b = view(next.value);
       this.parts.push(b);
       this.buffered += b.length;
     }
@@ -85,7 +88,7 @@ class ByteQueue {
       const next = await this.source.next();
       if (next.done) return true;
       if (next.value.byteLength > 0) {
-        this.parts.push(Buffer.from(next.value));
+        this.parts.push(view(next.value));
         this.buffered += next.value.byteLength;
         return false;
       }

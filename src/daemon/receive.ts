@@ -245,8 +245,13 @@ export async function receiveInto(
   const resumed = h.resume ? checkResumes(s.store, kept, h) : undefined;
   if (!resumed && kept) throw interrupted(s.store, kept);
   s.checkClosed("receive", opts.force);
-  const fits = await plan(s, h);
-  if (fits.moved && !opts.force) throw new FsError("EBUSY", `${fits.moved} (--force keeps it)`);
+  // Checked before the stream is taken, and again before it is applied.
+  const fits = async () => {
+    const f = await plan(s, h);
+    if (f.moved && !opts.force) throw new FsError("EBUSY", `${f.moved} (--force keeps it)`);
+    return f;
+  };
+  await fits();
   let st: Staged & { state: "receiving" };
   if (resumed) st = resumed;
   else {
@@ -283,12 +288,10 @@ export async function receiveInto(
     await file.close();
   }
   const segments = [...before, bytes];
-  const now = await plan(s, h);
-  const saved =
-    now.moved && opts.force
-      ? await s.create({ name: `before-receive-${new Date().toISOString()}` })
-      : null;
-  if (now.moved && !opts.force) throw new FsError("EBUSY", `${now.moved} (--force keeps it)`);
+  const now = await fits();
+  const saved = now.moved
+    ? await s.create({ name: `before-receive-${new Date().toISOString()}` })
+    : null;
   const info = await s.replaceProduction(async () => {
     if (saved) await s.volume.revert(now.base.id);
     else {
