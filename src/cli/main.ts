@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { healthCommands } from "./commands/health.js";
 import { historyCommands } from "./commands/history.js";
+import { remoteCommands } from "./commands/remote.js";
 import { retentionCommands } from "./commands/retention.js";
 import { snapshotCommands } from "./commands/snapshot.js";
 import { storeCommands } from "./commands/store.js";
@@ -56,6 +57,7 @@ export function program(): Command {
   const snapshot = snapshotCommands(cli);
   retentionCommands(cli, snapshot); // get, set; snapshot hold, release, cleanup
   transportCommands(cli, snapshot); // snapshot send, receive, clone; replicate
+  remoteCommands(cli); // remote list, verify, prune
   historyCommands(cli); // versions, restore
   writerCommands(cli);
   healthCommands(cli); // storage, fsck

@@ -4,6 +4,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { ReceiveResult } from "../../daemon/receive.js";
+import { isRemoteUrl, parseRemoteUrl } from "../../daemon/remote/url.js";
 import type { SnapshotRow } from "../../daemon/reports.js";
 import { FsError } from "../../errors.js";
 import { resolveTarget, withTarget } from "../connect.js";
@@ -77,6 +78,11 @@ function receiveCommand(snapshot: Command): void {
     )
     .argument("<store>")
     .option("-i, --input <file>", "read the stream from FILE, not from standard input")
+    .option(
+      "--from <url>",
+      "make a new store from object storage: s3://BUCKET/PREFIX (every snapshot there) or s3://BUCKET/PREFIX@SNAPSHOT",
+    )
+    .option("--endpoint <url>", "the S3 endpoint for --from")
     .option("--force", "keep the store's production in a snapshot if it changed, and receive")
     .option("--abort", "discard what an interrupted receive left in STORE")
     .option("--token", "print the token that resumes the receive interrupted in STORE")
@@ -84,8 +90,17 @@ function receiveCommand(snapshot: Command): void {
     .action(
       async (
         store: string,
-        o: { input?: string; force?: boolean; abort?: boolean; token?: boolean; json?: boolean },
+        o: {
+          input?: string;
+          from?: string;
+          endpoint?: string;
+          force?: boolean;
+          abort?: boolean;
+          token?: boolean;
+          json?: boolean;
+        },
       ) => {
+        if (o.from !== undefined) return receiveRemote(store, o.from, o);
         const { abortReceive, receiveNew, resumeToken } = await receiving();
         const path = () =>
           resolveTarget(store).then(
@@ -126,6 +141,22 @@ function receiveCommand(snapshot: Command): void {
         }
       },
     );
+}
+
+/** `snapshot receive STORE --from s3://…`: a new store from the snapshots in object storage. */
+async function receiveRemote(
+  store: string,
+  from: string,
+  o: { input?: string; endpoint?: string; json?: boolean },
+): Promise<void> {
+  if (o.input !== undefined) throw new FsError("EINVAL", "give --from or -i, not both");
+  const { receiveFromRemote } = await import("../remote.js");
+  const r = await receiveFromRemote(resolve(store), parseRemoteUrl(from), o.endpoint);
+  if (o.json) {
+    json(r);
+    return;
+  }
+  for (const x of r.received) print(`received ${x.snapshot} into ${r.store}`);
 }
 
 function cloneCommand(snapshot: Command): void {
@@ -179,9 +210,11 @@ function replicateCommand(cli: Command): void {
         "stream from their newest common snapshot, or a full one when they have none",
     )
     .argument("<source>")
-    .argument("<dest>")
+    .argument("<dest>", "a store, a new path, or object storage: s3://BUCKET/PREFIX")
+    .option("--endpoint <url>", "the S3 endpoint for an s3:// DEST")
     .option("--json", "print JSON")
-    .action(async (source: string, dest: string, o: { json?: boolean }) => {
+    .action(async (source: string, dest: string, o: { json?: boolean; endpoint?: string }) => {
+      if (isRemoteUrl(dest)) return replicateRemote(source, dest, o);
       const rows = (target: string) =>
         withTarget(target, {}, (call) => call("snapshot.list", { settle: false }));
       const have = await rows(source);
@@ -224,6 +257,35 @@ function replicateCommand(cli: Command): void {
       );
       report(sent);
     });
+}
+
+/** `replicate SOURCE s3://…`: every snapshot object storage lacks, sent there. */
+async function replicateRemote(
+  source: string,
+  dest: string,
+  o: { json?: boolean; endpoint?: string },
+): Promise<void> {
+  const url = parseRemoteUrl(dest);
+  if (url.snapshot !== undefined)
+    throw new FsError(
+      "EINVAL",
+      `${dest}: replicate to a place (s3://BUCKET/PREFIX), not a snapshot`,
+    );
+  const { replicateToRemote } = await import("../remote.js");
+  const r = await replicateToRemote(source, url, o.endpoint);
+  if (o.json) {
+    json(r);
+    return;
+  }
+  if (r.upToDate) {
+    print(`${r.dest} is up to date: it has every snapshot of ${source}`);
+    return;
+  }
+  for (const x of r.sent)
+    print(
+      `sent ${x.snapshot}${x.from ? ` from ${x.from}` : " whole"} to ${r.dest}: ` +
+        `${x.newChunks} new chunks in ${x.packs} packs (${formatBytes(x.bytes)}), ${x.reusedChunks} already there`,
+    );
 }
 
 /** Adds `snapshot send`, `receive` and `clone` to the `snapshot` command, and `replicate`. */
