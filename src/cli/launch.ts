@@ -2,9 +2,11 @@
 // or started in the background and heard on its ready fd. It never talks to a running daemon.
 
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { closeSync, writeSync } from "node:fs";
-import { access, constants, open, stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { access, constants, mkdir, open, stat } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
 import { lockHolder } from "../daemon/lock.js";
 import { isMountpoint, shadowfsMounts } from "../daemon/mounts.js";
 import { isStore, storePaths } from "../daemon/paths.js";
@@ -51,7 +53,15 @@ export async function mountStore(r: MountRequest): Promise<void> {
     throw e;
   }
   if (r.foreground) await runDaemon(dir, mnt, options, r.readyFd);
-  else await startDaemon(dir, mnt, r.options, r.say ?? print);
+  else {
+    const reply = await startDaemon(
+      [dir, mnt, ...(r.options ? ["-o", r.options] : [])],
+      storePaths(dir).log,
+    );
+    const say = r.say ?? print;
+    if (reply.recovered) say(reply.recovered);
+    say(`mounted ${dir} on ${resolve(mnt)} (daemon ${reply.pid})`);
+  }
 }
 
 async function requireFuse(): Promise<void> {
@@ -68,6 +78,18 @@ async function requireFuse(): Promise<void> {
 /** Detaches the FUSE mount on `mnt` (lazily, as `fusermount -uz` does). */
 export async function detach(mnt: string): Promise<void> {
   await new Promise((done) => spawn("fusermount", ["-uz", mnt]).on("exit", done));
+}
+
+/** Unmounts `mnt` (not lazily: a mount in use stays, and says so); its daemon then stops. */
+export async function unmountNow(mnt: string): Promise<void> {
+  const child = spawn("fusermount", ["-u", mnt], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  const code = await new Promise<number | null>((done) => child.on("close", done));
+  if (code !== 0)
+    throw new FsError("EBUSY", err.trim().replace(/^fusermount: /, "") || `cannot unmount ${mnt}`);
 }
 
 /** `mnt` is a directory that nothing is mounted on yet. */
@@ -89,21 +111,35 @@ function tellStarter(readyFd: number | undefined, msg: object): void {
   }
 }
 
+/** The daemon's logger: to stderr in the foreground, else appended to `log`. */
+async function daemonLogger(readyFd: number | undefined, log: string) {
+  const { default: pino } = await import("pino");
+  const o = { name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "info" };
+  return readyFd === undefined
+    ? pino(o, pino.destination(2))
+    : pino(o, pino.destination({ dest: log, append: true, sync: true }));
+}
+
+/** Stops `daemon` on a signal; exits once it has stopped. */
+async function runUntilStopped(
+  daemon: { stop(): Promise<void>; stopped: Promise<void> },
+  logger: { info(o: object, msg: string): void },
+): Promise<never> {
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      logger.info({ signal: sig }, "stopping");
+      void daemon.stop();
+    });
+  }
+  await daemon.stopped;
+  process.exit(0);
+}
+
 /** Runs the daemon in this process until it is stopped; `readyFd` hears how the start went. */
 async function runDaemon(store: string, mnt: string, options: string[], readyFd?: number) {
   // The daemon, the store and the FUSE binding load only here, never for another command.
-  const { default: pino } = await import("pino");
   const { Daemon } = await import("../daemon/index.js");
-  const logger =
-    readyFd === undefined
-      ? pino(
-          { name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "info" },
-          pino.destination(2),
-        )
-      : pino(
-          { name: "shadowfs", level: process.env.SHADOWFS_LOG_LEVEL ?? "info" },
-          pino.destination({ dest: storePaths(store).log, append: true, sync: true }),
-        );
+  const logger = await daemonLogger(readyFd, storePaths(store).log);
   const tell = (msg: object) => tellStarter(readyFd, msg);
   let daemon: import("../daemon/index.js").Daemon;
   try {
@@ -118,41 +154,33 @@ async function runDaemon(store: string, mnt: string, options: string[], readyFd?
     tell({ ok: false, error: message(e) });
     throw e;
   }
-  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
-    process.on(sig, () => {
-      logger.info({ signal: sig }, "stopping");
-      void daemon.stop();
-    });
-  }
-  await daemon.stopped;
-  process.exit(0);
+  await runUntilStopped(daemon, logger);
 }
 
-/** Starts the daemon in the background and waits until the mount is live (or failed). */
+/**
+ * Starts `shadowfs mount ARGS -f` in the background, its output appended to `log`, and waits
+ * until the mount is live (or failed).
+ */
 async function startDaemon(
-  store: string,
-  mnt: string,
-  o: string | undefined,
-  say: (line: string) => void,
-): Promise<void> {
-  const log = await open(storePaths(store).log, "a");
+  mountArgs: string[],
+  log: string,
+): Promise<{ recovered?: string | null; pid?: number }> {
+  const out = await open(log, "a");
   const args = [
     ...process.execArgv,
     process.argv[1]!,
     "mount",
-    store,
-    mnt,
+    ...mountArgs,
     "-f",
     "--ready-fd",
     "3",
   ];
-  if (o) args.push("-o", o);
   const child = spawn(process.execPath, args, {
     env: withoutExtraCaCerts(process.env),
     detached: true,
-    stdio: ["ignore", log.fd, log.fd, "pipe"],
+    stdio: ["ignore", out.fd, out.fd, "pipe"],
   });
-  await log.close();
+  await out.close();
   const answer = await new Promise<string>((done) => {
     let text = "";
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
@@ -168,15 +196,85 @@ async function startDaemon(
     try {
       return JSON.parse(answer.split("\n")[0] ?? "");
     } catch {
-      return {
-        ok: false,
-        error: `the daemon exited without mounting (see ${storePaths(store).log})`,
-      };
+      return { ok: false, error: `the daemon exited without mounting (see ${log})` };
     }
   })() as { ok: boolean; error?: string; recovered?: string | null; pid?: number };
   if (!reply.ok) throw new FsError("EIO", reply.error ?? "mount failed");
   child.unref();
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  if (reply.recovered) say(reply.recovered);
-  say(`mounted ${store} on ${resolve(mnt)} (daemon ${reply.pid})`);
+  return reply;
+}
+
+/** What `shadowfs mount s3://BUCKET/PREFIX@SNAP MNT` was told. */
+export interface RemoteMountRequest {
+  address: string;
+  mountpoint: string;
+  options: string | undefined;
+  foreground: boolean;
+  readyFd: number | undefined;
+  endpoint: string | undefined;
+  /** The cache directory, resolved; and its bound in bytes, as given. */
+  cache: string | undefined;
+  cacheSize: string | undefined;
+}
+
+/** The default cache of a remote: under the user's cache directory, one per place. */
+function defaultCache(where: string): string {
+  const base = process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache");
+  return join(base, "shadowfs", createHash("sha256").update(where).digest("hex").slice(0, 16));
+}
+
+/** Mounts a snapshot in object storage read-only: here in the foreground, or in the background. */
+export async function mountRemote(r: RemoteMountRequest): Promise<void> {
+  const { parseRemoteUrl } = await import("../daemon/remote/url.js");
+  const { parseSize } = await import("../daemon/properties.js");
+  const url = parseRemoteUrl(r.address);
+  const cache = r.cache ?? defaultCache(url.where);
+  const log = join(cache, "mount.log");
+  const cacheBytes = parseSize(r.cacheSize ?? "2G", "--cache-size");
+  try {
+    if (url.snapshot === undefined)
+      throw new FsError(
+        "EINVAL",
+        `${r.address}: name the snapshot to mount (s3://BUCKET/PREFIX@SNAPSHOT)`,
+      );
+    await requireFuse();
+    await checkMountpoint(r.mountpoint);
+    await mkdir(cache, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    tellStarter(r.readyFd, { ok: false, error: message(e) });
+    throw e;
+  }
+  if (!r.foreground) {
+    const args = [r.address, r.mountpoint, "--cache", cache, "--cache-size", String(cacheBytes)];
+    if (r.endpoint) args.push("--endpoint", r.endpoint);
+    if (r.options) args.push("-o", r.options);
+    const reply = await startDaemon(args, log);
+    print(`mounted ${url.where}@${url.snapshot} on ${r.mountpoint} (daemon ${reply.pid})`);
+    return;
+  }
+  const { openRemote } = await import("./remote.js");
+  const { RemoteMount } = await import("../daemon/remote/mount.js");
+  const logger = await daemonLogger(r.readyFd, log);
+  let mounted: import("../daemon/remote/mount.js").RemoteMount;
+  try {
+    const remote = await openRemote(url, r.endpoint);
+    mounted = await RemoteMount.start({
+      url: { ...url, snapshot: url.snapshot },
+      remote,
+      mountpoint: r.mountpoint,
+      cacheDir: cache,
+      cacheBytes,
+      options: parseMountOptions(r.options),
+      logger,
+    });
+    void mounted.stopped.then(() => remote.s3.close());
+    tellStarter(r.readyFd, { ok: true, pid: process.pid, mountpoint: r.mountpoint });
+    if (r.readyFd === undefined)
+      print(`mounted ${url.where}@${mounted.snapshot} on ${r.mountpoint}`);
+  } catch (e) {
+    tellStarter(r.readyFd, { ok: false, error: message(e) });
+    throw e;
+  }
+  await runUntilStopped(mounted, logger);
 }

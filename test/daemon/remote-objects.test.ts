@@ -4,7 +4,7 @@
 // a damaged object and a receive refuses it; prune keeps what kept snapshots need.
 
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import {
   CowVolume,
   collectingSink,
   NodeHostFs,
+  SnapshotDevice,
   StreamReader,
   snapshotStream,
 } from "../../src/cow/index.js";
@@ -19,6 +20,7 @@ import { MemoryObjectStore } from "../../src/cow/object-store.js";
 import { decodeManifest, type Manifest } from "../../src/cow/remote-format.js";
 import { listRemote, pruneRemote, verifyRemote } from "../../src/daemon/remote/admin.js";
 import { manifestStream } from "../../src/daemon/remote/download.js";
+import { ChunkCache, RemoteSource } from "../../src/daemon/remote/lazy.js";
 import { PACKS, Remote } from "../../src/daemon/remote/repository.js";
 import { uploadSnapshot } from "../../src/daemon/remote/upload.js";
 import { isFsError } from "../../src/errors.js";
@@ -180,5 +182,47 @@ describe("snapshots in object storage", () => {
     expect((await image(m3!)).equals(await snapshotBytes(s3))).toBe(true);
     expect((await verifyRemote(remote)).problems).toEqual([]);
     await expect(pruneRemote(remote, 0)).rejects.toThrow(/keep at least/);
+  });
+
+  it("a snapshot read where it lies fetches each chunk once, checked, and keeps the cache bounded", async () => {
+    await vol.write(0, randomBytes(64 * CS));
+    await vol.write(100 * CS, randomBytes(8 * CS));
+    const id = await snap(1);
+    const { manifest } = await upload(id);
+    const want = await snapshotBytes(id);
+    const cacheDir = join(root, "cache");
+    const source = new RemoteSource(remote, manifest, await ChunkCache.open(cacheDir, 1 << 30));
+    const dev = new SnapshotDevice(source, id);
+    // Ranges across chunk edges, in order (read ahead) and not, and over chunks of zeros.
+    for (const [offset, length] of [
+      [0, 4096],
+      [4096, 1 << 20],
+      [CS - 10, 20],
+      [99 * CS + 5, 3 * CS],
+      [200 * CS, CS],
+    ] as const) {
+      const got = Buffer.alloc(length);
+      await dev.read(offset, got);
+      expect(got.equals(want.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+    }
+    const fetched = source.traffic.fetchedBytes;
+    expect(fetched % CS).toBe(0);
+    expect(fetched).toBeLessThanOrEqual(72 * CS);
+    // A second source on the same cache fetches nothing it has.
+    const again = new RemoteSource(remote, manifest, await ChunkCache.open(cacheDir, 1 << 30));
+    const got = Buffer.alloc(2 * CS);
+    await again.read(id, 0, got);
+    expect(got.equals(want.subarray(0, 2 * CS))).toBe(true);
+    expect(again.traffic.fetchedBytes).toBe(0);
+    // A damaged cache file is fetched again; a cache bounded at 4 chunks keeps at most 4.
+    const [name] = readdirSync(cacheDir);
+    writeFileSync(join(cacheDir, name!), "bad");
+    const small = await ChunkCache.open(cacheDir, 4 * CS);
+    expect(small.usedBytes).toBeLessThanOrEqual(4 * CS);
+    const third = new RemoteSource(remote, manifest, small);
+    const all = Buffer.alloc(64 * CS);
+    await third.read(id, 0, all);
+    expect(all.equals(want.subarray(0, 64 * CS))).toBe(true);
+    expect(readdirSync(cacheDir).length).toBeLessThanOrEqual(4);
   });
 });

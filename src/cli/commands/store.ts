@@ -53,11 +53,27 @@ export function storeCommands(cli: Command): void {
     .argument("<mountpoint>")
     .option("-f, --foreground", "stay in the foreground")
     .option("-o, --options <list>", "mount options (allow_other, ro, kernel_cache, ...)")
+    .option("--cache <dir>", "for s3://BUCKET/PREFIX@SNAPSHOT: where fetched chunks are kept")
+    .option("--cache-size <size>", "for s3://…: most bytes the cache keeps (default 2G)")
+    .option("--endpoint <url>", "for s3://…: the S3 endpoint")
     .addOption(new Option("--ready-fd <fd>").hideHelp().argParser((v) => Number.parseInt(v, 10)))
     .action(async (store: string, mountpoint: string, o) => {
       // Loaded only by the verbs that mount, detach or check a mount point, as is the requester:
       // a command that asks a daemon loads neither.
-      const { mountStore } = await import("../launch.js");
+      const { mountRemote, mountStore } = await import("../launch.js");
+      if (store.startsWith("s3://")) {
+        await mountRemote({
+          address: store,
+          mountpoint: resolve(mountpoint),
+          options: o.options,
+          foreground: o.foreground === true,
+          readyFd: o.readyFd,
+          endpoint: o.endpoint,
+          cache: o.cache === undefined ? undefined : resolve(o.cache),
+          cacheSize: o.cacheSize,
+        });
+        return;
+      }
       await mountStore({
         store: resolve(store),
         mountpoint: resolve(mountpoint),
@@ -75,6 +91,13 @@ export function storeCommands(cli: Command): void {
     .action(async (mountpoint: string) => {
       const { store, mount } = await resolveTarget(mountpoint);
       if (!mount) throw new FsError("EINVAL", `${mountpoint} is not a mount point`);
+      if (store.startsWith("s3://")) {
+        // A snapshot mounted from object storage: its daemon stops once it is unmounted.
+        const { unmountNow } = await import("../launch.js");
+        await unmountNow(mount.mountpoint);
+        print(`unmounted ${mount.mountpoint}`);
+        return;
+      }
       if (mount.snapshot)
         throw new FsError(
           "EINVAL",

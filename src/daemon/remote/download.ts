@@ -19,10 +19,46 @@ export function changedChunks(base: Manifest, m: Manifest): number[] {
   return out.sort((a, b) => a - b);
 }
 
-/**
- * Reads chunks of manifest `m` into `target` from `offset` on: consecutive slots of one pack in
- * one request, each chunk checked against its hash; a chunk the manifest does not hold is zeros.
- */
+/** Entries grouped into runs of consecutive chunks in consecutive slots of one pack, in order. */
+export function runsOf(entries: readonly ChunkEntry[]): ChunkEntry[][] {
+  const runs: ChunkEntry[][] = [];
+  for (const e of entries) {
+    const run = runs.at(-1);
+    const last = run?.at(-1);
+    if (
+      run &&
+      last &&
+      last.pack === e.pack &&
+      last.slot + 1 === e.slot &&
+      last.chunk + 1 === e.chunk
+    )
+      run.push(e);
+    else runs.push([e]);
+  }
+  return runs;
+}
+
+/** A run's chunks in one request, each checked against its hash (EBADMSG naming the object). */
+export async function fetchRun(
+  remote: Remote,
+  run: readonly ChunkEntry[],
+  chunkSize: number,
+): Promise<Buffer> {
+  const key = packKey(run[0]!.pack);
+  const bytes = await remote.objects.get(key, {
+    offset: run[0]!.slot * chunkSize,
+    length: run.length * chunkSize,
+  });
+  for (const [i, e] of run.entries())
+    if (sha256(bytes.subarray(i * chunkSize, (i + 1) * chunkSize)) !== e.hash)
+      throw new FsError(
+        "EBADMSG",
+        `${remote.where}/${key}: slot ${e.slot} (chunk ${e.chunk} of ${e.hash.slice(0, 12)}…) does not match its hash: the object is damaged`,
+      );
+  return bytes;
+}
+
+/** Reads chunks of manifest `m` into `target` from `offset` on; a chunk it does not hold is zeros. */
 export function chunkReader(
   remote: Remote,
   m: Manifest,
@@ -31,43 +67,16 @@ export function chunkReader(
   const byChunk = new Map(m.entries.map((e) => [e.chunk, e]));
   return async (offset, target) => {
     const first = offset / cs;
-    const count = target.length / cs;
-    const runs: Array<{ at: number; entries: ChunkEntry[] }> = [];
-    for (let i = 0; i < count; i++) {
+    const held: ChunkEntry[] = [];
+    for (let i = 0; i < target.length / cs; i++) {
       const e = byChunk.get(first + i);
-      if (!e) {
-        target.fill(0, i * cs, (i + 1) * cs);
-        continue;
-      }
-      const run = runs.at(-1);
-      const last = run?.entries.at(-1);
-      if (
-        run &&
-        last &&
-        last.pack === e.pack &&
-        last.slot + 1 === e.slot &&
-        run.at + run.entries.length === i
-      )
-        run.entries.push(e);
-      else runs.push({ at: i, entries: [e] });
+      if (e) held.push(e);
+      else target.fill(0, i * cs, (i + 1) * cs);
     }
     await Promise.all(
-      runs.map(async ({ at, entries }) => {
-        const key = packKey(entries[0]!.pack);
-        const bytes = await remote.objects.get(key, {
-          offset: entries[0]!.slot * cs,
-          length: entries.length * cs,
-        });
-        for (const [i, e] of entries.entries()) {
-          const data = bytes.subarray(i * cs, (i + 1) * cs);
-          if (sha256(data) !== e.hash)
-            throw new FsError(
-              "EBADMSG",
-              `${remote.where}/${key}: slot ${e.slot} (chunk ${e.chunk} of ${e.hash.slice(0, 12)}…) does not match its hash: the object is damaged`,
-            );
-          data.copy(target, (at + i) * cs);
-        }
-      }),
+      runsOf(held).map(async (run) =>
+        (await fetchRun(remote, run, cs)).copy(target, (run[0]!.chunk - first) * cs),
+      ),
     );
   };
 }
