@@ -21,6 +21,7 @@ import {
   shadowfs,
 } from "../helpers/mounted.js";
 import { int, seeds, withSeed } from "../helpers/random.js";
+import { change, differences } from "../helpers/varied-tree.js";
 
 const { fresh, mount, hold } = scratchEachTest({ checkAll: true });
 const SH = `${process.execPath} ${CLI}`;
@@ -31,10 +32,6 @@ const list = async (target: string) =>
 /** What a received snapshot keeps of its source: names, time, set. */
 const kept = (rows: SnapshotRow[]) =>
   rows.map(({ gmt, name, setId, createdAt, guid }) => ({ gmt, name, setId, createdAt, guid }));
-
-/** `rsync -aHAXc` dry run from `a` to `b`: what it would change (nothing when they are equal). */
-const differences = (a: string, b: string) =>
-  run(`rsync -aHAXcn --delete -i ${JSON.stringify(`${a}/`)} ${JSON.stringify(`${b}/`)}`);
 
 function refused(r: Run, pattern: RegExp): void {
   expect(r.code, `expected a failure, got stdout ${r.stdout}`).not.toBe(0);
@@ -53,32 +50,6 @@ function blocks(store: string): Record<string, string> {
       .digest("hex");
   }
   return out;
-}
-
-/** A tree of every kind of thing a volume holds, changed a little more at each `step`. */
-function change(mnt: string, step: number): void {
-  const q = (p: string) => JSON.stringify(join(mnt, p));
-  if (step === 0) {
-    run(`mkdir -p ${q("dir/sub")} ${q("odd names")}`);
-    run(`head -c 300000 /dev/urandom > ${q("dir/random")}`);
-    run(`echo hello > ${q("dir/sub/hello")} && ln ${q("dir/sub/hello")} ${q("dir/hard")}`);
-    run(`ln -s sub/hello ${q("dir/link")}`);
-    run(
-      `truncate -s 40M ${q("sparse")} && echo tail | dd of=${q("sparse")} bs=1 seek=30000000 conv=notrunc status=none`,
-    );
-    run(`setfattr -n user.colour -v blue ${q("dir/random")}`);
-    for (const name of ["with space", "-dash", "caf\u00e9", "tab\there", "new\nline"])
-      writeFileSync(join(mnt, "odd names", name), name);
-    run(`chmod 640 ${q("dir/random")} && chown 65534:65534 ${q("dir/sub/hello")}`);
-    return;
-  }
-  run(`echo step ${step} >> ${q(step > 3 ? "moved/hello" : "dir/sub/hello")}`);
-  run(`head -c ${20000 * step} /dev/urandom > ${q(`file-${step}`)}`);
-  if (step === 2)
-    run(`dd if=/dev/zero of=${q("dir/random")} bs=65536 count=3 conv=notrunc status=none`);
-  if (step === 3) run(`mv ${q("dir/sub")} ${q("moved")} && rm ${q("file-1")}`);
-  if (step === 4)
-    run(`setfattr -x user.colour ${q("dir/random")} && ln ${q("file-2")} ${q("second")}`);
 }
 
 /** Source and destination stores; the source mounted, with snapshots s1..sN of `change`. */
