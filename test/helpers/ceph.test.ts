@@ -19,7 +19,7 @@ import {
   S3Client as SdkClient,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { cephMissing, type Gateway, startGateway } from "./ceph.js";
 
 const missing = cephMissing();
@@ -58,6 +58,10 @@ describe.skipIf(missing)(missing ? `skipped: ${missing}` : "a private Ceph RADOS
     g = await startGateway();
     s3 = g.client();
     await g.createBucket(BUCKET);
+  });
+  afterEach((ctx) => {
+    // The daemons' logs, for a failing test.
+    if (ctx.task.result?.state === "fail" && g) console.error(g.output());
   });
   afterAll(async () => {
     s3?.destroy();
