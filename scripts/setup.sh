@@ -17,6 +17,10 @@ say() { printf 'setup: %s\n' "$*"; }
 debs=(libfuse2 fuse3 libfuse-dev build-essential pkg-config python3 rsync attr fio bindfs sqlite3
   samba samba-vfs-modules smbclient)
 install_debs -- "${debs[@]}"
+# A private single-node Ceph (monitor, one in-memory OSD, RADOS Gateway) that tests and benchmarks
+# start and stop themselves as the S3 object storage snapshots are replicated to
+# (docs/object-storage-testing.md); without their Recommends, which none of it needs.
+install_debs --no-install-recommends -- ceph-mon ceph-osd radosgw ceph-common
 
 # 2. npm packages: `npm ci` when node_modules is missing or older than the lock file or the
 #    patches (its postinstall, patch-package, applies patches/ to the fresh node_modules).
