@@ -48,6 +48,8 @@ export class S3Objects implements ObjectStore {
    * finds (environment, `~/.aws/credentials`, `AWS_PROFILE`): either failure is one clear error.
    */
   static async open(url: RemoteUrl, opts: { endpoint?: string } = {}): Promise<S3Objects> {
+    // The SDK's notice that its releases from 2027 need Node 22 is for its users, not ours.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
     const endpoint = endpointOf(opts.endpoint);
     const config = {
       ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
