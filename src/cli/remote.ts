@@ -107,7 +107,7 @@ export async function receiveFromRemote(
   endpoint?: string,
 ): Promise<{ store: string; received: ReceiveResult[]; traffic: Traffic }> {
   const { findRemote } = await import("../daemon/remote/admin.js");
-  const { manifestStream } = await import("../daemon/remote/download.js");
+  const { ManifestChunks, manifestStream } = await import("../daemon/remote/download.js");
   const { sameVolume } = await import("../daemon/remote/upload.js");
   const { abortReceive, receiveNew } = await import("../daemon/receive.js");
   const remote = await openRemote(url, endpoint);
@@ -116,7 +116,7 @@ export async function receiveFromRemote(
     if (all.length === 0) throw new FsError("ENOENT", `${remote.where} holds no snapshot`);
     const chosen = url.snapshot === undefined ? all : [findRemote(all, url.snapshot, remote.where)];
     for (const m of chosen.slice(1)) sameVolume(chosen[0], m.volumeSize, m.chunkSize, remote.where);
-    const first = await receiveNew(store, manifestStream(remote, chosen[0]!));
+    const first = await receiveNew(store, new ManifestChunks(remote, chosen[0]!));
     const received = [first];
     try {
       for (const [i, m] of chosen.entries())

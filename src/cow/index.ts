@@ -17,7 +17,13 @@ export {
   type StreamHeader,
   type StreamSnapshot,
 } from "./stream-format.js";
-export { peekHeader, readFileAhead, type StreamChunks, StreamReader } from "./stream-read.js";
+export {
+  type ChunkSource,
+  peekHeader,
+  readFileAhead,
+  type StreamChunks,
+  StreamReader,
+} from "./stream-read.js";
 export {
   collectingSink,
   type StreamSink,

@@ -25,6 +25,17 @@ export interface StreamChunks {
   data: Buffer | null;
 }
 
+/**
+ * What a receive takes a snapshot from: a header, then the chunks in ascending order, each valid
+ * until the next is asked for, every one checked before it is given out. `offset` counts the
+ * bytes taken so far. `StreamReader` is one, over a stream's bytes.
+ */
+export interface ChunkSource {
+  header(): Promise<StreamHeader>;
+  chunks(): AsyncIterable<StreamChunks>;
+  readonly offset: number;
+}
+
 /** A Buffer over the same bytes, not a copy. */
 const view = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
@@ -103,7 +114,7 @@ class ByteQueue {
  * is given out; the end record is checked before `chunks()` ends. A caller that must change
  * nothing until the whole stream is known good keeps what it is given until then.
  */
-export class StreamReader {
+export class StreamReader implements ChunkSource {
   private readonly bytes: ByteQueue;
   private readonly sum = new StreamCrc();
   private head: StreamHeader | undefined;

@@ -5,7 +5,14 @@
 
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { CowVolume, type HostFile, NodeHostFs, peekHeader, StreamReader } from "../cow/index.js";
+import {
+  type ChunkSource,
+  CowVolume,
+  type HostFile,
+  NodeHostFs,
+  peekHeader,
+  StreamReader,
+} from "../cow/index.js";
 import { eexist, einval, FsError, isFsError } from "../errors.js";
 import { gmtName } from "../mount/index.js";
 import { isStore, storePaths } from "./paths.js";
@@ -54,7 +61,7 @@ function cutShort(e: Error, store: string, st: Staged & { state: "receiving" }):
  * state moves on (then a cut is thrown, saying how to resume). Other faults are thrown as they are.
  */
 async function receiveChunks(
-  reader: StreamReader,
+  reader: ChunkSource,
   store: string,
   dir: string,
   st: Staged & { state: "receiving" },
@@ -94,11 +101,12 @@ async function receiveChunks(
  * one snapshot unless `keepSnapshot` is false (a clone); or goes on with one whose stream was cut
  * (a stream with `resume`). The volume is written in `receive/volume` and becomes the store by one
  * rename once the stream has checked whole. A stream refused leaves no store and nothing of its
- * own (a resumed one, what was kept before it); a stream cut is kept as far as it came.
+ * own (a resumed one, what was kept before it); a stream cut is kept as far as it came. The
+ * stream's chunks may come already read and checked (`ChunkSource`) rather than as bytes.
  */
 export async function receiveNew(
   store: string,
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | ChunkSource,
   opts: { keepSnapshot?: boolean } = {},
 ): Promise<ReceiveResult> {
   const p = storePaths(store);
@@ -106,7 +114,7 @@ export async function receiveNew(
     throw eexist(`${p.dir} holds a store: a full stream makes a new one (or send incrementally)`);
   const host = new NodeHostFs();
   const staging = join(p.receive, "volume");
-  const reader = new StreamReader(input);
+  const reader = "chunks" in input ? input : new StreamReader(input);
   const h = await reader.header();
   if (h.base) throw einval(`an incremental stream (from ${describe(h.base)}) needs a store`);
   const kept = await readStaged(p.receive);
@@ -170,7 +178,7 @@ export async function receiveNew(
  * MiB at a time, one batch while the next fills. A new volume reads zeros: a run of them is there.
  */
 async function writeVolume(
-  reader: StreamReader,
+  reader: ChunkSource,
   store: string,
   dir: string,
   st: Staged & { state: "receiving" },

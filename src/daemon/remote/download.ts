@@ -2,7 +2,13 @@
 // it (the chunks whose content differs). Every chunk fetched is checked against its hash before it
 // goes into the stream. It never writes to object storage.
 
-import { type StreamHeader, type StreamSink, writeStream } from "../../cow/index.js";
+import {
+  type ChunkSource,
+  type StreamChunks,
+  type StreamHeader,
+  type StreamSink,
+  writeStream,
+} from "../../cow/index.js";
 import { type ChunkEntry, type Manifest, sha256 } from "../../cow/remote-format.js";
 import { FsError } from "../../errors.js";
 import { packKey, type Remote } from "./repository.js";
@@ -58,27 +64,109 @@ export async function fetchRun(
   return bytes;
 }
 
-/** Reads chunks of manifest `m` into `target` from `offset` on; a chunk it does not hold is zeros. */
-export function chunkReader(
+/** Bytes one request fetches at most, and requests under way at once, while a snapshot is read. */
+const FETCH_BYTES = 16 << 20;
+const FETCHES = 4;
+
+/**
+ * Runs of chunks fetched in order, several ahead at once, each checked: `bytes(r)` waits for run
+ * `r` (and starts the ones after it); the runs before `r` are let go.
+ */
+class RunsAhead {
+  readonly runs: ChunkEntry[][];
+  private readonly fetched: Array<Promise<Buffer> | undefined> = [];
+  private started = 0;
+  private done = 0;
+
+  constructor(
+    private readonly remote: Remote,
+    entries: readonly ChunkEntry[],
+    private readonly chunkSize: number,
+  ) {
+    const per = Math.max(1, FETCH_BYTES / chunkSize);
+    this.runs = runsOf(entries).flatMap((run) =>
+      Array.from({ length: Math.ceil(run.length / per) }, (_, i) =>
+        run.slice(i * per, (i + 1) * per),
+      ),
+    );
+  }
+
+  bytes(r: number): Promise<Buffer> {
+    for (; this.done < r; this.done++) this.fetched[this.done] = undefined;
+    for (; this.started < this.runs.length && this.started < r + FETCHES; this.started++) {
+      const f = fetchRun(this.remote, this.runs[this.started]!, this.chunkSize);
+      f.catch(() => undefined);
+      this.fetched[this.started] = f;
+    }
+    return this.fetched[r]!;
+  }
+}
+
+/**
+ * Reads of manifest `m`'s chunks `chunks` (ascending), in that order, as `writeStream` makes
+ * them; a chunk the manifest does not hold reads as zeros.
+ */
+function readsAhead(
   remote: Remote,
   m: Manifest,
+  chunks: readonly number[],
 ): (offset: number, target: Buffer) => Promise<void> {
   const cs = m.chunkSize;
   const byChunk = new Map(m.entries.map((e) => [e.chunk, e]));
+  const ahead = new RunsAhead(
+    remote,
+    chunks.flatMap((c) => byChunk.get(c) ?? []),
+    cs,
+  );
+  const runOf = new Map<number, number>();
+  for (const [r, run] of ahead.runs.entries()) for (const e of run) runOf.set(e.chunk, r);
   return async (offset, target) => {
     const first = offset / cs;
-    const held: ChunkEntry[] = [];
+    const parts: Array<{ at: number; run: Promise<Buffer>; from: number }> = [];
     for (let i = 0; i < target.length / cs; i++) {
-      const e = byChunk.get(first + i);
-      if (e) held.push(e);
-      else target.fill(0, i * cs, (i + 1) * cs);
+      const r = runOf.get(first + i);
+      if (r === undefined) target.fill(0, i * cs, (i + 1) * cs);
+      else parts.push({ at: i, run: ahead.bytes(r), from: first + i - ahead.runs[r]![0]!.chunk });
     }
-    await Promise.all(
-      runsOf(held).map(async (run) =>
-        (await fetchRun(remote, run, cs)).copy(target, (run[0]!.chunk - first) * cs),
-      ),
-    );
+    for (const p of parts) (await p.run).copy(target, p.at * cs, p.from * cs, (p.from + 1) * cs);
   };
+}
+
+const headerOf = (m: Manifest, base?: Manifest): StreamHeader => ({
+  volumeUuid: m.volumeUuid,
+  volumeSize: m.volumeSize,
+  chunkSize: m.chunkSize,
+  snapshot: m.snapshot,
+  ...(base ? { base: base.snapshot } : {}),
+});
+
+/**
+ * Manifest `m`'s chunks as a receive takes them, read ahead and checked, without a stream's
+ * encoding: what makes a new store from object storage.
+ */
+export class ManifestChunks implements ChunkSource {
+  offset = 0;
+
+  constructor(
+    private readonly remote: Remote,
+    private readonly m: Manifest,
+  ) {}
+
+  async header(): Promise<StreamHeader> {
+    return headerOf(this.m);
+  }
+
+  async *chunks(): AsyncGenerator<StreamChunks> {
+    const cs = this.m.chunkSize;
+    const ahead = new RunsAhead(this.remote, this.m.entries, cs);
+    for (const [r, run] of ahead.runs.entries()) {
+      const bytes = await ahead.bytes(r);
+      for (const [i, e] of run.entries()) {
+        this.offset += cs;
+        yield { chunk: e.chunk, count: 1, data: bytes.subarray(i * cs, (i + 1) * cs) };
+      }
+    }
+  }
 }
 
 /** The stream of manifest `m`: whole, or with `base` (an older manifest) only what differs. */
@@ -87,15 +175,10 @@ export function manifestStream(
   m: Manifest,
   base?: Manifest,
 ): AsyncIterable<Buffer> {
-  const header: StreamHeader = {
-    volumeUuid: m.volumeUuid,
-    volumeSize: m.volumeSize,
-    chunkSize: m.chunkSize,
-    snapshot: m.snapshot,
-    ...(base ? { base: base.snapshot } : {}),
-  };
   const chunks = base ? changedChunks(base, m) : m.entries.map((e) => e.chunk);
-  return pulled((sink) => writeStream(header, chunkReader(remote, m), sink, chunks));
+  return pulled((sink) =>
+    writeStream(headerOf(m, base), readsAhead(remote, m, chunks), sink, chunks),
+  );
 }
 
 /**

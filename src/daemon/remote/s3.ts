@@ -83,8 +83,15 @@ export class S3Objects implements ObjectStore {
           ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
         }),
       );
-      const bytes = await res.Body!.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      // Into one buffer of the length the answer gives, as the pieces come (no list of them).
+      const out = Buffer.allocUnsafe(res.ContentLength ?? 0);
+      let at = 0;
+      for await (const piece of res.Body as AsyncIterable<Buffer>) {
+        if (at + piece.length > out.length) throw new Error("more bytes than its length");
+        piece.copy(out, at);
+        at += piece.length;
+      }
+      return out.subarray(0, at);
     });
     this.traffic.bytesDown += out.length;
     if (range && out.length !== range.length)
