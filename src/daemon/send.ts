@@ -89,11 +89,13 @@ export async function send(
     const f = await host.open(to.file, { create: true });
     try {
       await f.truncate(0);
+      // Writes may be under way together: each takes its place in the file when called.
       let at = 0;
       const file: StreamSink = {
-        write: async (parts) => {
-          await f.writev(parts, at);
+        write: (parts) => {
+          const position = at;
           for (const b of parts) at += b.length;
+          return f.writev(parts, position);
         },
       };
       counts = await stream.write(counted(file));
