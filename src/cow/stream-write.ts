@@ -20,18 +20,19 @@ const READ_BYTES = 1 << 20;
 /** Reads under way while the stream is written: enough to keep the thread pool's reads busy. */
 const READ_AHEAD = 3;
 
-/** Writes to a sink under way at once, at most: the writer's buffers in use grow with it. */
-const WRITES_IN_FLIGHT = 2;
-
 /**
  * Where a stream goes: `write` takes the next bytes, in pieces to be written one after the other,
- * and resolves once it holds no reference to them (they are copied or written out). It may be
- * called again before an earlier call resolved: the bytes of each call go after those of the call
- * before, whatever order the calls resolve in (a file sink places each at the position it reserves
- * when called).
+ * and resolves once it holds no reference to them (they are copied or written out).
  */
 export interface StreamSink {
   write(parts: readonly Buffer[]): Promise<void>;
+  /**
+   * Calls of `write` that may be under way at once (1 when absent). Above 1, `write` is called
+   * again before an earlier call resolved, and the bytes of each call must go after those of the
+   * call before, whatever order the calls resolve in (a file sink places each at the position it
+   * reserves when called). The writer's buffers grow with it.
+   */
+  readonly writesInFlight?: number;
 }
 
 /** A sink that keeps a copy of everything written to it (`bytes()`). */
@@ -92,7 +93,8 @@ export async function writeStream(
   // are being written. The buffers are used in turn, each read into again only once the write of
   // what was last read into it has settled (the sink has let go of it): enough buffers for each
   // read, the run checked and each write in flight, so that this seldom waits.
-  const n = READ_AHEAD + 1 + WRITES_IN_FLIGHT;
+  const inFlight = Math.max(1, sink.writesInFlight ?? 1);
+  const n = READ_AHEAD + 1 + inFlight;
   // Aligned, so that a read around the page cache goes straight into them.
   const memory = alignedBuffer(n * per * cs);
   const slots = Array.from({ length: n }, (_, i) => ({
@@ -151,7 +153,7 @@ export async function writeStream(
         parts.push(r, data);
       }
       if (parts.length === 0) continue;
-      if (writing.length >= WRITES_IN_FLIGHT) await writing.shift();
+      if (writing.length >= inFlight) await writing.shift();
       const w = sink.write(parts);
       writing.push(w);
       // Awaited in turn (a failure meanwhile must not go unhandled), and by the next read into

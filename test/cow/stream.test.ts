@@ -236,6 +236,7 @@ describe("the stream writer", () => {
         let inFlight = 0;
         let most = 0;
         const late = {
+          writesInFlight: 3,
           write: (parts: readonly Buffer[]) => {
             const position = at;
             for (const p of parts) at += p.length;
