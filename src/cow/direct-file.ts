@@ -12,16 +12,30 @@ const PIECE = 4 * 2 ** 20;
 /** Pooled buffers in all, shared by every file; I/O finding none free is buffered. */
 const PIECES = 8;
 
+/** The memory `alignedBuffer` made: direct I/O goes straight into it, without a pooled buffer. */
+const alignedMemory = new WeakSet<ArrayBufferLike>();
+
 /**
- * Page-aligned buffers, lent out. O_DIRECT needs memory aligned to the device's blocks, and the
- * memory of a WebAssembly instance is the only such memory JS can allocate.
+ * `bytes` of page-aligned memory (zeros). O_DIRECT needs memory aligned to the device's blocks,
+ * and the memory of a WebAssembly instance is the only such memory JS can allocate.
  */
+export function alignedBuffer(bytes: number): Buffer {
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) }).buffer;
+  alignedMemory.add(memory);
+  return Buffer.from(memory, 0, bytes);
+}
+
+/** Whether `buf` lies in memory made by `alignedBuffer`, from an aligned offset. */
+const inAlignedMemory = (buf: Uint8Array) =>
+  alignedMemory.has(buf.buffer) && buf.byteOffset % ALIGN === 0;
+
+/** Page-aligned buffers, lent out. */
 class AlignedPool {
   private free: Buffer[] | undefined;
 
   take(): Buffer | undefined {
     if (!this.free) {
-      const all = Buffer.from(new WebAssembly.Memory({ initial: (PIECE * PIECES) / 65536 }).buffer);
+      const all = alignedBuffer(PIECE * PIECES);
       this.free = Array.from({ length: PIECES }, (_, i) =>
         all.subarray(i * PIECE, (i + 1) * PIECE),
       );
@@ -92,10 +106,14 @@ export class DirectIo {
     }
   }
 
-  /** Reads `buf.length` bytes (zeros past the end); returns the bytes read from the file. */
+  /**
+   * Reads `buf.length` bytes (zeros past the end); returns the bytes read from the file. Into
+   * memory from `alignedBuffer`, straight; else through a pooled buffer.
+   */
   async read(buf: Uint8Array, position: number): Promise<number> {
     const big = buf.length >= DIRECT_READ_MIN && aligned(position, buf.length);
     const direct = big ? this.direct : undefined;
+    if (direct && inAlignedMemory(buf)) return this.readStraight(direct, buf, position);
     const piece = direct && pool.take();
     if (!direct || !piece) return this.buffered.read(buf, position);
     let done = 0;
@@ -112,6 +130,22 @@ export class DirectIo {
       return this.buffered.read(buf, position);
     } finally {
       pool.give(piece);
+    }
+    buf.fill(0, done);
+    return done;
+  }
+
+  private async readStraight(direct: FileHandle, buf: Uint8Array, position: number) {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await direct.read(buf, done, buf.length - done, position + done);
+        if (bytesRead === 0) break; // the end of the file
+        done += bytesRead;
+      }
+    } catch (e) {
+      if (!this.refused(e) || done > 0) throw e;
+      return this.buffered.read(buf, position);
     }
     buf.fill(0, done);
     return done;

@@ -1,6 +1,7 @@
 // Writing a send stream: the header, a record for each chunk sent (its bytes, or a run of zeros)
 // in chunk order, and the end record. It reads through the function it is given; it never writes.
 
+import { alignedBuffer } from "./direct-file.js";
 import {
   dataRecord,
   encodeHeader,
@@ -25,6 +26,13 @@ const READ_AHEAD = 3;
  */
 export interface StreamSink {
   write(parts: readonly Buffer[]): Promise<void>;
+  /**
+   * Calls of `write` that may be under way at once (1 when absent). Above 1, `write` is called
+   * again before an earlier call resolved, and the bytes of each call must go after those of the
+   * call before, whatever order the calls resolve in (a file sink places each at the position it
+   * reserves when called). The writer's buffers grow with it.
+   */
+  readonly writesInFlight?: number;
 }
 
 /** A sink that keeps a copy of everything written to it (`bytes()`). */
@@ -81,11 +89,19 @@ export async function writeStream(
   await sink.write([head]);
 
   const per = Math.max(1, READ_BYTES / cs);
-  // Reads run ahead, each into a buffer of its own, and a run is checked while the one before is
-  // being written (one write at a time): a buffer for each read, the run checked and the run
-  // written, so that a buffer is read into again only once the sink has let go of it.
-  const buffers = Array.from({ length: READ_AHEAD + 2 }, () => Buffer.allocUnsafe(per * cs));
-  let writing: Promise<void> = Promise.resolve();
+  // Reads run ahead, each into a buffer of its own, and a run is checked while the runs before
+  // are being written. The buffers are used in turn, each read into again only once the write of
+  // what was last read into it has settled (the sink has let go of it): enough buffers for each
+  // read, the run checked and each write in flight, so that this seldom waits.
+  const inFlight = Math.max(1, sink.writesInFlight ?? 1);
+  const n = READ_AHEAD + 1 + inFlight;
+  // Aligned, so that a read around the page cache goes straight into them.
+  const memory = alignedBuffer(n * per * cs);
+  const slots = Array.from({ length: n }, (_, i) => ({
+    buf: memory.subarray(i * per * cs, (i + 1) * per * cs),
+    free: Promise.resolve(),
+  }));
+  const writing: Array<Promise<void>> = [];
   let zeros: [number, number] | undefined;
   const flushZeros = (parts: Buffer[]) => {
     if (!zeros) return;
@@ -96,48 +112,60 @@ export async function writeStream(
     parts.push(r);
   };
   const todo = runs(full ? every(header.resume?.from ?? 0, header.volumeSize / cs) : chunks, per);
-  const ahead: Array<Promise<{ first: number; count: number; buf: Buffer }>> = [];
+  const ahead: Array<Promise<{ first: number; count: number; slot: (typeof slots)[number] }>> = [];
   let turn = 0;
   const readAhead = () => {
     while (ahead.length < READ_AHEAD) {
       const step = todo.next();
       if (step.done) return;
       const [first, count] = step.value;
-      const buf = buffers[turn++ % buffers.length]!.subarray(0, count * cs);
-      const loaded = read(first * cs, buf).then(() => ({ first, count, buf }));
+      const slot = slots[turn++ % slots.length]!;
+      const buf = slot.buf.subarray(0, count * cs);
+      const loaded = slot.free
+        .then(() => read(first * cs, buf))
+        .then(() => ({ first, count, slot }));
       // Awaited in turn below; a failure meanwhile must not go unhandled.
       loaded.catch(() => undefined);
       ahead.push(loaded);
     }
   };
-  for (readAhead(); ahead.length > 0; readAhead()) {
-    const { first, count, buf } = await ahead.shift()!;
-    const parts: Buffer[] = [];
-    for (let i = 0; i < count; i++) {
-      const c = first + i;
-      const data = buf.subarray(i * cs, (i + 1) * cs);
-      if (data.equals(zero)) {
-        if (full) continue;
-        if (zeros && zeros[0] + zeros[1] === c && zeros[1] < 0xffffffff) zeros[1]++;
-        else {
-          flushZeros(parts);
-          zeros = [c, 1];
+  try {
+    for (readAhead(); ahead.length > 0; readAhead()) {
+      const { first, count, slot } = await ahead.shift()!;
+      const buf = slot.buf;
+      const parts: Buffer[] = [];
+      for (let i = 0; i < count; i++) {
+        const c = first + i;
+        const data = buf.subarray(i * cs, (i + 1) * cs);
+        if (data.equals(zero)) {
+          if (full) continue;
+          if (zeros && zeros[0] + zeros[1] === c && zeros[1] < 0xffffffff) zeros[1]++;
+          else {
+            flushZeros(parts);
+            zeros = [c, 1];
+          }
+          continue;
         }
-        continue;
+        flushZeros(parts);
+        const r = dataRecord(c, data);
+        counts.dataChunks++;
+        sum.add(r);
+        parts.push(r, data);
       }
-      flushZeros(parts);
-      const r = dataRecord(c, data);
-      counts.dataChunks++;
-      sum.add(r);
-      parts.push(r, data);
+      if (parts.length === 0) continue;
+      if (writing.length >= inFlight) await writing.shift();
+      const w = sink.write(parts);
+      writing.push(w);
+      // Awaited in turn (a failure meanwhile must not go unhandled), and by the next read into
+      // this buffer, failed or not.
+      slot.free = w.catch(() => undefined);
     }
-    await writing;
-    if (parts.length === 0) continue;
-    writing = sink.write(parts);
-    // Awaited before the next write; a failure meanwhile must not go unhandled.
-    writing.catch(() => undefined);
+    for (const w of writing.splice(0)) await w;
+  } catch (e) {
+    // No write may still be under way once the caller hears of the failure (it may close the file).
+    await Promise.allSettled([...writing, ...ahead]);
+    throw e;
   }
-  await writing;
   const tail: Buffer[] = [];
   flushZeros(tail);
   tail.push(endRecord(counts, sum.value));
@@ -179,13 +207,20 @@ export function snapshotStream(
     ...(from ? { base: ref(from) } : {}),
     ...(resumeFrom !== undefined ? { resume: { from: resumeFrom } } : {}),
   };
-  const readRange = async (offset: number, target: Buffer) => {
-    await vol.readSnapshot(id, offset, target);
-    opts.read?.(target.length / vol.chunkSize);
-  };
   return {
     header,
     chunks: chunks ? chunks.length : vol.size / vol.chunkSize - first,
-    write: (sink) => writeStream(header, readRange, sink, chunks),
+    write: async (sink) => {
+      const reads = await vol.streamReads(id);
+      try {
+        const readRange = async (offset: number, target: Buffer) => {
+          await reads.read(offset, target);
+          opts.read?.(target.length / vol.chunkSize);
+        };
+        return await writeStream(header, readRange, sink, chunks);
+      } finally {
+        await reads.close();
+      }
+    },
   };
 }

@@ -17,9 +17,21 @@ export interface VolumeIoParts {
   size: number;
   store: ChunkStore;
   base: HostFile;
+  /**
+   * Opens the base image again, read-only, around the host's page cache where the host allows:
+   * for reads that take each byte once (a stream), which caching would only crowd memory with.
+   */
+  openBaseDirect: () => Promise<HostFile>;
   readOnly: boolean;
   log: Logger;
   writeBackBytes: number;
+}
+
+/** Reads of one snapshot, through files of their own (`VolumeIo.streamReads`). */
+export interface SnapshotReads {
+  read(offset: number, target: Uint8Array): Promise<void>;
+  /** Closes their files; no read may be under way. */
+  close(): Promise<void>;
 }
 
 /**
@@ -42,6 +54,7 @@ export abstract class VolumeIo implements BlockDevice {
   /** Guarded by the volume gate (exclusive for administration, shared for I/O). */
   protected readonly writeBack: WriteBack;
   protected readonly snapshotRead: SnapshotRead;
+  private readonly openBaseDirect: () => Promise<HostFile>;
   /** Snapshot reads of the base image, which write-back batches wait for; added to under the gate shared. */
   protected readonly baseReads = new ReadHolds();
   /** What snapshot views read through: this volume, under its gate. */
@@ -59,6 +72,7 @@ export abstract class VolumeIo implements BlockDevice {
     this.readOnly = p.readOnly;
     this.store = p.store;
     this.base = p.base;
+    this.openBaseDirect = p.openBaseDirect;
     this.log = p.log;
     const { baseReads } = this;
     this.writeBack = new WriteBack({
@@ -139,12 +153,37 @@ export abstract class VolumeIo implements BlockDevice {
   }
 
   /** Reads snapshot `id`; used by SnapshotDevice. */
-  async readSnapshot(id: number, offset: number, target: Uint8Array): Promise<void> {
+  readSnapshot(id: number, offset: number, target: Uint8Array): Promise<void> {
+    return this.readSnapshotVia(this.snapshotRead, id, offset, target);
+  }
+
+  /**
+   * Reads of snapshot `id` that take each range once (a stream): as `readSnapshot`, but the base
+   * image is read through a handle of its own, around the host's page cache where the host allows
+   * (straight into memory from `alignedBuffer`; see DirectIo). Read into the cache, a cold base
+   * made the stream's own writes wait for memory. `close` it once its reads have settled.
+   */
+  async streamReads(id: number): Promise<SnapshotReads> {
+    this.position(id);
+    const base = await this.openBaseDirect();
+    const via = new SnapshotRead(this.store, base, this.baseReads);
+    return {
+      read: (offset, target) => this.readSnapshotVia(via, id, offset, target),
+      close: () => base.close(),
+    };
+  }
+
+  private async readSnapshotVia(
+    via: SnapshotRead,
+    id: number,
+    offset: number,
+    target: Uint8Array,
+  ): Promise<void> {
     checkRange(this.size, offset, target.length);
     return this.gate.withShared(async () => {
       this.check();
       this.position(id);
-      await this.snapshotRead.read(id, offset, target);
+      await via.read(id, offset, target);
     });
   }
 

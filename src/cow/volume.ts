@@ -2,7 +2,7 @@
 // settings and the catalog, over its I/O (VolumeIo). It never changes what a snapshot reads.
 
 import { ebusy, eexist, einval, enoent, erofs, FsError } from "../errors.js";
-import { writeCatalog } from "./catalog.js";
+import { basePath, writeCatalog } from "./catalog.js";
 import { checkOpenStore, type StoreReport } from "./check.js";
 import type { Catalog, Eviction, SnapshotEntry } from "./format.js";
 import { Mutex } from "./gate.js";
@@ -80,6 +80,7 @@ export class CowVolume extends VolumeIo {
       size: cat.volumeSize,
       store,
       base,
+      openBaseDirect: () => host.open(basePath(dir), { readOnly: true, direct: true }),
       readOnly: opts.readOnly ?? false,
       log: opts.logger ?? defaultLogger(),
       writeBackBytes: opts.writeBackBytes ?? DEFAULT_WRITE_BACK,
