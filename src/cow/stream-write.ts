@@ -26,13 +26,6 @@ const READ_AHEAD = 3;
  */
 export interface StreamSink {
   write(parts: readonly Buffer[]): Promise<void>;
-  /**
-   * Calls of `write` that may be under way at once (1 when absent). Above 1, `write` is called
-   * again before an earlier call resolved, and the bytes of each call must go after those of the
-   * call before, whatever order the calls resolve in (a file sink places each at the position it
-   * reserves when called). The writer's buffers grow with it.
-   */
-  readonly writesInFlight?: number;
 }
 
 /** A sink that keeps a copy of everything written to it (`bytes()`). */
@@ -89,12 +82,12 @@ export async function writeStream(
   await sink.write([head]);
 
   const per = Math.max(1, READ_BYTES / cs);
-  // Reads run ahead, each into a buffer of its own, and a run is checked while the runs before
-  // are being written. The buffers are used in turn, each read into again only once the write of
-  // what was last read into it has settled (the sink has let go of it): enough buffers for each
-  // read, the run checked and each write in flight, so that this seldom waits.
-  const inFlight = Math.max(1, sink.writesInFlight ?? 1);
-  const n = READ_AHEAD + 1 + inFlight;
+  // Reads run ahead, each into a buffer of its own, and a run is checked while the run before is
+  // being written (one write at a time: the kernel takes a file's writes one at a time, and two
+  // under way measured no faster). The buffers are used in turn, each read into again only once
+  // the write of what was last read into it has settled (the sink has let go of it): a buffer for
+  // each read, the run checked and the run written, so that this seldom waits.
+  const n = READ_AHEAD + 2;
   // Aligned, so that a read around the page cache goes straight into them.
   const memory = alignedBuffer(n * per * cs);
   const slots = Array.from({ length: n }, (_, i) => ({
@@ -153,7 +146,7 @@ export async function writeStream(
         parts.push(r, data);
       }
       if (parts.length === 0) continue;
-      if (writing.length >= inFlight) await writing.shift();
+      if (writing.length > 0) await writing.shift();
       const w = sink.write(parts);
       writing.push(w);
       // Awaited in turn (a failure meanwhile must not go unhandled), and by the next read into

@@ -74,7 +74,6 @@ export async function send(
   });
   let bytes = 0;
   const counted = (sink: StreamSink): StreamSink => ({
-    ...(sink.writesInFlight !== undefined ? { writesInFlight: sink.writesInFlight } : {}),
     write: (parts) => {
       for (const b of parts) bytes += b.length;
       return sink.write(parts);
@@ -90,8 +89,7 @@ export async function send(
     const f = await host.open(to.file, { create: true });
     try {
       await f.truncate(0);
-      // One write at a time (`writesInFlight` 1): two under way gained nothing measurable, since
-      // the kernel takes the writes of one file one at a time. Each takes its place when called.
+      // Each write takes its place when called (the writer has one under way at a time).
       let at = 0;
       const file: StreamSink = {
         write: (parts) => {
