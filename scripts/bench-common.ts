@@ -5,7 +5,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdtemp, rm, statfs } from "node:fs/promises";
+import { mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { withoutExtraCaCerts } from "../src/cli/node-env.js";
@@ -300,6 +300,47 @@ export async function runBench<R>(
   }
   if (results && !interrupted) report(results);
 }
+
+/** Writes back what is dirty, then drops the page cache: a timed run starts cold. */
+export async function dropCaches(): Promise<void> {
+  await run("sync", []);
+  await writeFile("/proc/sys/vm/drop_caches", "3");
+}
+
+/** A timed step: `run(pass)`, after `before(pass)` (untimed). */
+export interface Timed {
+  run: (pass: number) => Promise<unknown>;
+  before?: (pass: number) => Promise<unknown>;
+}
+
+/**
+ * The median wall times, in seconds, of `passes` runs of each step, taken in turn (a pass of
+ * each, then the next pass), each after a drop of the caches: every side finds the machine as
+ * the other left it, not as itself did. Every pass is said.
+ */
+export async function timedInTurn<const S extends readonly Timed[]>(
+  passes: number,
+  steps: S,
+): Promise<{ [K in keyof S]: number }> {
+  const s: number[][] = steps.map(() => []);
+  for (let i = 0; i < passes; i++)
+    for (const [k, step] of steps.entries()) {
+      await step.before?.(i);
+      await dropCaches();
+      const t0 = performance.now();
+      await step.run(i);
+      s[k]!.push((performance.now() - t0) / 1000);
+    }
+  for (const x of s) say(`  passes: ${x.map((v) => v.toFixed(2)).join(", ")} s`);
+  return s.map(median) as { [K in keyof S]: number };
+}
+
+/** `timedInTurn` of one step. */
+export const timedPasses = async (
+  passes: number,
+  run: Timed["run"],
+  before?: Timed["before"],
+): Promise<number> => (await timedInTurn(passes, [{ run, ...(before ? { before } : {}) }]))[0];
 
 export const round = (x: number | null, digits = 1) =>
   x === null ? null : Number(x.toFixed(digits));

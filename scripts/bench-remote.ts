@@ -8,7 +8,6 @@
 // unmounts, stops and removes them at exit, also on SIGINT and SIGTERM.
 
 import { createReadStream, createWriteStream } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
@@ -21,6 +20,7 @@ import {
   benchName,
   COMMON_OPTIONS,
   diskFree,
+  dropCaches,
   fmt,
   makeWork,
   median,
@@ -36,6 +36,7 @@ import {
   say,
   sayShadowfsCommand,
   shadowfs,
+  timedPasses,
   unmountAll,
 } from "./bench-common.js";
 
@@ -69,28 +70,6 @@ interface Results {
 }
 
 let gw: Gateway | undefined;
-
-async function dropCaches(): Promise<void> {
-  await run("sync", []);
-  await writeFile("/proc/sys/vm/drop_caches", "3");
-}
-
-/** The median wall time of `passes` runs of `fn` (after `before`, untimed), in seconds. */
-async function timed(
-  fn: (pass: number) => Promise<unknown>,
-  before?: (pass: number) => Promise<unknown>,
-): Promise<number> {
-  const s: number[] = [];
-  for (let i = 0; i < passes; i++) {
-    await before?.(i);
-    await dropCaches();
-    const t0 = performance.now();
-    await fn(i);
-    s.push((performance.now() - t0) / 1000);
-  }
-  say(`  passes: ${s.map((x) => x.toFixed(2)).join(", ")} s`);
-  return median(s);
-}
 
 /** Deletes every object in `bucket` (the gateway keeps them in memory). */
 async function empty(bucket: string): Promise<void> {
@@ -128,12 +107,13 @@ async function main(): Promise<Results> {
   say("replicate against a multipart upload of the base image");
   const buckets = Array.from({ length: passes }, (_, i) => `bench-replicate-${i}`);
   for (const b of [...buckets, "bench-upload"]) await gw.createBucket(b);
-  const replicateSec = await timed(
+  const replicateSec = await timedPasses(
+    passes,
     (i) => shadowfs(["replicate", mnt, `s3://${buckets[i]}/vol`, "--json"]),
     // The previous pass's objects go first: the gateway holds them in memory.
     async (i) => (i > 0 ? empty(buckets[i - 1]!) : undefined),
   );
-  const uploadSec = await timed(async () => {
+  const uploadSec = await timedPasses(passes, async () => {
     const up = new Upload({
       client: gw!.client(),
       params: { Bucket: "bench-upload", Key: "base.img", Body: createReadStream(image) },
@@ -164,12 +144,13 @@ async function main(): Promise<Results> {
 
   say("receive against a download of the uploaded image");
   const received = join(work, "received");
-  const receiveSec = await timed(
+  const receiveSec = await timedPasses(
+    passes,
     () => shadowfs(["snapshot", "receive", received, "--from", `${url}@a`]),
     () => run("rm", ["-rf", received]),
   );
   const copy = join(work, "image.copy");
-  const downloadSec = await timed(async () => {
+  const downloadSec = await timedPasses(passes, async () => {
     const r = await gw!
       .client()
       .send(new GetObjectCommand({ Bucket: "bench-upload", Key: "base.img" }));

@@ -6,7 +6,6 @@
 // before each timed run. It owns one temporary directory (under --dir, default /var/tmp), and
 // unmounts everything it mounted and removes that directory at exit, also on SIGINT and SIGTERM.
 
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -16,7 +15,6 @@ import {
   diskFree,
   fmt,
   makeWork,
-  median,
   mountShadowfs,
   notes,
   positive,
@@ -28,6 +26,8 @@ import {
   say,
   sayShadowfsCommand,
   shadowfs,
+  timedInTurn,
+  timedPasses,
   unmountAll,
 } from "./bench-common.js";
 
@@ -57,24 +57,6 @@ interface Results {
   changedBytes: number;
 }
 
-async function dropCaches(): Promise<void> {
-  await run("sync", []);
-  await writeFile("/proc/sys/vm/drop_caches", "3");
-}
-
-/** The median wall time of `passes` runs of `fn` (after `before`, untimed), in seconds. */
-async function timed(fn: () => Promise<unknown>, before?: () => Promise<unknown>): Promise<number> {
-  const s: number[] = [];
-  for (let i = 0; i < passes; i++) {
-    await before?.();
-    await dropCaches();
-    const t0 = performance.now();
-    await fn();
-    s.push((performance.now() - t0) / 1000);
-  }
-  return median(s);
-}
-
 async function main(): Promise<Results> {
   const work = await makeWork(opt.dir);
   if ((await diskFree(work)) < sizeMiB * MiB * 5)
@@ -95,18 +77,22 @@ async function main(): Promise<Results> {
   const stream = join(work, "full.stream");
   const image = join(work, "base.copy");
   say("full send against cat of the base image");
-  const sendSec = await timed(() => shadowfs(["snapshot", "send", mnt, "a", "-o", stream]));
-  const catSec = await timed(() => run("bash", ["-c", `cat ${store}/volume/base.img > ${image}`]));
+  const [sendSec, catSec] = await timedInTurn(passes, [
+    { run: () => shadowfs(["snapshot", "send", mnt, "a", "-o", stream]) },
+    { run: () => run("bash", ["-c", `cat ${store}/volume/base.img > ${image}`]) },
+  ]);
   const streamBytes = Number((await run("stat", ["-c", "%s", stream])).stdout.trim());
 
   say("receive against cp of the stream");
   const received = join(work, "received");
   const copy = join(work, "stream.copy");
-  const receiveSec = await timed(
-    () => shadowfs(["snapshot", "receive", received, "-i", stream]),
-    () => run("rm", ["-rf", received]),
-  );
-  const cpSec = await timed(() => run("bash", ["-c", `cp ${stream} ${copy} && sync ${copy}`]));
+  const [receiveSec, cpSec] = await timedInTurn(passes, [
+    {
+      run: () => shadowfs(["snapshot", "receive", received, "-i", stream]),
+      before: () => run("rm", ["-rf", received]),
+    },
+    { run: () => run("bash", ["-c", `cp ${stream} ${copy} && sync ${copy}`]) },
+  ]);
 
   say("incremental send, 1% changed");
   const runs = Math.max(1, Math.round(sizeMiB / 100));
@@ -122,7 +108,7 @@ async function main(): Promise<Results> {
   ]);
   await shadowfs(["snapshot", "create", mnt, "--name", "b"]);
   const inc = join(work, "inc.stream");
-  const incrementalSec = await timed(() =>
+  const incrementalSec = await timedPasses(passes, () =>
     shadowfs(["snapshot", "send", mnt, "b", "--from", "a", "-o", inc]),
   );
   const incrementalBytes = Number((await run("stat", ["-c", "%s", inc])).stdout.trim());
@@ -154,7 +140,7 @@ await runBench(
   (r) =>
     printReport(
       opt.json,
-      `volume ${sizeMiB} MiB, 85% written; medians of ${passes} passes, caches dropped before each`,
+      `volume ${sizeMiB} MiB, 85% written; medians of ${passes} passes, each side in turn, caches dropped before each`,
       r,
       () => [
         `full send:  ${fmt(r.sendSec, 2)} s; cat of the base image: ${fmt(r.catSec, 2)} s; send vs cat ${fmt(r.sendVsCat, 2)} (stream ${fmt(r.streamBytes / MiB, 0)} MiB)`,

@@ -180,6 +180,10 @@ mon data = ${sub("mon")}
 [osd.0]
 osd data = ${sub("osd")}
 osd objectstore = memstore
+# memstore's own bound is 1 GiB, and a full OSD holds every write back, for ever: a benchmark's
+# volumes and its reference uploads need more (memory is taken only as objects come; the data of
+# a deleted object stays until radosgw's garbage collection, hours later).
+memstore device bytes = ${16 * 2 ** 30}
 [client.rgw.a]
 rgw data = ${sub("rgw")}
 rgw frontends = beast endpoint=127.0.0.1:${rgwPort}
