@@ -17,7 +17,8 @@ export interface ObjectInfo {
 export interface ObjectStore {
   /** Where the objects are, for messages: `s3://bucket/prefix`. */
   readonly where: string;
-  get(key: string, range?: { offset: number; length: number }): Promise<Buffer>;
+  /** The object's bytes, or a range of them; with `into`, in it (the answer is a view of it). */
+  get(key: string, range?: { offset: number; length: number }, into?: Buffer): Promise<Buffer>;
   put(key: string, body: Buffer): Promise<void>;
   /** Every object whose key starts with `prefix`, in key order. */
   list(prefix: string): Promise<ObjectInfo[]>;
@@ -30,10 +31,17 @@ export class MemoryObjectStore implements ObjectStore {
   readonly objects = new Map<string, Buffer>();
   readonly where = "memory:";
 
-  async get(key: string, range?: { offset: number; length: number }): Promise<Buffer> {
+  async get(
+    key: string,
+    range?: { offset: number; length: number },
+    into?: Buffer,
+  ): Promise<Buffer> {
     const o = this.objects.get(key);
     if (!o) throw enoent(`${this.where}${key}: no such object`);
-    return Buffer.from(range ? o.subarray(range.offset, range.offset + range.length) : o);
+    const bytes = range ? o.subarray(range.offset, range.offset + range.length) : o;
+    if (!into) return Buffer.from(bytes);
+    bytes.copy(into);
+    return into.subarray(0, bytes.length);
   }
 
   async put(key: string, body: Buffer): Promise<void> {

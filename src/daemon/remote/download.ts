@@ -44,17 +44,22 @@ export function runsOf(entries: readonly ChunkEntry[]): ChunkEntry[][] {
   return runs;
 }
 
-/** A run's chunks in one request, each checked against its hash (EBADMSG naming the object). */
+/**
+ * A run's chunks in one request (into `into`, when given), each checked against its hash
+ * (EBADMSG naming the object).
+ */
 export async function fetchRun(
   remote: Remote,
   run: readonly ChunkEntry[],
   chunkSize: number,
+  into?: Buffer,
 ): Promise<Buffer> {
   const key = packKey(run[0]!.pack);
-  const bytes = await remote.objects.get(key, {
-    offset: run[0]!.slot * chunkSize,
-    length: run.length * chunkSize,
-  });
+  const bytes = await remote.objects.get(
+    key,
+    { offset: run[0]!.slot * chunkSize, length: run.length * chunkSize },
+    into,
+  );
   for (const [i, e] of run.entries())
     if (sha256(bytes.subarray(i * chunkSize, (i + 1) * chunkSize)) !== e.hash)
       throw new FsError(
@@ -70,11 +75,13 @@ const FETCHES = 4;
 
 /**
  * Runs of chunks fetched in order, several ahead at once, each checked: `bytes(r)` waits for run
- * `r` (and starts the ones after it); the runs before `r` are let go.
+ * `r` (and starts the ones after it); the runs before `r` are let go. With `reuse`, for a reader
+ * done with a run once it asks for a later one, their buffers are fetched into again.
  */
 class RunsAhead {
   readonly runs: ChunkEntry[][];
-  private readonly fetched: Array<Promise<Buffer> | undefined> = [];
+  private readonly fetched: Array<{ bytes: Promise<Buffer>; buf?: Buffer } | undefined> = [];
+  private readonly spare: Buffer[] = [];
   private started = 0;
   private done = 0;
 
@@ -82,6 +89,7 @@ class RunsAhead {
     private readonly remote: Remote,
     entries: readonly ChunkEntry[],
     private readonly chunkSize: number,
+    private readonly reuse = false,
   ) {
     const per = Math.max(1, FETCH_BYTES / chunkSize);
     this.runs = runsOf(entries).flatMap((run) =>
@@ -92,13 +100,18 @@ class RunsAhead {
   }
 
   bytes(r: number): Promise<Buffer> {
-    for (; this.done < r; this.done++) this.fetched[this.done] = undefined;
-    for (; this.started < this.runs.length && this.started < r + FETCHES; this.started++) {
-      const f = fetchRun(this.remote, this.runs[this.started]!, this.chunkSize);
-      f.catch(() => undefined);
-      this.fetched[this.started] = f;
+    for (; this.done < r; this.done++) {
+      const buf = this.fetched[this.done]?.buf;
+      if (buf) this.spare.push(buf);
+      this.fetched[this.done] = undefined;
     }
-    return this.fetched[r]!;
+    for (; this.started < this.runs.length && this.started < r + FETCHES; this.started++) {
+      const buf = this.reuse ? (this.spare.pop() ?? Buffer.allocUnsafe(FETCH_BYTES)) : undefined;
+      const bytes = fetchRun(this.remote, this.runs[this.started]!, this.chunkSize, buf);
+      bytes.catch(() => undefined);
+      this.fetched[this.started] = { bytes, ...(buf ? { buf } : {}) };
+    }
+    return this.fetched[r]!.bytes;
   }
 }
 
@@ -158,7 +171,7 @@ export class ManifestChunks implements ChunkSource {
 
   async *chunks(): AsyncGenerator<StreamChunks> {
     const cs = this.m.chunkSize;
-    const ahead = new RunsAhead(this.remote, this.m.entries, cs);
+    const ahead = new RunsAhead(this.remote, this.m.entries, cs, true);
     for (const [r, run] of ahead.runs.entries()) {
       const bytes = await ahead.bytes(r);
       for (const [i, e] of run.entries()) {

@@ -73,7 +73,11 @@ export class S3Objects implements ObjectStore {
     this.client.destroy();
   }
 
-  async get(key: string, range?: { offset: number; length: number }): Promise<Buffer> {
+  async get(
+    key: string,
+    range?: { offset: number; length: number },
+    into?: Buffer,
+  ): Promise<Buffer> {
     this.traffic.gets++;
     const out = await this.call(key, async () => {
       const res = await this.client.send(
@@ -84,7 +88,8 @@ export class S3Objects implements ObjectStore {
         }),
       );
       // Into one buffer of the length the answer gives, as the pieces come (no list of them).
-      const out = Buffer.allocUnsafe(res.ContentLength ?? 0);
+      const length = res.ContentLength ?? 0;
+      const out = into && into.length >= length ? into : Buffer.allocUnsafe(length);
       let at = 0;
       for await (const piece of res.Body as AsyncIterable<Buffer>) {
         if (at + piece.length > out.length) throw new Error("more bytes than its length");
