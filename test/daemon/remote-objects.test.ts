@@ -224,5 +224,19 @@ describe("snapshots in object storage", () => {
     await third.read(id, 0, all);
     expect(all.equals(want.subarray(0, 64 * CS))).toBe(true);
     expect(readdirSync(cacheDir).length).toBeLessThanOrEqual(4);
+    // A damaged pack is an I/O error to a reader, never its bytes.
+    const key = `${PACKS}${manifest.entries[0]!.pack}`;
+    objects.objects.get(key)![5]! ^= 1;
+    const fresh = new RemoteSource(
+      remote,
+      manifest,
+      await ChunkCache.open(join(root, "c2"), 1 << 30),
+    );
+    const err = await fresh.read(id, 0, Buffer.alloc(CS)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isFsError(err, "EIO"), String(err)).toBe(true);
+    expect(String(err)).toMatch(/does not match its hash/);
   });
 });
