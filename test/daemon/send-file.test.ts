@@ -1,38 +1,20 @@
-// `snapshot send -o FILE` as the daemon writes it (several writes under way at once, the base
-// image read around the page cache): the file holds exactly the stream collected in memory, and
-// reads back as the snapshot, send after send, full and incremental.
+// `snapshot send -o FILE` as the daemon writes it (each write at the place it takes when called,
+// the base image read around the page cache): the file holds exactly the stream collected in
+// memory, and reads back as the snapshot, send after send, full and incremental.
 
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { collectingSink, StreamReader, snapshotStream } from "../../src/cow/index.js";
-import { initStore, openStore, Service } from "../../src/daemon/index.js";
+import type { Service } from "../../src/daemon/index.js";
 import { send } from "../../src/daemon/send.js";
 import { type Rand, seeds, withSeed } from "../helpers/random.js";
+import { servicesEachTest } from "../helpers/service.js";
 
 const MiB = 2 ** 20;
 const SIZE = 24 * MiB;
 const CS = 16 * 1024;
-const cleanups: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function openService(): Promise<Service> {
-  const dir = await mkdtemp(join(tmpdir(), "shadowfs-send-file-"));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const store = join(dir, "store");
-  await initStore(store, { size: SIZE, chunkSize: CS });
-  const { volume, fs } = await openStore(store);
-  const service = new Service(store, volume, fs);
-  cleanups.push(async () => {
-    await service.fs.close();
-    await volume.close();
-  });
-  return service;
-}
+const openService = servicesEachTest();
 
 /**
  * Writes `image` over the volume's chunks from `first` on, each chunk different: random bytes,
@@ -65,7 +47,7 @@ describe("snapshot send to a file", () => {
   it("writes the stream collected in memory, byte for byte, send after send", async () => {
     for (const seed of seeds(1)) {
       await withSeed(seed, async (rand) => {
-        const s = await openService();
+        const s = await openService(SIZE, CS);
         const out = join(s.store, "..", "out.stream");
         const first = Buffer.alloc(SIZE);
         await scribble(s, first, rand, 0);

@@ -2,36 +2,16 @@
 // metadata is not enough when the data under it changed (as a crash between a write's data and
 // its transaction leaves it), and a write to another file in the same chunk changes nothing.
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { initStore, openStore, Service } from "../../src/daemon/index.js";
+import { describe, expect, it } from "vitest";
+import type { Service } from "../../src/daemon/index.js";
 import { restore } from "../../src/daemon/restore.js";
 import { versions } from "../../src/daemon/versions.js";
 import { isFsError } from "../../src/errors.js";
 import { ROOT, SUPERUSER } from "../../src/fs/filesystem.js";
+import { servicesEachTest } from "../helpers/service.js";
 
 const MiB = 2 ** 20;
-const cleanups: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function openService(): Promise<Service> {
-  const dir = await mkdtemp(join(tmpdir(), "shadowfs-versions-"));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const store = join(dir, "store");
-  await initStore(store, { size: 64 * MiB, chunkSize: 16 * 1024 });
-  const { volume, fs } = await openStore(store);
-  const service = new Service(store, volume, fs);
-  cleanups.push(async () => {
-    await service.fs.close();
-    await volume.close();
-  });
-  return service;
-}
+const openService = servicesEachTest();
 
 /** Where each version is: "production" and the snapshots' names, newest first. */
 async function where(s: Service, path: string): Promise<string[][]> {
@@ -44,7 +24,7 @@ async function where(s: Service, path: string): Promise<string[][]> {
 
 describe("identical versions", () => {
   it("are told apart by their data when only the data changed, and not by a chunk rewritten alike", async () => {
-    const s = await openService();
+    const s = await openService(64 * MiB, 16 * 1024);
     const { fs } = s;
     const f = await fs.create(ROOT, "f", 0o644, SUPERUSER);
     await fs.write(f.ino, 0, Buffer.alloc(3 * 4096, "a"));

@@ -9,7 +9,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
-import { until } from "./mounted.js";
+import { processGroup, until } from "./mounted.js";
 
 // The SDK's notice that its releases from 2027 need Node 22 is not the tests' business.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -96,22 +96,6 @@ function tool(file: string, args: string[], ms = 30_000): Promise<string> {
       err ? fail(new Error(`${file} ${args.join(" ")}: ${err.message}\n${stderr}`)) : done(stdout),
     );
   });
-}
-
-/** The processes in process group `pgid` (read from /proc; zombies included). */
-function group(pgid: number): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
 }
 
 /** SIGKILL to `pid` (a group when negative), which may have gone meanwhile. */
@@ -228,11 +212,11 @@ rgw frontends = beast endpoint=127.0.0.1:${rgwPort}
     const d = daemons.get(name);
     if (!d) return;
     const pid = d.child.pid!;
-    if (group(pid).length > 0) signal(-pid);
+    if (processGroup(pid).length > 0) signal(-pid);
     await d.exit;
     await until(
       `${name} (${pid}) and its group have exited`,
-      () => group(pid).length === 0,
+      () => processGroup(pid).length === 0,
       10_000,
     );
   };

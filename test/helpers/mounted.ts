@@ -2,7 +2,7 @@
 // directories; `cleanup` detaches every mount and stops every daemon a test started.
 
 import { execFile, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -129,6 +129,22 @@ export function running(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The processes in process group `pgid` (read from /proc; zombies included). */
+export function processGroup(pgid: number): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) === pgid) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
 }
 
 /** Is `pid` still in the process table (running, or a zombie not yet reaped)? */

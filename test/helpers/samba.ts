@@ -2,12 +2,12 @@
 // pid and log directories in a scratch directory, on 127.0.0.1 and a free port. Never the system's.
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { join } from "node:path";
 import type { Run } from "./mounted.js";
-import { until } from "./mounted.js";
+import { processGroup, until } from "./mounted.js";
 
 export const SMBD = "/usr/sbin/smbd";
 export const SMBCLIENT = "/usr/bin/smbclient";
@@ -56,22 +56,6 @@ const accepts = (port: number): Promise<boolean> =>
     });
     socket.once("error", () => done(false));
   });
-
-/** The processes in process group `pgid` (read from /proc; zombies included). */
-function group(pgid: number): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
 
 /**
  * Starts smbd in the foreground (`-F`: it makes itself a session and process group leader, so
@@ -137,18 +121,18 @@ ${shares}`,
 
   const stop = async () => {
     // smbd is its group's leader once it has called setsid; until then only it runs.
-    const members = group(pid);
+    const members = processGroup(pid);
     if (members.length > 0) process.kill(-pid, "SIGTERM");
     else if (!exited) process.kill(pid, "SIGTERM");
     try {
       await until(
         `smbd ${pid} and its children have exited`,
-        () => group(pid).length === 0,
+        () => processGroup(pid).length === 0,
         10_000,
       );
     } catch {
-      if (group(pid).length > 0) process.kill(-pid, "SIGKILL");
-      await until(`smbd ${pid} has been killed`, () => group(pid).length === 0, 10_000);
+      if (processGroup(pid).length > 0) process.kill(-pid, "SIGKILL");
+      await until(`smbd ${pid} has been killed`, () => processGroup(pid).length === 0, 10_000);
     }
     if (!exited) await gone;
   };
