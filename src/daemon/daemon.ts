@@ -12,7 +12,7 @@ import { killRunningWriters, makeRuntimeDir } from "../snapshot/index.js";
 import { controlMethods } from "./handlers.js";
 import { KernelCache } from "./kernel-cache.js";
 import { lockStore } from "./lock.js";
-import { isMountpoint } from "./mounts.js";
+import { isMountpoint, watchMountpoint } from "./mounts.js";
 import { storePaths } from "./paths.js";
 import { VolumeProtocol } from "./protocol.js";
 import { removeRestoreLeftovers } from "./restore.js";
@@ -171,19 +171,12 @@ export class Daemon {
 
   /** Someone unmounted production behind the daemon's back: it stops too. */
   private watchMount(mountpoint: string): void {
-    this.watch = setInterval(() => {
-      isMountpoint(mountpoint).then(
-        (mounted) => {
-          if (!mounted && this.mount) {
-            this.opts.logger.warn({ mountpoint }, "unmounted from outside; stopping");
-            this.mount = undefined;
-            void this.stop();
-          }
-        },
-        () => undefined,
-      );
-    }, 2000);
-    this.watch.unref();
+    this.watch = watchMountpoint(mountpoint, 2000, () => {
+      if (!this.mount) return;
+      this.opts.logger.warn({ mountpoint }, "unmounted from outside; stopping");
+      this.mount = undefined;
+      void this.stop();
+    });
   }
 
   /** What the Service asks of production's mount and the exposed snapshots. */

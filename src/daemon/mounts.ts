@@ -7,6 +7,32 @@ export async function isMountpoint(path: string): Promise<boolean> {
   return (await mountTable()).some((m) => m.mountpoint === path);
 }
 
+/**
+ * Calls `gone` once, when `mountpoint` is no longer a mount point (unmounted from outside: `umount`,
+ * `fusermount -u`), looking every `everyMs`; the timer does not keep the process alive. Clear it
+ * to stop looking.
+ */
+export function watchMountpoint(
+  mountpoint: string,
+  everyMs: number,
+  gone: () => void,
+): NodeJS.Timeout {
+  let told = false;
+  const timer = setInterval(() => {
+    isMountpoint(mountpoint).then(
+      (mounted) => {
+        if (mounted || told) return;
+        told = true;
+        clearInterval(timer);
+        gone();
+      },
+      () => undefined,
+    );
+  }, everyMs);
+  timer.unref();
+  return timer;
+}
+
 export interface ShadowfsMount {
   mountpoint: string;
   /** The store the mount serves. */

@@ -7,7 +7,7 @@ import type { Logger } from "../../cow/volume-options.js";
 import { FsError } from "../../errors.js";
 import { FileSystem } from "../../fs/filesystem.js";
 import { FuseMount, FuseOps, gmtName, requestCaller, View } from "../../mount/index.js";
-import { isMountpoint } from "../mounts.js";
+import { isMountpoint, watchMountpoint } from "../mounts.js";
 import { findRemote } from "./admin.js";
 import { ChunkCache, type LazyTraffic, RemoteSource } from "./lazy.js";
 import type { Remote } from "./repository.js";
@@ -83,18 +83,10 @@ export class RemoteMount {
 
   /** Unmounted from outside (`shadowfs unmount`, `fusermount -u`): it stops too. */
   private watchMount(): void {
-    this.watch = setInterval(() => {
-      isMountpoint(this.opts.mountpoint).then(
-        (mounted) => {
-          if (!mounted && this.mount) {
-            this.mount = undefined;
-            void this.stop();
-          }
-        },
-        () => undefined,
-      );
-    }, 500);
-    this.watch.unref();
+    this.watch = watchMountpoint(this.opts.mountpoint, 500, () => {
+      this.mount = undefined;
+      void this.stop();
+    });
   }
 
   stop(): Promise<void> {

@@ -12,7 +12,11 @@ import {
 } from "@aws-sdk/client-s3";
 import type { ObjectInfo, ObjectStore } from "../../cow/object-store.js";
 import { FsError } from "../../errors.js";
+import { inParallel } from "./repository.js";
 import type { RemoteUrl } from "./url.js";
+
+/** Deletes under way at once. */
+const DELETES = 8;
 
 /** Requests made and bytes moved, for reports and tests. */
 export interface Traffic {
@@ -143,15 +147,16 @@ export class S3Objects implements ObjectStore {
     return out;
   }
 
+  /** One request an object, several at once (a gateway may not take DeleteObjects' checksum). */
   async delete(keys: readonly string[]): Promise<void> {
-    for (const key of keys) {
+    await inParallel(keys, DELETES, async (key) => {
       this.traffic.deletes++;
       await this.call(key, () =>
         this.client.send(
           new DeleteObjectCommand({ Bucket: this.url.bucket, Key: this.url.prefix + key }),
         ),
       );
-    }
+    });
   }
 
   /** Runs one request; its failure becomes an FsError saying what failed, in one line. */
