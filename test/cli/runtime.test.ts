@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { storePaths } from "../../src/daemon/paths.js";
 import {
+  CLI,
   lockPid,
   mountsUnder,
   ok,
@@ -131,6 +132,28 @@ describe("the store lock", () => {
     expect(daemon.filter((v) => v.startsWith("NODE_EXTRA_CA_CERTS="))).toEqual([]);
     expect(readFileSync(storePaths(s.store).log, "utf8")).not.toMatch(/Ignoring extra certs/);
     await ok("unmount", s.mnt);
+  });
+
+  it("the command starts without the libraries and layers only some commands need", async () => {
+    // What `--help` loads is what every command pays before it runs: the schema library (about
+    // 50 ms to load), the object storage client and the store's own code load when a command
+    // needs them.
+    s = await scratch();
+    const loaded = join(s.dir, "loaded");
+    const hook = join(s.dir, "hook.mjs");
+    const record = `import { appendFileSync } from "node:fs";
+export async function load(url, context, next) { appendFileSync(${JSON.stringify(loaded)}, url + "\\n"); return next(url, context); }`;
+    writeFileSync(
+      hook,
+      `import { register } from "node:module";\nregister("data:text/javascript," + ${JSON.stringify(encodeURIComponent(record))});\n`,
+    );
+    expect(sh(`node --import ${hook} ${CLI} --help`)).toMatchObject({ code: 0, stderr: "" });
+    const urls = readFileSync(loaded, "utf8").trim().split("\n");
+    expect(urls).toContainEqual(expect.stringMatching(/\/dist\/src\/cli\/main\.js$/));
+    expect(
+      urls.filter((u) => /\/node_modules\/(zod|@aws-sdk|@smithy|fuse-native|pino)\//.test(u)),
+    ).toEqual([]);
+    expect(urls.filter((u) => /\/dist\/src\/(cow|fs|mount\/(?!mount-table))/.test(u))).toEqual([]);
   });
 
   it("kill -9 of the holder frees the store at once", async () => {

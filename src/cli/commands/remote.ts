@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import { parseRemoteUrl } from "../../daemon/remote/url.js";
 import { FsError } from "../../errors.js";
 import { formatBytes, json, print, table } from "../format.js";
-import { openRemote } from "../remote.js";
+import type { openRemote } from "../remote.js";
 
 const admin = () => import("../../daemon/remote/admin.js");
 
@@ -24,7 +24,7 @@ async function withRemote<T>(
   const url = parseRemoteUrl(address);
   if (url.snapshot !== undefined)
     throw new FsError("EINVAL", `${address}: name a place (s3://BUCKET/PREFIX), not a snapshot`);
-  const remote = await openRemote(url, o.endpoint);
+  const remote = await (await import("../remote.js")).openRemote(url, o.endpoint);
   try {
     return await fn(remote);
   } finally {
