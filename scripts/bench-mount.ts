@@ -202,8 +202,8 @@ async function runShadowfs(results: Results, m: Measure, volumeBytes: number): P
   /** Takes a snapshot, timed, and returns its directory. */
   const snapshot = async () => {
     await run("sync", []);
-    say("shadowfs: snapshot create");
     const made = await shadowfs(["snapshot", "create", mnt]);
+    say(`shadowfs: snapshot create ${made.ms.toFixed(1)} ms`);
     createMs.push(made.ms);
     const name = made.stdout.trim().split("\n").at(-1)?.trim() ?? "";
     if (!SNAPSHOT_NAME.test(name))
