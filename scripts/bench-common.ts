@@ -215,6 +215,57 @@ export async function mountShadowfs(store: string, mnt: string): Promise<string>
   return log;
 }
 
+/** The options of a benchmark of one volume filled with data: --passes and --size-mib. */
+export const VOLUME_OPTIONS = {
+  passes: { type: "string", default: "3" },
+  "size-mib": { type: "string", default: "1024" },
+} as const;
+
+const MiB = 2 ** 20;
+
+/**
+ * A store of `sizeMiB` in the work directory, mounted, with 85% of it in one file of random
+ * bytes (`data`), written once, and snapshot `a` taken of it.
+ */
+export async function filledVolume(
+  sizeMiB: number,
+): Promise<{ store: string; mnt: string; dataMiB: number }> {
+  const store = join(work, "store");
+  const mnt = join(work, "mnt");
+  await run("mkdir", [mnt]);
+  await shadowfs(["init", store, "--size", `${sizeMiB}M`]);
+  await mountShadowfs(store, mnt);
+  assertFuse(mnt);
+  const dataMiB = Math.floor(sizeMiB * 0.85);
+  say(`writing ${dataMiB} MiB`);
+  await run("bash", ["-c", `head -c ${dataMiB * MiB} /dev/urandom > ${mnt}/data && sync`]);
+  await shadowfs(["snapshot", "create", mnt, "--name", "a"]);
+  return { store, mnt, dataMiB };
+}
+
+/**
+ * Overwrites 1% of a `filledVolume` (at least 1 MiB) in MiB runs at random places of its data,
+ * then takes snapshot `b`; returns the bytes changed.
+ */
+export async function changeOnePercent(
+  v: { mnt: string; dataMiB: number },
+  sizeMiB: number,
+): Promise<number> {
+  const runs = Math.max(1, Math.round(sizeMiB / 100));
+  await run("python3", [
+    "-c",
+    [
+      "import os, random",
+      `fd = os.open("${v.mnt}/data", os.O_WRONLY)`,
+      `for m in random.sample(range(${v.dataMiB}), ${runs}):`,
+      "    os.pwrite(fd, os.urandom(1 << 20), m << 20)",
+      "os.close(fd)",
+    ].join("\n"),
+  ]);
+  await shadowfs(["snapshot", "create", v.mnt, "--name", "b"]);
+  return runs * MiB;
+}
+
 export async function unmountShadowfs(path: string): Promise<void> {
   if (isMounted(path)) {
     await shadowfs(["unmount", path], { timeoutMs: 180_000 }).catch((e: unknown) =>

@@ -16,15 +16,15 @@ import { Upload } from "@aws-sdk/lib-storage";
 import type { ReplicateToRemoteResult } from "../src/cli/remote.js";
 import { cephMissing, type Gateway, startGateway } from "../test/helpers/ceph.js";
 import {
-  assertFuse,
   benchName,
   COMMON_OPTIONS,
+  changeOnePercent,
   diskFree,
   dropCaches,
+  filledVolume,
   fmt,
   makeWork,
   median,
-  mountShadowfs,
   mounts,
   notes,
   positive,
@@ -38,14 +38,14 @@ import {
   shadowfs,
   timedPasses,
   unmountAll,
+  VOLUME_OPTIONS,
 } from "./bench-common.js";
 
 benchName("bench-remote");
 const { values: opt } = parseArgs({
   options: {
     ...COMMON_OPTIONS,
-    passes: { type: "string", default: "3" },
-    "size-mib": { type: "string", default: "1024" },
+    ...VOLUME_OPTIONS,
   },
 });
 const passes = positive("--passes", opt.passes, true);
@@ -92,16 +92,8 @@ async function main(): Promise<Results> {
   say("starting a private Ceph RADOS Gateway");
   gw = await startGateway();
   Object.assign(process.env, gw.env());
-  const store = join(work, "store");
-  const mnt = join(work, "mnt");
-  await run("mkdir", [mnt]);
-  await shadowfs(["init", store, "--size", `${sizeMiB}M`]);
-  await mountShadowfs(store, mnt);
-  assertFuse(mnt);
-  const dataMiB = Math.floor(sizeMiB * 0.85);
-  say(`writing ${dataMiB} MiB`);
-  await run("bash", ["-c", `head -c ${dataMiB * MiB} /dev/urandom > ${mnt}/data && sync`]);
-  await shadowfs(["snapshot", "create", mnt, "--name", "a"]);
+  const volume = await filledVolume(sizeMiB);
+  const { store, mnt } = volume;
   const image = join(store, "volume", "base.img");
 
   say("replicate against a multipart upload of the base image");
@@ -125,18 +117,7 @@ async function main(): Promise<Results> {
 
   say("incremental replicate, 1% changed");
   const url = `s3://${buckets.at(-1)}/vol`;
-  const runs = Math.max(1, Math.round(sizeMiB / 100));
-  await run("python3", [
-    "-c",
-    [
-      "import os, random",
-      `fd = os.open("${mnt}/data", os.O_WRONLY)`,
-      `for m in random.sample(range(${dataMiB}), ${runs}):`,
-      "    os.pwrite(fd, os.urandom(1 << 20), m << 20)",
-      "os.close(fd)",
-    ].join("\n"),
-  ]);
-  await shadowfs(["snapshot", "create", mnt, "--name", "b"]);
+  const changedBytes = await changeOnePercent(volume, sizeMiB);
   const inc = JSON.parse(
     (await shadowfs(["replicate", mnt, url, "--json"])).stdout,
   ) as ReplicateToRemoteResult;
@@ -181,12 +162,12 @@ async function main(): Promise<Results> {
   );
   return {
     volumeBytes: sizeMiB * MiB,
-    dataBytes: dataMiB * MiB,
+    dataBytes: volume.dataMiB * MiB,
     replicateSec: round(replicateSec, 3)!,
     uploadSec: round(uploadSec, 3)!,
     replicateVsUpload: round(uploadSec / replicateSec, 2)!,
     incrementalBytes,
-    changedBytes: runs * MiB,
+    changedBytes,
     receiveSec: round(receiveSec, 3)!,
     downloadSec: round(downloadSec, 3)!,
     receiveVsDownload: round(downloadSec / receiveSec, 2)!,

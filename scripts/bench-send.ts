@@ -9,13 +9,13 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
-  assertFuse,
   benchName,
   COMMON_OPTIONS,
+  changeOnePercent,
   diskFree,
+  filledVolume,
   fmt,
   makeWork,
-  mountShadowfs,
   notes,
   positive,
   printReport,
@@ -29,14 +29,14 @@ import {
   timedInTurn,
   timedPasses,
   unmountAll,
+  VOLUME_OPTIONS,
 } from "./bench-common.js";
 
 benchName("bench-send");
 const { values: opt } = parseArgs({
   options: {
     ...COMMON_OPTIONS,
-    passes: { type: "string", default: "3" },
-    "size-mib": { type: "string", default: "1024" },
+    ...VOLUME_OPTIONS,
   },
 });
 const passes = positive("--passes", opt.passes, true);
@@ -62,17 +62,8 @@ async function main(): Promise<Results> {
   if ((await diskFree(work)) < sizeMiB * MiB * 5)
     throw new Error(`${work} needs ${sizeMiB * 5} MiB free: a volume, a copy and two streams`);
   sayShadowfsCommand();
-  const store = join(work, "store");
-  const mnt = join(work, "mnt");
-  await run("mkdir", [mnt]);
-  await shadowfs(["init", store, "--size", `${sizeMiB}M`]);
-  await mountShadowfs(store, mnt);
-  assertFuse(mnt);
-  // Most of the volume in one file of random bytes, written once.
-  const dataMiB = Math.floor(sizeMiB * 0.85);
-  say(`writing ${dataMiB} MiB`);
-  await run("bash", ["-c", `head -c ${dataMiB * MiB} /dev/urandom > ${mnt}/data && sync`]);
-  await shadowfs(["snapshot", "create", mnt, "--name", "a"]);
+  const volume = await filledVolume(sizeMiB);
+  const { store, mnt } = volume;
 
   const stream = join(work, "full.stream");
   const image = join(work, "base.copy");
@@ -95,18 +86,7 @@ async function main(): Promise<Results> {
   ]);
 
   say("incremental send, 1% changed");
-  const runs = Math.max(1, Math.round(sizeMiB / 100));
-  await run("python3", [
-    "-c",
-    [
-      "import os, random",
-      `fd = os.open("${mnt}/data", os.O_WRONLY)`,
-      `for m in random.sample(range(${dataMiB}), ${runs}):`,
-      "    os.pwrite(fd, os.urandom(1 << 20), m << 20)",
-      "os.close(fd)",
-    ].join("\n"),
-  ]);
-  await shadowfs(["snapshot", "create", mnt, "--name", "b"]);
+  const changedBytes = await changeOnePercent(volume, sizeMiB);
   const inc = join(work, "inc.stream");
   const incrementalSec = await timedPasses(passes, () =>
     shadowfs(["snapshot", "send", mnt, "b", "--from", "a", "-o", inc]),
@@ -127,7 +107,7 @@ async function main(): Promise<Results> {
     receiveVsCp: round(cpSec / receiveSec, 2)!,
     incrementalMs: round(incrementalSec * 1000, 1)!,
     incrementalBytes,
-    changedBytes: runs * MiB,
+    changedBytes,
   };
 }
 
