@@ -32,7 +32,7 @@ let dropFailed = false;
 
 /** Writes dirty data back and empties the page, dentry and inode caches, so the next phase
  * reads from the filesystem under test rather than from the kernel's memory. */
-async function dropCaches(): Promise<void> {
+export async function dropCaches(): Promise<void> {
   await run("sync", []);
   try {
     await writeFile("/proc/sys/vm/drop_caches", "3");
