@@ -6,7 +6,7 @@
 import { createCipheriv } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fmt, MB, median, notes, run, say, work } from "./bench-common.js";
+import { dropCaches as dropAll, fmt, MB, median, notes, run, say, work } from "./bench-common.js";
 import { DIGITS, emptyFigures, type Field, type Figures, LABELS } from "./bench-mount-report.js";
 import { rmTree, rsyncAHAX, statTree, type TreeSources, untar } from "./bench-mount-trees.js";
 
@@ -30,12 +30,11 @@ export interface MeasureConfig {
 
 let dropFailed = false;
 
-/** Writes dirty data back and empties the page, dentry and inode caches, so the next phase
- * reads from the filesystem under test rather than from the kernel's memory. */
+/** `dropCaches` of bench-common, so the next phase reads from the filesystem under test rather
+ * than from the kernel's memory; where the caches cannot be dropped, the run goes on and says so. */
 export async function dropCaches(): Promise<void> {
-  await run("sync", []);
   try {
-    await writeFile("/proc/sys/vm/drop_caches", "3");
+    await dropAll();
   } catch (e) {
     if (!dropFailed) {
       dropFailed = true;
