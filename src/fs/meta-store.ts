@@ -94,12 +94,14 @@ export class MetaStore {
     private readonly journal: Journal,
     opts: MetaStoreOptions = {},
   ) {
+    const seed = opts.seed ?? [];
     this.clean = new LRUCache({
-      maxSize: Math.max(opts.cacheBytes ?? 64 << 20, dev.blockSize),
+      // A seeded cache (a snapshot's view) has room for all it is given, whatever the default.
+      maxSize: Math.max(opts.cacheBytes ?? 64 << 20, seed.length * dev.blockSize, dev.blockSize),
       sizeCalculation: (b) => b.length,
     });
     // Oldest first, so that the most recently used stay if they do not all fit.
-    for (const [block, image] of opts.seed ?? [])
+    for (const [block, image] of seed)
       if (!journal.overlay.has(block)) this.clean.set(block, image);
   }
 

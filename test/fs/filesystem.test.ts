@@ -399,9 +399,9 @@ describe("filesystem on a snapshot (read side)", () => {
     await fs.create(d.ino, "after", 0o644, me);
     await fs.flush();
 
-    const opened = async (seeded: boolean) => {
+    const opened = async (seeded: boolean, cacheBytes?: number) => {
       const counted = countingReads(vol.snapshotDevice(snap.id));
-      const view = await FileSystem.open(counted.dev, seeded ? { seed } : {});
+      const view = await FileSystem.open(counted.dev, seeded ? { seed, cacheBytes } : {});
       const files: string[] = [];
       for (const name of await names(view, d.ino)) {
         if (name.startsWith(".")) continue;
@@ -416,6 +416,10 @@ describe("filesystem on a snapshot (read side)", () => {
     expect(seeded.files).toHaveLength(300);
     expect(seeded.files).toContain("f1=file 1");
     expect(seeded.reads).toBeLessThan(plain.reads);
+    // A view has room for all it starts with, however small its own cache.
+    const small = await opened(true, 8 * 4096);
+    expect(small.files).toEqual(seeded.files);
+    expect(small.reads).toBe(seeded.reads);
   });
 });
 
