@@ -6,6 +6,7 @@ import { FsError } from "../errors.js";
 import { FileSystem } from "../fs/filesystem.js";
 import { isStore, storePaths } from "./paths.js";
 import { finishReceive } from "./receive-apply.js";
+import { openProduction } from "./service.js";
 
 export interface InitOptions {
   size: number;
@@ -52,7 +53,7 @@ export async function openStore(
       const received = await finishReceive(volume, p.dir);
       if (received) opts.logger?.warn({ store: p.dir, snapshot: received }, "completed a receive");
     }
-    return { volume, fs: await FileSystem.open(volume) };
+    return { volume, fs: await openProduction(volume) };
   } catch (e) {
     await volume.close();
     throw e;
