@@ -91,9 +91,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * thousands of files made, copied and removed), 64 MiB no longer held the trees written last:
  * reading them from each new snapshot took 8,236 cold reads of 64 KiB in all, and rsync out of
  * 2,000 files took 0.97-1.17 s, find | stat of node_modules 1.06-1.24 s. With 256 MiB: 37 cold
- * reads, 0.81-0.84 s and 0.73-0.83 s (`--only shadowfs,snapshot --passes 2`, one run each).
+ * reads, 0.81-0.84 s and 0.73-0.83 s (`--only shadowfs,snapshot --passes 2` of an instrumented
+ * build, one run each).
  */
-export const PRODUCTION_CACHE_BYTES = 256 << 20;
+const PRODUCTION_CACHE_BYTES = 256 << 20;
 
 /** Opens production's filesystem on `volume` (recovering it after a crash). */
 export function openProduction(volume: CowVolume): Promise<FileSystem> {

@@ -34,7 +34,10 @@ const CLUSTER_BLOCKS = 16;
 const MAX_SPARE = 64;
 
 export interface MetaStoreOptions {
-  /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
+  /**
+   * Bytes of clean blocks kept in memory (dirty blocks are held until committed); never less
+   * than `seed` takes.
+   */
   cacheBytes?: number;
   /** Images to start with, known to be what the device holds (see `MetaStore.images`). */
   seed?: MetaSeed;
@@ -96,7 +99,6 @@ export class MetaStore {
   ) {
     const seed = opts.seed ?? [];
     this.clean = new LRUCache({
-      // A seeded cache (a snapshot's view) has room for all it is given, whatever the default.
       maxSize: Math.max(opts.cacheBytes ?? 64 << 20, seed.length * dev.blockSize, dev.blockSize),
       sizeCalculation: (b) => b.length,
     });
