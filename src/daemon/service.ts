@@ -36,7 +36,7 @@ import {
   type SnapshotInfo,
 } from "../cow/index.js";
 import { einval, enoent, FsError } from "../errors.js";
-import { FileSystem, type MetaSeed, type Name } from "../fs/filesystem.js";
+import { FileSystem, type Name, type Seed } from "../fs/filesystem.js";
 import { check, fsck } from "../fs/fsck.js";
 import { gmtName, isGmtName } from "../mount/index.js";
 import type { Provider } from "../snapshot/index.js";
@@ -118,7 +118,7 @@ export class Service {
    */
   private readonly creating = new Mutex();
   private readonly reverted: Array<(fs: FileSystem) => void | Promise<void>> = [];
-  private readonly taken: Array<(id: number, seed: MetaSeed | undefined) => void> = [];
+  private readonly taken: Array<(id: number, seed: Seed | undefined) => void> = [];
   /** Set by the daemon once production is mounted; undefined for a store opened directly. */
   mount: Mount | undefined;
   /** Snapshot sets the timeline runs: their snapshots are tagged as the timeline's. */
@@ -143,9 +143,10 @@ export class Service {
 
   /**
    * Calls `fn` after every snapshot taken through the provider, with the metadata the
-   * filesystem had in memory, which the snapshot holds too (see `FileSystem.snapshotWith`).
+   * filesystem had in memory, which the snapshot holds too (see `FileSystem.snapshotWith`): one
+   * listener takes or drops it.
    */
-  onSnapshot(fn: (id: number, seed: MetaSeed | undefined) => void): void {
+  onSnapshot(fn: (id: number, seed: Seed | undefined) => void): void {
     this.taken.push(fn);
   }
 
@@ -253,6 +254,7 @@ export class Service {
               timeline: this.timelineSets.has(setId),
             }),
           );
+          if (this.taken.length === 0) seed?.drop();
           for (const fn of this.taken) fn(info.id, seed);
           return { id: info.id, gmt: gmtName(info.createdAt) };
         }),

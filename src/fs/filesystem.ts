@@ -10,7 +10,7 @@ import { type Cred, SUPERUSER } from "./cred.js";
 import type { Lender } from "./file-data.js";
 import * as io from "./file-io.js";
 import * as life from "./lifecycle.js";
-import type { MetaSeed } from "./meta-store.js";
+import type { Seed } from "./meta-store.js";
 import * as names from "./namespace.js";
 import type { RenameFlags } from "./rename.js";
 import * as renames from "./rename.js";
@@ -29,7 +29,7 @@ export { SUPERUSER } from "./cred.js";
 export { NAME_MAX } from "./directory.js";
 export type { Lender } from "./file-data.js";
 export type { MkfsOptions, OpenOptions, Recovery, StatFs } from "./lifecycle.js";
-export type { MetaSeed } from "./meta-store.js";
+export type { MetaSeed, Seed } from "./meta-store.js";
 export { type DirEntry, LINK_MAX, SYMLINK_MAX } from "./namespace.js";
 export type { RenameFlags } from "./rename.js";
 
@@ -270,10 +270,10 @@ export class FileSystem {
 
   /**
    * Takes a snapshot of the device with `take` and returns, with its result, the metadata in
-   * memory for the snapshot's view (`seed` of `open`): only if the device held exactly that
-   * metadata all along, as after `flush` with changes held.
+   * memory for the snapshot's view (`seed` of `open`, once taken): only if the device held
+   * exactly that metadata all along, as after `flush` with changes held.
    */
-  snapshotWith<T>(take: () => Promise<T>): Promise<{ taken: T; seed?: MetaSeed }> {
+  snapshotWith<T>(take: () => Promise<T>): Promise<{ taken: T; seed?: Seed }> {
     return life.snapshotWith(this.context, take);
   }
 

@@ -11,7 +11,7 @@ import { FileData } from "./file-data.js";
 import { FLAG_ORPHAN, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
-import { type MetaSeed, MetaStore } from "./meta-store.js";
+import { type MetaSeed, MetaStore, type Seed } from "./meta-store.js";
 import { destroy, STEP_RESERVE, shrink } from "./reclaim.js";
 import { decodeSuperblock, encodeSuperblock, newSuperblock } from "./superblock.js";
 
@@ -193,9 +193,11 @@ export async function flush(ctx: FsContext): Promise<void> {
 export async function snapshotWith<T>(
   ctx: FsContext,
   take: () => Promise<T>,
-): Promise<{ taken: T; seed?: MetaSeed }> {
+): Promise<{ taken: T; seed?: Seed }> {
   const before = ctx.meta.changes;
-  const seed = ctx.dev.readOnly ? undefined : ctx.meta.images();
+  const seed = ctx.dev.readOnly ? undefined : ctx.meta.seed();
   const taken = await take();
-  return ctx.meta.changes === before ? { taken, seed } : { taken };
+  if (ctx.meta.changes === before) return { taken, seed };
+  seed?.drop();
+  return { taken };
 }

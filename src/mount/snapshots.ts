@@ -5,7 +5,7 @@
 import { LRUCache } from "lru-cache";
 import type { BlockDevice, SnapshotInfo } from "../cow/index.js";
 import { enoent } from "../errors.js";
-import { FileSystem, type MetaSeed } from "../fs/filesystem.js";
+import { FileSystem, type MetaSeed, type Seed } from "../fs/filesystem.js";
 import { gmtName } from "./names.js";
 import { View } from "./view.js";
 
@@ -25,7 +25,7 @@ export class SnapshotViews {
   /** The views of `open` that have opened: what `opened` answers without waiting. */
   private readonly ready = new Map<number, View>();
   /** The metadata the newest snapshot's view starts with, until that view opens. */
-  private seed: { id: number; seed: MetaSeed } | undefined;
+  private seed: { id: number; seed: Seed } | undefined;
   /**
    * Every snapshot by directory name (`@GMT-…` and user-given) as of the last time a name was
    * not found: every request below `.snapshots` names one, and making the names of every
@@ -76,7 +76,8 @@ export class SnapshotViews {
    * its view will start with it, sparing a backup that reads the snapshot at once the metadata
    * reads production has already made. Only the newest snapshot's is kept.
    */
-  taken(id: number, seed: MetaSeed | undefined): void {
+  taken(id: number, seed: Seed | undefined): void {
+    this.seed?.seed.drop();
     this.seed = seed && { id, seed };
   }
 
@@ -89,8 +90,11 @@ export class SnapshotViews {
   viewOf(info: SnapshotInfo): Promise<View> {
     let view = this.open.get(info.id);
     if (!view) {
-      const seed = this.seed?.id === info.id ? this.seed.seed : undefined;
-      if (seed) this.seed = undefined;
+      let seed: MetaSeed | undefined;
+      if (this.seed?.id === info.id) {
+        seed = this.seed.seed.take();
+        this.seed = undefined;
+      }
       view = FileSystem.open(this.source.snapshotDevice(info.id), {
         cacheBytes: this.cacheBytes,
         seed,
@@ -109,6 +113,9 @@ export class SnapshotViews {
   refresh(): void {
     const live = new Set(this.source.snapshots().map((s) => s.id));
     for (const id of [...this.open.keys()]) if (!live.has(id)) this.open.delete(id);
-    if (this.seed && !live.has(this.seed.id)) this.seed = undefined;
+    if (this.seed && !live.has(this.seed.id)) {
+      this.seed.seed.drop();
+      this.seed = undefined;
+    }
   }
 }

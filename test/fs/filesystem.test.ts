@@ -391,13 +391,18 @@ describe("filesystem on a snapshot (read side)", () => {
     });
     expect((await late).seed).toBeUndefined();
     await fs.flush();
-    const { taken: snap, seed } = await fs.snapshotWith(() => vol.createSnapshot());
-    expect(seed?.length).toBeGreaterThan(0);
-    // Production moves on.
+    const { taken: snap, seed: record } = await fs.snapshotWith(() => vol.createSnapshot());
+    // Production moves on before the view opens: changes written home, and changes not yet
+    // committed.
     await fs.unlink(d.ino, "f0");
     await fs.write((await fs.lookup(d.ino, "f1")).ino, 0, Buffer.from("changed"));
     await fs.create(d.ino, "after", 0o644, me);
     await fs.flush();
+    await fs.rename(d.ino, "f2", ROOT, "moved");
+    await fs.write((await fs.lookup(d.ino, "f3")).ino, 0, Buffer.from("later"));
+    const seed = record?.take();
+    expect(seed?.length).toBeGreaterThan(0);
+    expect(record?.take()).toBeUndefined();
 
     const opened = async (seeded: boolean, cacheBytes?: number) => {
       const counted = countingReads(vol.snapshotDevice(snap.id));
@@ -420,6 +425,25 @@ describe("filesystem on a snapshot (read side)", () => {
     const small = await opened(true, 8 * 4096);
     expect(small.files).toEqual(seeded.files);
     expect(small.reads).toBe(seeded.reads);
+  });
+
+  it("gives up the metadata for a snapshot's view once production changed more than it caches", async () => {
+    const vol = await cowVolume();
+    await FileSystem.mkfs(vol, me);
+    const fs = await FileSystem.open(vol, { cacheBytes: 16 * 4096 });
+    await fs.mkdir(ROOT, "d", 0o755, me);
+    await fs.flush();
+    const few = (await fs.snapshotWith(() => vol.createSnapshot())).seed;
+    await fs.create(ROOT, "one", 0o644, me);
+    expect(few?.take()?.length).toBeGreaterThan(0);
+    await fs.flush();
+    const many = (await fs.snapshotWith(() => vol.createSnapshot())).seed;
+    const dropped = (await fs.snapshotWith(() => vol.createSnapshot())).seed;
+    dropped?.drop();
+    for (let i = 0; i < 40; i++) await fs.mkdir(ROOT, `m${i}`, 0o755, me);
+    expect(many).toBeDefined();
+    expect(many?.take()).toBeUndefined();
+    expect(dropped?.take()).toBeUndefined();
   });
 });
 
