@@ -126,7 +126,7 @@ export class Daemon {
       daemon.kernel = kernel;
       service.onRevert(async (next) => {
         root.replace(next);
-        views.refresh();
+        views.refresh(true);
         // What the kernel keeps is production before the revert: it is all dropped (the
         // revert waits for that once the gate is open again).
         await kernel.reverted(next);

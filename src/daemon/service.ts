@@ -86,7 +86,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Bytes of metadata blocks production's filesystem keeps in memory, four times a filesystem's
- * default. A snapshot's view starts with them (`FileSystem.snapshotWith`): they are also what a
+ * default. A snapshot's view looks them up (`FileSystem.snapshotWith`): they are also what a
  * snapshot just taken reads without the disk. After bench:mount's production figures (tens of
  * thousands of files made, copied and removed), 64 MiB no longer held the trees written last:
  * reading them from each new snapshot took 8,236 cold reads of 64 KiB in all, and rsync out of

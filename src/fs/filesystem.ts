@@ -29,7 +29,7 @@ export { SUPERUSER } from "./cred.js";
 export { NAME_MAX } from "./directory.js";
 export type { Lender } from "./file-data.js";
 export type { MkfsOptions, OpenOptions, Recovery, StatFs } from "./lifecycle.js";
-export type { MetaSeed, Seed } from "./meta-store.js";
+export type { Seed } from "./meta-store.js";
 export { type DirEntry, LINK_MAX, SYMLINK_MAX } from "./namespace.js";
 export type { RenameFlags } from "./rename.js";
 
@@ -270,7 +270,7 @@ export class FileSystem {
 
   /**
    * Takes a snapshot of the device with `take` and returns, with its result, the metadata in
-   * memory for the snapshot's view (`seed` of `open`, once taken): only if the device held
+   * memory for the snapshot's view to look up (`seed` of `open`): only if the device held
    * exactly that metadata all along, as after `flush` with changes held.
    */
   snapshotWith<T>(take: () => Promise<T>): Promise<{ taken: T; seed?: Seed }> {

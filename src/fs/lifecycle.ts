@@ -11,7 +11,7 @@ import { FileData } from "./file-data.js";
 import { FLAG_ORPHAN, type Time } from "./inode.js";
 import { InodeTable } from "./inode-table.js";
 import { Journal } from "./journal.js";
-import { type MetaSeed, MetaStore, type Seed } from "./meta-store.js";
+import { MetaStore, type Seed } from "./meta-store.js";
 import { destroy, STEP_RESERVE, shrink } from "./reclaim.js";
 import { decodeSuperblock, encodeSuperblock, newSuperblock } from "./superblock.js";
 
@@ -39,10 +39,10 @@ export interface OpenOptions {
    */
   orphans?: "free" | "keep";
   /**
-   * Metadata to start with instead of reading it: for a snapshot's view, what the filesystem
-   * snapshotted had in memory when the snapshot was taken (`FileSystem.snapshotWith`).
+   * Metadata in memory to look up before reading it: for a snapshot's view, what the filesystem
+   * snapshotted has in memory of what the snapshot holds (`FileSystem.snapshotWith`).
    */
-  seed?: MetaSeed;
+  seed?: Seed;
   /**
    * Where the SipHash keys of new directories come from (default: drawn at random, so that
    * names cannot be chosen from outside to collide). For tests that repeat a seeded run.

@@ -34,29 +34,23 @@ const CLUSTER_BLOCKS = 16;
 const MAX_SPARE = 64;
 
 export interface MetaStoreOptions {
-  /**
-   * Bytes of clean blocks kept in memory (dirty blocks are held until committed); never less
-   * than `seed` takes.
-   */
+  /** Bytes of clean blocks kept in memory (dirty blocks are held until committed). */
   cacheBytes?: number;
-  /** Images to start with, known to be what the device holds (see `MetaStore.seed`). */
-  seed?: MetaSeed;
+  /** Images in memory that the device holds, looked up before it is read (see `MetaStore.seed`). */
+  seed?: Seed;
 }
 
-/** Block images a device holds, taken from the metadata cache of a filesystem. */
-export type MetaSeed = ReadonlyArray<readonly [number, Buffer]>;
-
 /**
- * The images in memory that a snapshot of the device reads, kept from when it was taken
- * (`MetaStore.seed`) until its view opens and takes them.
+ * The images in memory of a filesystem that a snapshot of its device holds (`MetaStore.seed`),
+ * for a view of the snapshot to look up before it reads the snapshot.
  */
 export interface Seed {
   /**
-   * The images, least recently used first, and the end of the record; undefined once taken
-   * or dropped, or if the filesystem changed more blocks since than its cache holds.
+   * The image of `block` as the snapshot holds it, if the filesystem has it in memory; none once
+   * dropped, or once the filesystem changed more blocks than its cache holds since the snapshot.
    */
-  take(): MetaSeed | undefined;
-  /** Ends the record: no view will take it. */
+  get(block: number): Buffer | undefined;
+  /** Ends the record, and lets go of the filesystem's memory: `get` answers nothing from now on. */
   drop(): void;
 }
 
@@ -111,49 +105,48 @@ export class MetaStore {
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
   private readonly commitListeners: Array<() => void> = [];
 
+  /** See `MetaStoreOptions.seed`. */
+  private readonly seeded: Seed | undefined;
+
   constructor(
     private readonly dev: BlockDevice,
     private readonly journal: Journal,
     opts: MetaStoreOptions = {},
   ) {
-    const seed = opts.seed ?? [];
     this.clean = new LRUCache({
-      maxSize: Math.max(opts.cacheBytes ?? 64 << 20, seed.length * dev.blockSize, dev.blockSize),
+      maxSize: Math.max(opts.cacheBytes ?? 64 << 20, dev.blockSize),
       sizeCalculation: (b) => b.length,
     });
-    // Oldest first, so that the most recently used stay if they do not all fit.
-    for (const [block, image] of seed)
-      if (!journal.overlay.has(block)) this.clean.set(block, image);
+    this.seeded = opts.seed;
   }
 
   /**
-   * The images a snapshot of the device taken now reads from memory, for its view to start
-   * with (`MetaStoreOptions.seed`): only when each cached image is what the device holds, that
-   * is when nothing changed since the journal was last checkpointed and no operation is
-   * changing blocks. Nothing is copied now, while a snapshot holds changes: from now on the
-   * store records the image each block had before its first change, and `take` gathers the
-   * cache as it is then, those blocks as they were. Images are never changed in place, so
-   * they are shared, not copied.
+   * The images in memory that a snapshot of the device taken now holds, for its view to look up
+   * (`MetaStoreOptions.seed`): only when each cached image is what the device holds, that is
+   * when nothing changed since the journal was last checkpointed and no operation is changing
+   * blocks. Nothing is copied, now or later: from now on the store records the image each block
+   * had before its first change, and a lookup answers from that record or, for a block never
+   * changed since, from the cache. Images are never changed in place, so they are shared.
    */
   seed(): Seed | undefined {
     if (this.undo || this.running.size > 0 || !this.journal.empty) return undefined;
     const before = new Map<number, Buffer | undefined>();
     this.records.add(before);
+    // Not `this`: a dropped seed keeps nothing of the store alive.
+    let live: { records: Set<typeof before>; clean: LRUCache<number, Buffer> } | undefined = {
+      records: this.records,
+      clean: this.clean,
+    };
     return {
-      take: () => {
-        if (!this.records.delete(before)) return undefined;
-        const images: Array<readonly [number, Buffer]> = [];
-        for (const [block, image] of before)
-          if (image && !this.clean.has(block)) images.push([block, image]);
-        // 65,536 images took 7-9 ms with rforEach, 12-17 ms spreading rentries().
-        this.clean.rforEach((image, block) => {
-          const then = before.has(block) ? before.get(block) : image;
-          if (then) images.push([block, then]);
-        });
-        return images;
+      get: (block) => {
+        if (live && !live.records.has(before)) live = undefined; // outgrew the cache
+        if (!live) return undefined;
+        return before.has(block) ? before.get(block) : live.clean.peek(block);
       },
       drop: () => {
-        this.records.delete(before);
+        live?.records.delete(before);
+        live = undefined;
+        before.clear();
       },
     };
   }
@@ -217,6 +210,8 @@ export class MetaStore {
     const known =
       this.running.get(block) ?? this.clean.get(block) ?? this.journal.overlay.get(block);
     if (known) return known;
+    const seeded = this.fromSeed(block);
+    if (seeded) return seeded;
     if (this.dev.readOnly) return this.readCluster(block);
     const b = Buffer.alloc(this.dev.blockSize);
     await this.dev.read(block * this.dev.blockSize, b);
@@ -270,9 +265,24 @@ export class MetaStore {
     this.commitListeners.push(fn);
   }
 
-  /** The image of a block if it is in memory (running, cached or replayed), without reading. */
+  /**
+   * The image of a block if it is in memory (running, cached, replayed or in the seed), without
+   * reading.
+   */
   peek(block: number): Buffer | undefined {
-    return this.running.get(block) ?? this.clean.get(block) ?? this.journal.overlay.get(block);
+    return (
+      this.running.get(block) ??
+      this.clean.get(block) ??
+      this.journal.overlay.get(block) ??
+      this.fromSeed(block)
+    );
+  }
+
+  /** The seed's image of a block, then kept in the cache as if read. */
+  private fromSeed(block: number): Buffer | undefined {
+    const image = this.seeded?.get(block);
+    if (image) this.clean.set(block, image);
+    return image;
   }
 
   /** The image of a block to change in place, inside `run`; it joins the running transaction. */

@@ -5,7 +5,7 @@
 import { LRUCache } from "lru-cache";
 import type { BlockDevice, SnapshotInfo } from "../cow/index.js";
 import { enoent } from "../errors.js";
-import { FileSystem, type MetaSeed, type Seed } from "../fs/filesystem.js";
+import { FileSystem, type Seed } from "../fs/filesystem.js";
 import { gmtName } from "./names.js";
 import { View } from "./view.js";
 
@@ -24,7 +24,10 @@ export class SnapshotViews {
   });
   /** The views of `open` that have opened: what `opened` answers without waiting. */
   private readonly ready = new Map<number, View>();
-  /** The metadata the newest snapshot's view starts with, until that view opens. */
+  /**
+   * The metadata in production's memory that the newest snapshot holds, which its view looks up
+   * before it reads the snapshot (until the next snapshot).
+   */
   private seed: { id: number; seed: Seed } | undefined;
   /**
    * Every snapshot by directory name (`@GMT-…` and user-given) as of the last time a name was
@@ -72,9 +75,10 @@ export class SnapshotViews {
   }
 
   /**
-   * Snapshot `id` was just taken of a filesystem that had `seed` in memory (`snapshotWith`):
-   * its view will start with it, sparing a backup that reads the snapshot at once the metadata
-   * reads production has already made. Only the newest snapshot's is kept.
+   * Snapshot `id` was just taken of a filesystem that has `seed` in memory (`snapshotWith`):
+   * its view looks blocks up there before it reads them, sparing a backup that reads the
+   * snapshot at once the metadata reads production has already made. Only the newest
+   * snapshot's is kept.
    */
   taken(id: number, seed: Seed | undefined): void {
     this.seed?.seed.drop();
@@ -90,11 +94,7 @@ export class SnapshotViews {
   viewOf(info: SnapshotInfo): Promise<View> {
     let view = this.open.get(info.id);
     if (!view) {
-      let seed: MetaSeed | undefined;
-      if (this.seed?.id === info.id) {
-        seed = this.seed.seed.take();
-        this.seed = undefined;
-      }
+      const seed = this.seed?.id === info.id ? this.seed.seed : undefined;
       view = FileSystem.open(this.source.snapshotDevice(info.id), {
         cacheBytes: this.cacheBytes,
         seed,
@@ -109,11 +109,14 @@ export class SnapshotViews {
     return view;
   }
 
-  /** A snapshot was deleted or the volume reverted: views of snapshots that are gone close. */
-  refresh(): void {
+  /**
+   * A snapshot was deleted or the volume reverted: views of snapshots that are gone close. After
+   * a revert, production's memory is of the filesystem before it: the seed is let go.
+   */
+  refresh(reverted = false): void {
     const live = new Set(this.source.snapshots().map((s) => s.id));
     for (const id of [...this.open.keys()]) if (!live.has(id)) this.open.delete(id);
-    if (this.seed && !live.has(this.seed.id)) {
+    if (this.seed && (reverted || !live.has(this.seed.id))) {
       this.seed.seed.drop();
       this.seed = undefined;
     }
