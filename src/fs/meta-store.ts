@@ -98,8 +98,10 @@ export class MetaStore {
    */
   private readonly spare: Buffer[] = [];
   /**
-   * One record per `seed` not yet taken or dropped: the blocks changed since it began, with
-   * the image each had then if it was in memory. Guarded by `lock`.
+   * One record per `seed` not dropped: the blocks changed since it began, with the image each
+   * had then if it was in memory. No lock: a block is recorded in the same synchronous step as
+   * its image leaves the cache, so a lookup at any time (a view's, outside this store's lock)
+   * finds the image the snapshot holds.
    */
   private readonly records = new Set<Map<number, Buffer | undefined>>();
   private readonly rollbackListeners: Array<(blocks: number[]) => void> = [];
