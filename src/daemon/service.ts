@@ -144,7 +144,7 @@ export class Service {
   /**
    * Calls `fn` after every snapshot taken through the provider, with the metadata the
    * filesystem had in memory, which the snapshot holds too (see `FileSystem.snapshotWith`): one
-   * listener takes or drops it.
+   * listener keeps it for the snapshot's view, and drops it once it is done with it.
    */
   onSnapshot(fn: (id: number, seed: Seed | undefined) => void): void {
     this.taken.push(fn);
