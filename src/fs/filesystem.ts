@@ -88,6 +88,11 @@ export class FileSystem {
     return names.lookup(this.context, parent, bytes(name), cred);
   }
 
+  /** As `lookup`, with undefined instead of ENOENT when `parent` has no such name. */
+  find(parent: number, name: Name, cred: Cred = SUPERUSER): Promise<Attr | undefined> {
+    return names.find(this.context, parent, bytes(name), cred);
+  }
+
   /**
    * Whether `cred` has every right of `mask` (R_OK 4, W_OK 2, X_OK 1; 0 asks only that the inode
    * exists) on inode `ino`, as access(2): EACCES if not, EROFS for W_OK on a read-only filesystem.
@@ -184,6 +189,11 @@ export class FileSystem {
 
   getxattr(ino: number, name: string, cred: Cred = SUPERUSER): Promise<Buffer> {
     return xattrs.getxattr(this.context, ino, name, cred);
+  }
+
+  /** As `getxattr`, with undefined instead of ENODATA when the inode has no such attribute. */
+  findxattr(ino: number, name: string, cred: Cred = SUPERUSER): Promise<Buffer | undefined> {
+    return xattrs.findxattr(this.context, ino, name, cred);
   }
 
   /** The attributes' names `cred` may see (trusted.* only root). */

@@ -63,6 +63,28 @@ export function maySearch(dir: Readonly<Inode>, cred: Cred): void {
   if (cred.uid !== 0) mayAccess(dir, cred, X_OK, `lookup in directory ${dir.ino}`);
 }
 
+/**
+ * The inode `name` names in `parent`, if any, looked up by `cred` (search permission), if given.
+ * A name that is not there is an answer, not an error: a lookup of a name about to be made is
+ * the commonest there is (every create), and a throw through the callers cost more than the
+ * search.
+ */
+async function entryIfAny(
+  ctx: FsContext,
+  parent: number,
+  name: Buffer,
+  cred?: Cred,
+): Promise<number | undefined> {
+  const dir = checkDir(parent, await seen(ctx, parent));
+  if (cred) maySearch(dir, cred);
+  if (name.equals(DOT)) return dir.ino;
+  if (name.equals(DOTDOT)) return dir.rdev;
+  return (await directoryOf(ctx, dir).lookup(name))?.ino;
+}
+
+const noEntry = (parent: number, name: Buffer) =>
+  enoent(`no entry ${name.toString()} in directory ${parent}`);
+
 /** The inode `name` names in `parent`, looked up by `cred` (search permission), if given. */
 export async function entry(
   ctx: FsContext,
@@ -70,17 +92,33 @@ export async function entry(
   name: Buffer,
   cred?: Cred,
 ): Promise<number> {
-  const dir = checkDir(parent, await seen(ctx, parent));
-  if (cred) maySearch(dir, cred);
-  if (name.equals(DOT)) return dir.ino;
-  if (name.equals(DOTDOT)) return dir.rdev;
-  const e = await directoryOf(ctx, dir).lookup(name);
-  if (!e) throw enoent(`no entry ${name.toString()} in directory ${parent}`);
-  return e.ino;
+  const ino = await entryIfAny(ctx, parent, name, cred);
+  if (ino === undefined) throw noEntry(parent, name);
+  return ino;
 }
 
-export function lookup(ctx: FsContext, parent: number, name: Buffer, cred: Cred): Promise<Attr> {
-  return ctx.meta.view(async () => attrOf(await seen(ctx, await entry(ctx, parent, name, cred))));
+/** The attributes of what `name` names in `parent`, or undefined if it names nothing. */
+export function find(
+  ctx: FsContext,
+  parent: number,
+  name: Buffer,
+  cred: Cred,
+): Promise<Attr | undefined> {
+  return ctx.meta.view(async () => {
+    const ino = await entryIfAny(ctx, parent, name, cred);
+    return ino === undefined ? undefined : attrOf(await seen(ctx, ino));
+  });
+}
+
+export async function lookup(
+  ctx: FsContext,
+  parent: number,
+  name: Buffer,
+  cred: Cred,
+): Promise<Attr> {
+  const a = await find(ctx, parent, name, cred);
+  if (!a) throw noEntry(parent, name);
+  return a;
 }
 
 /**

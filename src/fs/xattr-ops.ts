@@ -11,14 +11,33 @@ import { checkName, decodeXattrs, encodeXattrs, type Xattrs } from "./xattr.js";
 const noData = (ino: number, name: string) =>
   new FsError("ENODATA", `inode ${ino} has no attribute ${name}`);
 
-export function getxattr(ctx: FsContext, ino: number, name: string, cred: Cred): Promise<Buffer> {
+/**
+ * The value of attribute `name`, or undefined if the inode has none: an answer, not an error,
+ * as the kernel asks for security.capability before every write, and most files have none.
+ */
+export function findxattr(
+  ctx: FsContext,
+  ino: number,
+  name: string,
+  cred: Cred,
+): Promise<Buffer | undefined> {
   return ctx.meta.view(async () => {
     const inode = await seen(ctx, ino);
     mayXattr(inode, name, cred, R_OK);
     const value = (await xattrs(ctx, inode)).get(name);
-    if (!value) throw noData(ino, name);
-    return Buffer.from(value);
+    return value && Buffer.from(value);
   });
+}
+
+export async function getxattr(
+  ctx: FsContext,
+  ino: number,
+  name: string,
+  cred: Cred,
+): Promise<Buffer> {
+  const value = await findxattr(ctx, ino, name, cred);
+  if (!value) throw noData(ino, name);
+  return value;
 }
 
 export function listxattr(ctx: FsContext, ino: number, cred: Cred): Promise<string[]> {

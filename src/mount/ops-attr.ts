@@ -2,9 +2,12 @@
 // chmod, chown, utimens. They never create, remove or rename a name, nor touch file data.
 
 import { constants } from "node:fs";
+import { constants as os } from "node:os";
 import { erofs } from "../errors.js";
 import { type FuseStat, type FuseTime, fromFuseTime } from "./fuse-stat.js";
 import type { Done, OpsCore } from "./ops-core.js";
+
+const { ENOENT } = os.errno;
 
 /** A uid or gid chown leaves as it is. */
 const UNCHANGED_ID = 0xffffffff;
@@ -14,12 +17,18 @@ export const attrOps = {
     cb(0);
   },
 
+  /** Also libfuse 2's lookup: a name not there is answered ENOENT without an error thrown. */
   getattr(this: OpsCore, path: string, cb: Done<FuseStat>): void {
     const who = this.o.caller();
-    this.call("getattr", path, cb, async () => {
-      const p = await this.locate(path, who);
+    const stat = async () => {
+      const p = await this.find(path, who);
+      if (!p) return undefined;
       return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();
-    });
+    };
+    stat().then(
+      (st) => (st ? cb(0, st) : cb(-ENOENT)),
+      (e) => cb(this.errno(e, "getattr", path)),
+    );
   },
 
   /** Sent only without default_permissions: the caller's rights as access(2) asks. */

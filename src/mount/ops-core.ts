@@ -14,7 +14,7 @@
 
 import { constants } from "node:fs";
 import type { Gate } from "../cow/index.js";
-import { erofs, FsError } from "../errors.js";
+import { enoent, erofs, FsError } from "../errors.js";
 import type { Attr } from "../fs/attr.js";
 import type { Cred } from "../fs/cred.js";
 import { type FileSystem, ROOT, type SetAttr } from "../fs/filesystem.js";
@@ -95,22 +95,47 @@ export class OpsCore {
     return this.o.snapshots !== undefined && parts[0] === SNAPDIR;
   }
 
-  /** Where `path` leads, walked by `who` (search permission on every directory passed). */
-  async locate(path: string, who: Cred): Promise<Place> {
-    const parts = split(path);
+  /**
+   * Where path components `parts` lead, walked by `who` (search permission on every directory
+   * passed), or undefined if a name on the way does not exist.
+   */
+  private async walk(parts: readonly string[], who: Cred): Promise<Place | undefined> {
     if (this.isSnapPath(parts)) {
       if (who.uid !== 0) mayAccess(await this.o.root.fs.getattr(ROOT), who, X_OK, "search in /");
       if (parts.length === 1) return { view: undefined, ino: SNAPDIR_INO };
       const views = this.o.snapshots!;
       const view = views.opened(parts[1]!) ?? (await views.view(parts[1]!));
-      return { view, ino: await view.resolve(parts.slice(2), who) };
+      const ino = await view.resolve(parts.slice(2), who);
+      return ino === undefined ? undefined : { view, ino };
     }
-    return { view: this.o.root, ino: await this.o.root.resolve(parts, who) };
+    const ino = await this.o.root.resolve(parts, who);
+    return ino === undefined ? undefined : { view: this.o.root, ino };
+  }
+
+  /** Where `path` leads, or undefined if nothing is there (see `walk`). */
+  find(path: string, who: Cred): Promise<Place | undefined> {
+    return this.walk(split(path), who);
+  }
+
+  /** Where `path` leads (see `walk`); ENOENT if nothing is there. */
+  async locate(path: string, who: Cred): Promise<Place> {
+    const p = await this.find(path, who);
+    if (!p) throw enoent(path);
+    return p;
   }
 
   /** Like `locate`, for an op that needs an inode: `.snapshots` itself is EROFS. */
-  async node(path: string, who: Cred): Promise<{ view: View; ino: number }> {
-    const p = await this.locate(path, who);
+  node(path: string, who: Cred): Promise<{ view: View; ino: number }> {
+    return this.nodeAt(split(path), path, who);
+  }
+
+  private async nodeAt(
+    parts: readonly string[],
+    path: string,
+    who: Cred,
+  ): Promise<{ view: View; ino: number }> {
+    const p = await this.walk(parts, who);
+    if (!p) throw enoent(path);
     if (!p.view) throw erofs(SNAPDIR);
     return p;
   }
@@ -122,7 +147,7 @@ export class OpsCore {
     if (name === undefined) throw new FsError("EBUSY", "the root cannot change its name");
     if (this.isSnapPath(parts) && parts.length < 2) throw erofs(SNAPDIR);
     if (this.isSnapPath([name]) && parts.length === 0) throw erofs(SNAPDIR);
-    const p = await this.node(`/${parts.join("/")}`, who);
+    const p = await this.nodeAt(parts, path, who);
     return { view: p.view, dir: p.ino, name };
   }
 

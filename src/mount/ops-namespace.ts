@@ -28,10 +28,12 @@ export const namespaceOps = {
       const to = await this.parentOf(dest, who);
       if (from.view !== to.view) throw new FsError("EXDEV", `${src} and ${dest}`);
       to.view.linking(from.ino);
-      return this.stat(
-        to.view,
-        await this.change(() => to.view.fs.link(from.ino, to.dir, to.name, who)),
-      );
+      const made = await this.change(async () => {
+        const a = await to.view.fs.link(from.ino, to.dir, to.name, who);
+        to.view.named(to.dir, to.name, a.ino);
+        return a;
+      });
+      return this.stat(to.view, made);
     });
   },
 

@@ -1,20 +1,25 @@
 // FUSE operations on extended attributes: get, list, set, remove. `.snapshots` itself has none
 // and takes none; they never touch a file's data or its name.
 
-import { FsError } from "../errors.js";
+import { constants } from "node:os";
 import type { Done, OpsCore } from "./ops-core.js";
 
+const { ENODATA } = constants.errno;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
 export const xattrOps = {
+  /** An attribute not there is answered ENODATA without an error thrown (see `findxattr`). */
   getxattr(this: OpsCore, path: string, name: string, _position: number, cb: Done<Buffer>): void {
     const who = this.o.caller();
-    this.call("getxattr", path, cb, async () => {
+    const get = async () => {
       const p = await this.locate(path, who);
-      if (!p.view) throw new FsError("ENODATA", `${path} has no attribute ${name}`);
-      return p.view.fs.getxattr(p.ino, name, who);
-    });
+      return p.view ? p.view.fs.findxattr(p.ino, name, who) : undefined;
+    };
+    get().then(
+      (value) => (value ? cb(0, value) : cb(-ENODATA)),
+      (e) => cb(this.errno(e, "getxattr", path)),
+    );
   },
 
   listxattr(this: OpsCore, path: string, cb: Done<string[]>): void {

@@ -10,20 +10,33 @@ const key = (parent: number, name: string) => `${parent}/${name}`;
 
 /**
  * Entries of one directory of a read-only view that its first lookup there brings into the cache
- * (see `View.lookup`): well within the cache, so that listing one huge directory does not push
+ * (see `View.find`): well within the cache, so that listing one huge directory does not push
  * out every other.
  */
 export const LIST_ENTRIES = 16384;
 
+/** What `dentries` holds for a name known to be absent: no inode has number 0. */
+const ABSENT = 0;
+
 export class View {
+  /**
+   * Names looked up, to their inode or to ABSENT. A name is asked for again right after it was
+   * found absent: the kernel looks a name up once more before it makes it with O_EXCL or renames
+   * onto it, whatever it keeps.
+   */
   private readonly dentries = new LRUCache<string, number>({ max: 1 << 16 });
+  /**
+   * Counts the changes of names (`named`, `forget`, `replace`): a lookup keeps what it found
+   * only if none came while it searched, or it could keep a name as it was before the change.
+   */
+  private changes = 0;
   /**
    * Inodes that have had more than one name while mounted. libfuse 2 keeps one node per name,
    * so the kernel holds one inode per name of a hard-linked file; a change through one name
    * leaves what the others cached stale, so their attributes are never cached.
    */
   private readonly linked = new Set<number>();
-  /** Directories of a read-only view listed into `dentries`, or being listed (see `lookup`). */
+  /** Directories of a read-only view listed into `dentries`, or being listed (see `find`). */
   private readonly listed = new LRUCache<number, Promise<void>>({ max: 4096 });
 
   constructor(
@@ -37,27 +50,28 @@ export class View {
   }
 
   /**
-   * The inode `name` names in directory `parent`. In a read-only view (nothing there ever
-   * changes) the first lookup in a directory lists it into the cache, as a backup or a `find`
-   * goes on to look up its other names: each of them is then found without a search of the
-   * directory's blocks. `stat` of 5,000 files of one directory in a snapshot just taken, 16 at a
-   * time: 7,000-7,700 a second without, 7,400-8,600 with (two runs and four).
+   * The inode `name` names in directory `parent`, or undefined if none. In a read-only view
+   * (nothing there ever changes) the first lookup in a directory lists it into the cache, as a
+   * backup or a `find` goes on to look up its other names: each of them is then found without a
+   * search of the directory's blocks. `stat` of 5,000 files of one directory in a snapshot just
+   * taken, 16 at a time: 7,000-7,700 a second without, 7,400-8,600 with (two runs and four).
    */
-  async lookup(parent: number, name: string): Promise<number> {
+  async find(parent: number, name: string): Promise<number | undefined> {
     const k = key(parent, name);
     const hit = this.dentries.get(k);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return hit === ABSENT ? undefined : hit;
     if (this.readOnly) {
       await this.list(parent);
       const listed = this.dentries.get(k);
-      if (listed !== undefined) return listed;
+      if (listed !== undefined) return listed === ABSENT ? undefined : listed;
     }
-    const { ino } = await this.fs.lookup(parent, name);
-    this.dentries.set(k, ino);
+    const before = this.changes;
+    const ino = (await this.fs.find(parent, name))?.ino;
+    if (this.changes === before) this.dentries.set(k, ino ?? ABSENT);
     return ino;
   }
 
-  /** Lists directory `dir` of a read-only view into the cache, once (see `lookup`). */
+  /** Lists directory `dir` of a read-only view into the cache, once (see `find`). */
   private list(dir: number): Promise<void> {
     let listing = this.listed.get(dir);
     if (!listing) {
@@ -79,20 +93,24 @@ export class View {
   }
 
   /**
-   * The inode at `parts` (path components below the view's root), found by `cred`: anyone but
-   * root needs search permission on every directory it passes (EACCES), as the kernel's path
-   * walk checks with default_permissions; root pays nothing for it.
+   * The inode at `parts` (path components below the view's root), found by `cred`, or undefined
+   * if a name on the way does not exist: anyone but root needs search permission on every
+   * directory it passes (EACCES), as the kernel's path walk checks with default_permissions;
+   * root pays nothing for it.
    */
-  async resolve(parts: readonly string[], cred: Cred = SUPERUSER): Promise<number> {
-    let ino = ROOT;
+  async resolve(parts: readonly string[], cred: Cred = SUPERUSER): Promise<number | undefined> {
+    let ino: number | undefined = ROOT;
     if (cred.uid === 0) {
-      for (const p of parts) ino = this.dentries.get(key(ino, p)) ?? (await this.lookup(ino, p));
+      for (let i = 0; i < parts.length && ino !== undefined; i++) {
+        const hit = this.dentries.get(key(ino, parts[i]!));
+        ino = hit === undefined ? await this.find(ino, parts[i]!) : hit || undefined;
+      }
       return ino;
     }
-    for (const p of parts) {
+    for (let i = 0; i < parts.length && ino !== undefined; i++) {
       const dir = await this.fs.getattr(ino);
-      if (isDir(dir.mode)) mayAccess(dir, cred, X_OK, `search in ${p}'s directory`);
-      ino = await this.lookup(ino, p);
+      if (isDir(dir.mode)) mayAccess(dir, cred, X_OK, `search in ${parts[i]}'s directory`);
+      ino = await this.find(ino, parts[i]!);
     }
     return ino;
   }
@@ -131,16 +149,19 @@ export class View {
 
   /** A name was just made for `ino`. */
   named(parent: number, name: string, ino: number): void {
+    this.changes++;
     this.dentries.set(key(parent, name), ino);
   }
 
-  /** A name changed: it may no longer point where the cache says. */
+  /** A name changed: it may no longer point where the cache says, or exist now. */
   forget(parent: number, name: string): void {
+    this.changes++;
     this.dentries.delete(key(parent, name));
   }
 
   /** The volume was reverted: a new filesystem, and every cached name may be wrong. */
   replace(fs: FileSystem): void {
+    this.changes++;
     this.fs = fs;
     this.dentries.clear();
     this.listed.clear();

@@ -68,4 +68,41 @@ describe("the operations handed to fuse-native", () => {
     expect((await answer("getattr", "/missing"))[0]).toBe(-2);
     expect((await answer("getattr", "/d"))[0]).toBe(0);
   });
+
+  it("find a name made right after it was found absent, whichever operation made it", async () => {
+    const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
+    const answer = (name: string, ...args: unknown[]) =>
+      new Promise<unknown[]>((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+    const errno = async (name: string, ...args: unknown[]) => (await answer(name, ...args))[0];
+    const makes: Array<[string, () => Promise<unknown>]> = [
+      ["/c", () => answer("create", "/c", 0o100644)],
+      ["/d", () => answer("mkdir", "/d", 0o755)],
+      ["/n", () => answer("mknod", "/n", 0o010644, 0)],
+      ["/s", () => answer("symlink", "target", "/s")],
+      ["/l", () => answer("link", "/c", "/l")],
+      ["/r", () => answer("rename", "/s", "/r")],
+    ];
+    for (const [path, make] of makes) {
+      expect(await errno("getattr", path)).toBe(-2);
+      expect(await errno("getattr", path)).toBe(-2); // the second time, from what the view keeps
+      await make();
+      expect(await errno("getattr", path)).toBe(0);
+    }
+    expect(await errno("getattr", "/s")).toBe(-2); // renamed away
+    expect(await errno("unlink", "/l")).toBe(0);
+    expect(await errno("getattr", "/l")).toBe(-2);
+  });
+
+  it("answer an extended attribute that is not there with ENODATA, one that is with its value", async () => {
+    const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
+    const answer = (name: string, ...args: unknown[]) =>
+      new Promise<unknown[]>((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+    await answer("mknod", "/f", 0o100644, 0);
+    expect((await answer("getxattr", "/f", "security.capability", 0))[0]).toBe(-61);
+    expect((await answer("setxattr", "/f", "user.a", Buffer.from("v"), 0, 0))[0]).toBe(0);
+    const [err, value] = await answer("getxattr", "/f", "user.a", 0);
+    expect(err).toBe(0);
+    expect(String(value)).toBe("v");
+    expect((await answer("getxattr", "/missing", "user.a", 0))[0]).toBe(-2);
+  });
 });

@@ -22,18 +22,64 @@ describe("a read-only view", () => {
 
     const ro = await FileSystem.open(countingReads(dev).dev);
     const searched: string[] = [];
-    const lookup = ro.lookup.bind(ro);
-    ro.lookup = (parent, name, cred) => {
+    const find = ro.find.bind(ro);
+    ro.find = (parent, name, cred) => {
       searched.push(String(name));
-      return lookup(parent, name, cred);
+      return find(parent, name, cred);
     };
     const view = new View(ro, "@GMT-2026.12.05-10.00.00");
     for (let i = count - 1; i >= 0; i--) expect(await view.resolve(["d", `f${i}`])).toBe(inos[i]);
     // "d" comes from the root's listing, LIST_ENTRIES entries of d's from its own (two of them
     // "." and ".."); each name past those takes a search.
     expect(searched.length).toBe(count - (LIST_ENTRIES - 2));
-    await expect(view.resolve(["d", "missing"])).rejects.toThrow(/ENOENT/);
+    expect(await view.resolve(["d", "missing"])).toBeUndefined();
+    expect(await view.resolve(["d", "missing", "below"])).toBeUndefined();
     await expect(view.resolve(["plain", "x"])).rejects.toThrow(/ENOTDIR/);
     await ro.close();
+  });
+});
+
+describe("production's view", () => {
+  async function production() {
+    const dev = new MemoryBlockDevice(64 << 20);
+    await FileSystem.mkfs(dev, {});
+    const fs = await FileSystem.open(dev);
+    const searched: string[] = [];
+    const find = fs.find.bind(fs);
+    fs.find = (parent, name, cred) => {
+      searched.push(String(name));
+      return find(parent, name, cred);
+    };
+    return { fs, view: new View(fs, "production"), searched };
+  }
+
+  it("keeps a name found absent until it is told the name changed", async () => {
+    const { fs, view, searched } = await production();
+    expect(await view.resolve(["x"])).toBeUndefined();
+    expect(await view.resolve(["x"])).toBeUndefined();
+    expect(searched).toEqual(["x"]);
+    // Made behind the view's back: it answers what it kept until told.
+    const x = await fs.create(ROOT, "x", 0o644, SUPERUSER);
+    expect(await view.resolve(["x"])).toBeUndefined();
+    view.forget(ROOT, "x");
+    expect(await view.resolve(["x"])).toBe(x.ino);
+    await fs.unlink(ROOT, "x");
+    view.forget(ROOT, "x");
+    expect(await view.resolve(["x"])).toBeUndefined();
+    const y = await fs.create(ROOT, "x", 0o644, SUPERUSER);
+    view.named(ROOT, "x", y.ino);
+    expect(await view.resolve(["x"])).toBe(y.ino);
+  });
+
+  it("keeps nothing a lookup found while a name changed", async () => {
+    const { fs, view } = await production();
+    // The search is under way when the name is made and the view told: what it found (absent)
+    // may be older than the change, so it is not kept.
+    const searching = view.resolve(["x"]);
+    const made = fs.create(ROOT, "x", 0o644, SUPERUSER);
+    view.forget(ROOT, "x");
+    expect(await searching).toBeUndefined();
+    const x = await made;
+    expect(await view.resolve(["x"])).toBe(x.ino);
   });
 });
