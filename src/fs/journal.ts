@@ -48,6 +48,8 @@ export class Journal {
    */
   private readonly logged = new Set<number>();
   private readonly checkpointListeners: Array<() => void> = [];
+  /** The largest transaction that fits in this journal, in home blocks. */
+  readonly capacity: number;
 
   private constructor(
     private readonly dev: BlockDevice,
@@ -56,7 +58,9 @@ export class Journal {
     private seq: number,
     /** Home images of replayed transactions, kept in memory when the device is read-only. */
     readonly overlay: Map<number, Buffer>,
-  ) {}
+  ) {
+    this.capacity = largest(region.blocks - 1);
+  }
 
   /** Writes an empty journal into the region (mkfs). */
   static async format(dev: BlockDevice, region: JournalRegion): Promise<void> {
@@ -97,13 +101,6 @@ export class Journal {
   /** Log blocks a transaction of `count` home blocks takes. */
   static footprint(count: number): number {
     return Math.ceil(count / PER_DESCRIPTOR) + count + 1;
-  }
-
-  /** The largest transaction that fits in this journal, in home blocks. */
-  get capacity(): number {
-    let n = this.region.blocks - 1 - 2;
-    while (Journal.footprint(n) > this.region.blocks - 1) n--;
-    return n;
   }
 
   /**
@@ -192,6 +189,13 @@ export class Journal {
   get empty(): boolean {
     return this.used === 0;
   }
+}
+
+/** The most home blocks a transaction that takes at most `logBlocks` may hold. */
+function largest(logBlocks: number): number {
+  let n = logBlocks - 2;
+  while (Journal.footprint(n) > logBlocks) n--;
+  return n;
 }
 
 function header(bs: number, region: JournalRegion, seq: number): Buffer {
