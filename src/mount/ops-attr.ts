@@ -17,18 +17,14 @@ export const attrOps = {
     cb(0);
   },
 
-  /** Also libfuse 2's lookup: a name not there is answered ENOENT without an error thrown. */
+  /** Also libfuse 2's lookup: a name not there is answered ENOENT (see `callIfAny`). */
   getattr(this: OpsCore, path: string, cb: Done<FuseStat>): void {
     const who = this.o.caller();
-    const stat = async () => {
+    this.callIfAny("getattr", path, cb, ENOENT, async () => {
       const p = await this.find(path, who);
       if (!p) return undefined;
       return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();
-    };
-    stat().then(
-      (st) => (st ? cb(0, st) : cb(-ENOENT)),
-      (e) => cb(this.errno(e, "getattr", path)),
-    );
+    });
   },
 
   /** Sent only without default_permissions: the caller's rights as access(2) asks. */

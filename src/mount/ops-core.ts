@@ -188,6 +188,23 @@ export class OpsCore {
     );
   }
 
+  /**
+   * As `call`, but `fn` resolving to undefined answers -`absent` (ENOENT, ENODATA): a name or
+   * an attribute that is not there is a common answer, and no error is thrown for it.
+   */
+  callIfAny<T>(
+    op: string,
+    path: string,
+    cb: Done<T>,
+    absent: number,
+    fn: () => Promise<T | undefined>,
+  ): void {
+    fn().then(
+      (v) => (v === undefined ? cb(-absent) : cb(0, v)),
+      (e) => cb(toErrno(e, op, path, this.o.log)),
+    );
+  }
+
   /** Answers `cb` with the count `fn` resolves to (bytes), or with -errno. */
   count(op: string, path: string, cb: Count, fn: () => Promise<number>): void {
     fn().then(cb, (e) => cb(toErrno(e, op, path, this.o.log)));

@@ -9,17 +9,13 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
 export const xattrOps = {
-  /** An attribute not there is answered ENODATA without an error thrown (see `findxattr`). */
+  /** An attribute not there is answered ENODATA (see `callIfAny`). */
   getxattr(this: OpsCore, path: string, name: string, _position: number, cb: Done<Buffer>): void {
     const who = this.o.caller();
-    const get = async () => {
+    this.callIfAny("getxattr", path, cb, ENODATA, async () => {
       const p = await this.locate(path, who);
       return p.view ? p.view.fs.findxattr(p.ino, name, who) : undefined;
-    };
-    get().then(
-      (value) => (value ? cb(0, value) : cb(-ENODATA)),
-      (e) => cb(this.errno(e, "getxattr", path)),
-    );
+    });
   },
 
   listxattr(this: OpsCore, path: string, cb: Done<string[]>): void {

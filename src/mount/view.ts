@@ -17,6 +17,8 @@ export const LIST_ENTRIES = 16384;
 
 /** What `dentries` holds for a name known to be absent: no inode has number 0. */
 const ABSENT = 0;
+/** The inode a cached entry names, or undefined for ABSENT. */
+const inodeOf = (cached: number) => (cached === ABSENT ? undefined : cached);
 
 export class View {
   /**
@@ -59,11 +61,11 @@ export class View {
   async find(parent: number, name: string): Promise<number | undefined> {
     const k = key(parent, name);
     const hit = this.dentries.get(k);
-    if (hit !== undefined) return hit === ABSENT ? undefined : hit;
+    if (hit !== undefined) return inodeOf(hit);
     if (this.readOnly) {
       await this.list(parent);
       const listed = this.dentries.get(k);
-      if (listed !== undefined) return listed === ABSENT ? undefined : listed;
+      if (listed !== undefined) return inodeOf(listed);
     }
     const before = this.changes;
     const ino = (await this.fs.find(parent, name))?.ino;
@@ -103,7 +105,7 @@ export class View {
     if (cred.uid === 0) {
       for (let i = 0; i < parts.length && ino !== undefined; i++) {
         const hit = this.dentries.get(key(ino, parts[i]!));
-        ino = hit === undefined ? await this.find(ino, parts[i]!) : hit || undefined;
+        ino = hit === undefined ? await this.find(ino, parts[i]!) : inodeOf(hit);
       }
       return ino;
     }
