@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
-import { dirname, join, relative, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { withoutExtraCaCerts } from "../src/cli/node-env.js";
 
@@ -116,18 +116,22 @@ export async function requireTool(tool: string, args: string[]): Promise<void> {
   });
 }
 
-/** Whether every TypeScript file under src/ has its built .js in dist/src/, at least as new. */
-function distIsFresh(dir = join(root, "src")): boolean {
+/** The newest modification time of the TypeScript files under src/. */
+function newestSource(dir = join(root, "src")): number {
+  let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (!distIsFresh(path)) return false;
-    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
-      const built = join(root, "dist", relative(root, path)).replace(/\.ts$/, ".js");
-      if (!existsSync(built) || statSync(built).mtimeMs < statSync(path).mtimeMs) return false;
-    }
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
+    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
   }
-  return true;
+  return newest;
+}
+
+/** Whether the build in dist/ (`npm run build`) is at least as new as every source file. */
+function distIsFresh(): boolean {
+  const built = ["dist/bin/main.js", "dist/src/snapshot/client.js"].map((f) => join(root, f));
+  const newest = newestSource();
+  return built.every((f) => existsSync(f) && statSync(f).mtimeMs >= newest);
 }
 
 export interface Runtime {
@@ -141,13 +145,12 @@ let runtime: Runtime | undefined;
 /** The build in dist/ when it is up to date, else the source through tsx. */
 export function projectRuntime(): Runtime {
   if (runtime) return runtime;
-  const built = join(root, "dist/src");
   const source = join(root, "src");
-  if (existsSync(join(built, "cli/main.js")) && distIsFresh())
+  if (distIsFresh())
     runtime = {
       cmd: [process.execPath, []],
-      cli: join(built, "cli/main.js"),
-      client: join(built, "snapshot/client.js"),
+      cli: join(root, "dist/bin/main.js"),
+      client: join(root, "dist/src/snapshot/client.js"),
     };
   else if (existsSync(join(source, "cli/main.ts")))
     runtime = {
@@ -155,7 +158,7 @@ export function projectRuntime(): Runtime {
       cli: join(source, "cli/main.ts"),
       client: join(source, "snapshot/client.ts"),
     };
-  else throw new Error("no shadowfs command: neither dist/src/cli/main.js nor src/cli/main.ts");
+  else throw new Error("no shadowfs command: neither dist/bin/main.js nor src/cli/main.ts");
   return runtime;
 }
 

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-const CLI = resolve("dist/src/cli/main.js");
+const CLI = resolve("dist/bin/main.js");
 const dir = mkdtempSync(join(tmpdir(), "shadowfs-demo-"));
 const store = join(dir, "store");
 const mnt = join(dir, "mnt");

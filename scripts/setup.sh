@@ -88,5 +88,7 @@ if [ ! -f "$binding/build/Release/fuse.node" ] || [ ! -f "$stamp" ] || [ "$(cat 
   echo "$want" >"$stamp"
 fi
 
-# 4. Build the TypeScript sources into dist/.
-npx tsc -p tsconfig.json
+# 4. Build the TypeScript sources into dist/src/, and the commands into dist/bin/: the command's
+#    own modules bundled into a few files, as Node starts a command from a few files faster than
+#    from its forty modules (package.json's "build").
+npm run --silent build

@@ -25,7 +25,7 @@ for (const stream of [process.stdout, process.stderr])
     process.exit(0);
   });
 
-/** The version in shadowfs's package.json, found upward from this file (src/ or dist/src/). */
+/** The version in shadowfs's package.json, found upward from this file (src/cli/ or dist/bin/). */
 function version(): string {
   for (
     let dir = dirname(fileURLToPath(import.meta.url));

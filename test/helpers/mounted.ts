@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, afterEach, expect } from "vitest";
 
-export const CLI = resolve("dist/src/cli/main.js");
+export const CLI = resolve("dist/bin/main.js");
 
 export interface Run {
   code: number;

@@ -11,7 +11,7 @@ afterEach(async () => {
   s = undefined;
 });
 
-const HELPER = resolve("dist/src/cli/mount-helper.js");
+const HELPER = resolve("dist/bin/mount-helper.js");
 
 it("mounts with mount(8)'s arguments and options, and refuses unknown ones", async () => {
   s = await scratch();
