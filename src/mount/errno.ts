@@ -1,9 +1,15 @@
 // The one place where errors become the negative errno numbers FUSE replies with.
 
-import { isFsError } from "../errors.js";
+import { constants } from "node:os";
+import { type ErrnoCode, isFsError } from "../errors.js";
 
 export interface ErrorLog {
   error(fields: object, msg: string): void;
+}
+
+/** `-errno` for `code`: the answer to a request that failed with no error thrown. */
+export function negErrno(code: ErrnoCode): number {
+  return -constants.errno[code];
 }
 
 /** `-errno` for an `FsError`; anything else is a bug or an I/O failure: logged, and EIO. */

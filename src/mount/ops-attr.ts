@@ -2,12 +2,9 @@
 // chmod, chown, utimens. They never create, remove or rename a name, nor touch file data.
 
 import { constants } from "node:fs";
-import { constants as os } from "node:os";
 import { erofs } from "../errors.js";
 import { type FuseStat, type FuseTime, fromFuseTime } from "./fuse-stat.js";
 import type { Done, OpsCore } from "./ops-core.js";
-
-const { ENOENT } = os.errno;
 
 /** A uid or gid chown leaves as it is. */
 const UNCHANGED_ID = 0xffffffff;
@@ -20,7 +17,7 @@ export const attrOps = {
   /** Also libfuse 2's lookup: a name not there is answered ENOENT (see `callIfAny`). */
   getattr(this: OpsCore, path: string, cb: Done<FuseStat>): void {
     const who = this.o.caller();
-    this.callIfAny("getattr", path, cb, ENOENT, async () => {
+    this.callIfAny("getattr", path, cb, "ENOENT", async () => {
       const p = await this.find(path, who);
       if (!p) return undefined;
       return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();

@@ -14,13 +14,13 @@
 
 import { constants } from "node:fs";
 import type { Gate } from "../cow/index.js";
-import { enoent, erofs, FsError } from "../errors.js";
+import { type ErrnoCode, enoent, erofs, FsError } from "../errors.js";
 import type { Attr } from "../fs/attr.js";
 import type { Cred } from "../fs/cred.js";
 import { type FileSystem, ROOT, type SetAttr } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
 import { mayAccess, X_OK } from "../fs/permission.js";
-import { type ErrorLog, toErrno } from "./errno.js";
+import { type ErrorLog, negErrno, toErrno } from "./errno.js";
 import { type FuseStat, toNs, toStat } from "./fuse-stat.js";
 import type { SnapshotViews } from "./snapshots.js";
 import type { View } from "./view.js";
@@ -189,18 +189,18 @@ export class OpsCore {
   }
 
   /**
-   * As `call`, but `fn` resolving to undefined answers -`absent` (ENOENT, ENODATA): a name or
+   * As `call`, but `fn` resolving to undefined answers `absent` (ENOENT, ENODATA): a name or
    * an attribute that is not there is a common answer, and no error is thrown for it.
    */
   callIfAny<T>(
     op: string,
     path: string,
     cb: Done<T>,
-    absent: number,
+    absent: ErrnoCode,
     fn: () => Promise<T | undefined>,
   ): void {
     fn().then(
-      (v) => (v === undefined ? cb(-absent) : cb(0, v)),
+      (v) => (v === undefined ? cb(negErrno(absent)) : cb(0, v)),
       (e) => cb(toErrno(e, op, path, this.o.log)),
     );
   }

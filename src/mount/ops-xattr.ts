@@ -1,10 +1,8 @@
 // FUSE operations on extended attributes: get, list, set, remove. `.snapshots` itself has none
 // and takes none; they never touch a file's data or its name.
 
-import { constants } from "node:os";
 import type { Done, OpsCore } from "./ops-core.js";
 
-const { ENODATA } = constants.errno;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
@@ -12,7 +10,7 @@ export const xattrOps = {
   /** An attribute not there is answered ENODATA (see `callIfAny`). */
   getxattr(this: OpsCore, path: string, name: string, _position: number, cb: Done<Buffer>): void {
     const who = this.o.caller();
-    this.callIfAny("getxattr", path, cb, ENODATA, async () => {
+    this.callIfAny("getxattr", path, cb, "ENODATA", async () => {
       const p = await this.locate(path, who);
       return p.view ? p.view.fs.findxattr(p.ino, name, who) : undefined;
     });
