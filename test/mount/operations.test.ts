@@ -17,6 +17,13 @@ async function ops(): Promise<Record<string, unknown>> {
   }).operations();
 }
 
+/** Calls an operation of a fresh mount's and resolves to the arguments of its callback. */
+async function answerer(): Promise<(name: string, ...args: unknown[]) => Promise<unknown[]>> {
+  const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
+  return (name, ...args) =>
+    new Promise((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+}
+
 describe("the operations handed to fuse-native", () => {
   it("are exactly these, each a function; no flush, so the kernel stops sending one", async () => {
     const all = await ops();
@@ -59,9 +66,7 @@ describe("the operations handed to fuse-native", () => {
   });
 
   it("answer through the callback, with -errno for what fails", async () => {
-    const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
-    const answer = (name: string, ...args: unknown[]) =>
-      new Promise<unknown[]>((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+    const answer = await answerer();
     const [err, stat] = await answer("mkdir", "/d", 0o755);
     expect(err).toBe(0);
     expect((stat as { mode: number }).mode & 0o170000).toBe(0o040000);
@@ -70,9 +75,7 @@ describe("the operations handed to fuse-native", () => {
   });
 
   it("find a name made right after it was found absent, whichever operation made it", async () => {
-    const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
-    const answer = (name: string, ...args: unknown[]) =>
-      new Promise<unknown[]>((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+    const answer = await answerer();
     const errno = async (name: string, ...args: unknown[]) => (await answer(name, ...args))[0];
     const makes: Array<[string, () => Promise<unknown>]> = [
       ["/c", () => answer("create", "/c", 0o100644)],
@@ -94,9 +97,7 @@ describe("the operations handed to fuse-native", () => {
   });
 
   it("answer an extended attribute that is not there with ENODATA, one that is with its value", async () => {
-    const all = (await ops()) as Record<string, (...args: unknown[]) => void>;
-    const answer = (name: string, ...args: unknown[]) =>
-      new Promise<unknown[]>((done) => all[name]!(...args, (...r: unknown[]) => done(r)));
+    const answer = await answerer();
     await answer("mknod", "/f", 0o100644, 0);
     expect((await answer("getxattr", "/f", "security.capability", 0))[0]).toBe(-61);
     expect((await answer("setxattr", "/f", "user.a", Buffer.from("v"), 0, 0))[0]).toBe(0);
