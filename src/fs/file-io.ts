@@ -6,6 +6,7 @@ import { type Attr, attrOf, isDir, isReg, S_ISGID } from "./attr.js";
 import { change, type FsContext, live, seen } from "./context.js";
 import type { Cred } from "./cred.js";
 import type { Lender, ReadPlan } from "./file-data.js";
+import type { Inode } from "./inode.js";
 import { afterWrite, permits, R_OK, S_ISUID, W_OK } from "./permission.js";
 import { WINDOW } from "./read-ahead.js";
 import { destroy } from "./reclaim.js";
@@ -17,19 +18,28 @@ const O_TRUNC = 0o1000;
 
 /** See `FileSystem.open`. */
 export function open(ctx: FsContext, ino: number, flags: number, cred: Cred): Promise<Attr> {
-  return ctx.meta.view(async () => {
-    const inode = await seen(ctx, ino);
-    const acc = flags & O_ACCMODE;
-    const want =
-      (acc === O_WRONLY ? W_OK : acc === O_RDWR ? R_OK | W_OK : R_OK) |
-      (flags & O_TRUNC ? W_OK : 0);
-    if (want & W_OK && isDir(inode.mode))
-      throw new FsError("EISDIR", `inode ${ino} is a directory`);
-    if (cred.uid !== 0 && !permits(inode, cred, want))
-      throw new FsError("EACCES", `opening inode ${ino}: denied`);
-    ctx.opened.set(ino, (ctx.opened.get(ino) ?? 0) + 1);
-    return attrOf(inode);
-  });
+  // As getattr: an inode already decoded is opened between operations, with no wait for the lock.
+  const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+  if (known && known.mode !== 0) {
+    try {
+      return Promise.resolve(opening(ctx, known, flags, cred));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  return ctx.meta.view(async () => opening(ctx, await seen(ctx, ino), flags, cred));
+}
+
+function opening(ctx: FsContext, inode: Readonly<Inode>, flags: number, cred: Cred): Attr {
+  const { ino } = inode;
+  const acc = flags & O_ACCMODE;
+  const want =
+    (acc === O_WRONLY ? W_OK : acc === O_RDWR ? R_OK | W_OK : R_OK) | (flags & O_TRUNC ? W_OK : 0);
+  if (want & W_OK && isDir(inode.mode)) throw new FsError("EISDIR", `inode ${ino} is a directory`);
+  if (cred.uid !== 0 && !permits(inode, cred, want))
+    throw new FsError("EACCES", `opening inode ${ino}: denied`);
+  ctx.opened.set(ino, (ctx.opened.get(ino) ?? 0) + 1);
+  return attrOf(inode);
 }
 
 /** One handle fewer; the last of an inode with no name left frees it. */
@@ -41,6 +51,10 @@ export function release(ctx: FsContext, ino: number): Promise<void> {
   }
   ctx.opened.delete(ino);
   if (ctx.dev.readOnly) return Promise.resolve();
+  // Most files released still have a name: one whose inode is decoded, between operations,
+  // needs no operation of its own (an unlink that comes later finds it closed and frees it).
+  const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+  if (known && known.nlink > 0) return Promise.resolve();
   return ctx.meta.run(async (step) => {
     const inode = await ctx.table.get(ino);
     if (inode.mode !== 0 && inode.nlink === 0) await destroy(ctx, inode, step);

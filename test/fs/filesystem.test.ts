@@ -344,6 +344,29 @@ describe("filesystem: space freed and not yet committed", () => {
   });
 });
 
+describe("filesystem: answers that need no operation of their own", () => {
+  it("getattr, open and release of a named file go on while the metadata lock is held", async () => {
+    const fs = await fresh(devices.memory!);
+    const f = await fs.create(ROOT, "f", 0o600, me);
+    const order: string[] = [];
+    let letGo!: () => void;
+    // A commit, say: it holds the lock while it writes the journal and flushes the device.
+    const held = fs.context.meta.view(() => new Promise<void>((go) => (letGo = go)));
+    const answered = (async () => {
+      expect((await fs.getattr(f.ino)).ino).toBe(f.ino);
+      await fs.open(f.ino, 0, me);
+      await fs.release(f.ino);
+      order.push("answered");
+    })();
+    setImmediate(() => {
+      order.push("lock let go");
+      letGo();
+    });
+    await Promise.all([held, answered]);
+    expect(order).toEqual(["answered", "lock let go"]);
+  });
+});
+
 describe("filesystem on a snapshot (read side)", () => {
   it("reads the tree as it was at the snapshot and refuses every change with EROFS", async () => {
     const vol = await cowVolume();
