@@ -3,11 +3,12 @@
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { mountTable, READ_AHEAD_KB } from "../../src/mount/index.js";
-import { mounted, ok, run, type Scratch, sh } from "../helpers/mounted.js";
+import { mountTable, READ_AHEAD_KB, REQUEST_THREAD_BOOST } from "../../src/mount/index.js";
+import { lockPid, mounted, ok, run, type Scratch, sh } from "../helpers/mounted.js";
 
 let s: Scratch | undefined;
 afterEach(async () => {
@@ -253,6 +254,21 @@ describe("mounted volume", () => {
     expect(run("stat -c %s huge", mnt).trim()).toBe(String(2 ** 40 + 4));
     expect(run("tail -c 4 huge", mnt)).toBe("tail");
     expect(Number(run("du -k huge", mnt).split("\t")[0])).toBeLessThan(1024);
+  });
+
+  it("answers requests on a thread raised above the daemon's priority, its other threads not", async () => {
+    s = await mounted();
+    run("mkdir d && touch d/f && ls -l d > /dev/null", s.mnt);
+    const pid = lockPid(s.store)!;
+    const nice = (tid: string) =>
+      Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+    const threads = readdirSync(`/proc/${pid}/task`);
+    expect(threads.length).toBeGreaterThan(4); // libfuse's, libuv's and V8's
+    // Raising it takes root (CAP_SYS_NICE); this machine's tests run as root.
+    expect(nice(String(pid))).toBe(process.getuid?.() === 0 ? -REQUEST_THREAD_BOOST : 0);
+    expect(threads.filter((t) => t !== String(pid)).map(nice)).toEqual(
+      threads.filter((t) => t !== String(pid)).map(() => 0),
+    );
   });
 
   it("reads the right bytes at any offset from disk, in production and in a snapshot", async () => {
