@@ -9,9 +9,10 @@
 // Mount options, as shadowfs's production mount has them: use_ino, big_writes, max_write=131072
 // and default_permissions (src/mount/fuse.ts, ALWAYS), entry_timeout=60, negative_timeout=60 and
 // attr_timeout=0 (src/daemon/daemon.ts, PRODUCTION_OPTIONS), a 1 MiB read-ahead
-// (READ_AHEAD_KB); attributes given a 60-second attrTimeout, and the page cache kept across
-// opens, where production gives and keeps them (PRODUCTION_ATTR_TIMEOUT, for what View.cacheable
-// and View.keepsData in src/mount/view.ts accept: directories and files that have had one name
+// (READ_AHEAD_KB), and its request thread raised as production's (REQUEST_THREAD_BOOST);
+// attributes given a 60-second attrTimeout, and the page cache kept across opens, where
+// production gives and keeps them (PRODUCTION_ATTR_TIMEOUT, for what View.cacheable and
+// View.keepsData in src/mount/view.ts accept: directories and files that have had one name
 // only). Like production, each change answers with the attributes it leaves, and no flush is
 // implemented. It serves until SIGTERM, SIGINT or SIGHUP (then it
 // unmounts), until its mount is gone, or until the process that started it is.
@@ -20,7 +21,7 @@ import { constants as fsc } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { constants, freemem, totalmem } from "node:os";
 import Fuse from "fuse-native";
-import { READ_AHEAD_KB } from "../src/mount/fuse.js";
+import { boostRequestThread, READ_AHEAD_KB } from "../src/mount/fuse.js";
 import { mountTable } from "../src/mount/mount-table.js";
 import { FileData } from "./ceiling-data.js";
 import {
@@ -314,6 +315,7 @@ fuse.mount(async (err) => {
   const dev = (await mounted()).at(-1)?.device;
   if (dev)
     await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, `${READ_AHEAD_KB}\n`).catch(() => {});
+  boostRequestThread();
   const parent = process.ppid;
   setInterval(async () => {
     if (process.ppid !== parent) stop();

@@ -57,7 +57,7 @@ export const REQUEST_THREAD_BOOST = 10;
 let boosted = false;
 
 /** Raises this thread's priority by REQUEST_THREAD_BOOST, once. */
-function boostRequestThread(): void {
+export function boostRequestThread(): void {
   if (boosted) return;
   boosted = true;
   try {
