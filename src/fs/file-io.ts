@@ -20,13 +20,7 @@ const O_TRUNC = 0o1000;
 export function open(ctx: FsContext, ino: number, flags: number, cred: Cred): Promise<Attr> {
   // As getattr: an inode already decoded is opened between operations, with no wait for the lock.
   const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
-  if (known && known.mode !== 0) {
-    try {
-      return Promise.resolve(opening(ctx, known, flags, cred));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
+  if (known && known.mode !== 0) return new Promise((ok) => ok(opening(ctx, known, flags, cred)));
   return ctx.meta.view(async () => opening(ctx, await seen(ctx, ino), flags, cred));
 }
 
