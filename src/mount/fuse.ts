@@ -51,7 +51,7 @@ async function setReadAhead(mnt: string): Promise<void> {
  * 0.41-0.51 -> 0.26-0.29, deletes 1.34-1.40 -> 0.78-0.88; rsync -a of 2,000 files in 1.86-1.94 s
  * -> 1.76-1.93. Not more: the thread polls for requests between them, and at -15 or -20 that
  * took the CPUs from the callers when three other processes kept them busy (rsync in 3.0-5.2 s
- * at 0, 3.2-5.1 at -10, 6.7-10.0 at -15, 8.1-9.0 at -20). The price, where the daemon and its
+ * at 0, 2.8-5.1 at -10, 6.7-10.0 at -15, 8.1-9.0 at -20). The price, where the daemon and its
  * callers share one CPU (taskset): rsync in 1.89-2.09 s at 0, 2.05-2.27 at -10.
  */
 export const REQUEST_THREAD_BOOST = 10;
