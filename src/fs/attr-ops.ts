@@ -3,7 +3,7 @@
 
 import { einval, erofs, FsError } from "../errors.js";
 import { type Attr, attrOf, isDir, isLink, isReg, S_IFMT, S_IMODE, S_ISGID } from "./attr.js";
-import { change, type FsContext, live, seen } from "./context.js";
+import { change, decoded, type FsContext, live, seen } from "./context.js";
 import type { Cred } from "./cred.js";
 import type { Time } from "./inode.js";
 import {
@@ -43,9 +43,7 @@ export interface SetAttr {
 const isSpecial = (mode: number) => !isReg(mode) && !isDir(mode) && !isLink(mode);
 
 export function getattr(ctx: FsContext, ino: number): Promise<Attr> {
-  // Between operations every decoded inode is as completed operations left it: one already
-  // decoded is answered at once, never waiting behind the metadata lock (a commit, say).
-  const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+  const known = decoded(ctx, ino);
   if (known && known.mode !== 0) return Promise.resolve(attrOf(known));
   return ctx.meta.view(async () => attrOf(await seen(ctx, ino)));
 }

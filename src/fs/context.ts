@@ -72,6 +72,15 @@ export async function live(ctx: FsContext, ino: number): Promise<Inode> {
   return inode;
 }
 
+/**
+ * Inode `ino` as completed operations left it, if it is decoded (or its block is in memory) and
+ * no operation is in progress, else undefined. It never waits, so an answer it is enough for is
+ * not held behind the metadata lock (a commit, say). To read only, until the caller next waits.
+ */
+export function decoded(ctx: FsContext, ino: number): Readonly<Inode> | undefined {
+  return ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+}
+
 /** `live`, to read only and only until the caller next waits (no copy is made). */
 export async function seen(ctx: FsContext, ino: number): Promise<Readonly<Inode>> {
   const inode = await ctx.table.read(ino);

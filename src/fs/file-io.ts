@@ -3,7 +3,7 @@
 
 import { einval, FsError } from "../errors.js";
 import { type Attr, attrOf, isDir, isReg, S_ISGID } from "./attr.js";
-import { change, type FsContext, live, seen } from "./context.js";
+import { change, decoded, type FsContext, live, seen } from "./context.js";
 import type { Cred } from "./cred.js";
 import type { Lender, ReadPlan } from "./file-data.js";
 import type { Inode } from "./inode.js";
@@ -18,8 +18,7 @@ const O_TRUNC = 0o1000;
 
 /** See `FileSystem.open`. */
 export function open(ctx: FsContext, ino: number, flags: number, cred: Cred): Promise<Attr> {
-  // As getattr: an inode already decoded is opened between operations, with no wait for the lock.
-  const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+  const known = decoded(ctx, ino);
   if (known && known.mode !== 0) return new Promise((ok) => ok(opening(ctx, known, flags, cred)));
   return ctx.meta.view(async () => opening(ctx, await seen(ctx, ino), flags, cred));
 }
@@ -45,9 +44,9 @@ export function release(ctx: FsContext, ino: number): Promise<void> {
   }
   ctx.opened.delete(ino);
   if (ctx.dev.readOnly) return Promise.resolve();
-  // Most files released still have a name: one whose inode is decoded, between operations,
-  // needs no operation of its own (an unlink that comes later finds it closed and frees it).
-  const known = ctx.meta.settled ? ctx.table.peek(ino) : undefined;
+  // Most files released still have a name: then no operation is needed (an unlink that comes
+  // later finds the file closed and frees it).
+  const known = decoded(ctx, ino);
   if (known && known.nlink > 0) return Promise.resolve();
   return ctx.meta.run(async (step) => {
     const inode = await ctx.table.get(ino);
