@@ -18,15 +18,15 @@ export interface FuseStat {
   blocks: number;
   blksize: number;
   dev: number;
-  atime: bigint;
-  mtime: bigint;
-  ctime: bigint;
+  /** Handed to the binding as they are: no bigint is made for a stat. */
+  atime: Time;
+  mtime: Time;
+  ctime: Time;
   /** Seconds the kernel may keep these attributes; absent: the mount's attr_timeout. */
   attrTimeout?: number;
 }
 
 const NS = 1_000_000_000n;
-export const toNs = (t: Time) => BigInt(t.sec) * NS + BigInt(t.nsec);
 
 export function fromNs(ns: bigint): Time {
   let sec = ns / NS;
@@ -53,8 +53,8 @@ export function toStat(a: Attr): FuseStat {
     blocks: a.blocks,
     blksize: a.blksize,
     dev: 0,
-    atime: toNs(a.atime),
-    mtime: toNs(a.mtime),
-    ctime: toNs(a.ctime),
+    atime: a.atime,
+    mtime: a.mtime,
+    ctime: a.ctime,
   };
 }

@@ -21,7 +21,7 @@ import { type FileSystem, ROOT, type SetAttr } from "../fs/filesystem.js";
 import type { Time } from "../fs/inode.js";
 import { mayAccess, X_OK } from "../fs/permission.js";
 import { type ErrorLog, negErrno, toErrno } from "./errno.js";
-import { type FuseStat, toNs, toStat } from "./fuse-stat.js";
+import { type FuseStat, toStat } from "./fuse-stat.js";
 import type { SnapshotViews } from "./snapshots.js";
 import type { View } from "./view.js";
 
@@ -224,7 +224,7 @@ export class OpsCore {
    * (the newest snapshot's) may then lag a new snapshot by that long.
    */
   snapdirStat(): FuseStat {
-    const t = toNs(this.o.snapdirTime?.() ?? { sec: 0, nsec: 0 });
+    const t = this.o.snapdirTime?.() ?? { sec: 0, nsec: 0 };
     return {
       attrTimeout: this.o.attrTimeout,
       ino: SNAPDIR_INO,
