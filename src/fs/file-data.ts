@@ -49,6 +49,13 @@ export class FileData {
    */
   readonly ahead = new ReadAhead();
   private readonly dev: BlockDevice;
+  /**
+   * The merged images of a write's partial blocks (its first and its last): writes run one at a
+   * time inside metadata operations, and the device keeps nothing of what it was given once a
+   * write resolves, so two buffers serve them all, where each write of a file's last part
+   * allocated a new zeroed 4 KiB buffer.
+   */
+  private readonly partial = [Buffer.alloc(BS), Buffer.alloc(BS)];
 
   /** `ctx`: the device for data; the metadata and allocator for the block maps. */
   constructor(private readonly ctx: DataContext) {
@@ -119,6 +126,7 @@ export class FileData {
     const count = Math.ceil(end / BS) - first;
     const { blocks, fresh } = await ensureRange(this.ctx, ino, first, count);
     const writes: Array<{ dev: number; bytes: Uint8Array }> = [];
+    let partials = 0;
     let run: { dev: number; lo: number; hi: number } | undefined;
     const endRun = () => {
       if (run) writes.push({ dev: run.dev, bytes: data.subarray(run.lo, run.hi) });
@@ -131,8 +139,9 @@ export class FileData {
       const hi = Math.min(end, (f + 1) * BS) - offset;
       if (hi - lo < BS) {
         endRun();
-        const whole = Buffer.alloc(BS);
-        if (!fresh[i]) await this.dev.read(block * BS, whole);
+        const whole = this.partial[partials++]!;
+        if (fresh[i]) whole.fill(0);
+        else await this.dev.read(block * BS, whole);
         whole.set(data.subarray(lo, hi), lo + offset - f * BS);
         writes.push({ dev: block * BS, bytes: whole });
         continue;

@@ -92,9 +92,9 @@ export class MetaStore {
    */
   private readonly clusters = new Map<number, Promise<Buffer>>();
   /**
-   * Block buffers to copy into, taken back from the undo logs of completed operations: an
-   * operation copies every dirty block it changes, and allocating each copy afresh cost more than
-   * the change. Guarded by `lock`.
+   * Block buffers to copy into (and to zero for a block just allocated), taken back from the undo
+   * logs of completed operations: an operation copies every dirty block it changes, and allocating
+   * each copy afresh cost more than the change. Guarded by `lock`.
    */
   private readonly spare: Buffer[] = [];
   /**
@@ -317,7 +317,7 @@ export class MetaStore {
     // What a block just allocated held is no metadata of a snapshot taken before.
     if (!dirty && this.records.size > 0) this.changing(block, undefined);
     if (!undo.has(block)) undo.set(block, { image: dirty && this.copy(dirty), wasDirty: !!dirty });
-    const image = Buffer.alloc(this.dev.blockSize);
+    const image = this.spare.pop()?.fill(0) ?? Buffer.alloc(this.dev.blockSize);
     this.running.set(block, image);
     this.clean.delete(block);
     return image;
