@@ -2,7 +2,7 @@
 // allocated on first use and freed when emptied. Never touches names or file contents.
 
 import { eexist, FsError } from "../errors.js";
-import { change, type FsContext, live, seen } from "./context.js";
+import { change, decoded, type FsContext, live, seen } from "./context.js";
 import type { Cred } from "./cred.js";
 import type { Inode } from "./inode.js";
 import { listsXattr, mayXattr, R_OK, W_OK } from "./permission.js";
@@ -21,11 +21,16 @@ export function findxattr(
   name: string,
   cred: Cred,
 ): Promise<Buffer | undefined> {
+  const value = (inode: Readonly<Inode>, attrs: Xattrs) => {
+    mayXattr(inode, name, cred, R_OK);
+    const v = attrs.get(name);
+    return v && Buffer.from(v);
+  };
+  const known = inMemory(ctx, ino);
+  if (known) return new Promise((ok) => ok(value(known.inode, decode(known))));
   return ctx.meta.view(async () => {
     const inode = await seen(ctx, ino);
-    mayXattr(inode, name, cred, R_OK);
-    const value = (await xattrs(ctx, inode)).get(name);
-    return value && Buffer.from(value);
+    return value(inode, await xattrs(ctx, inode));
   });
 }
 
@@ -41,10 +46,34 @@ export async function getxattr(
 }
 
 export function listxattr(ctx: FsContext, ino: number, cred: Cred): Promise<string[]> {
-  return ctx.meta.view(async () =>
-    [...(await xattrs(ctx, await seen(ctx, ino))).keys()].filter((n) => listsXattr(n, cred)),
-  );
+  const names = (attrs: Xattrs) => [...attrs.keys()].filter((n) => listsXattr(n, cred));
+  const known = inMemory(ctx, ino);
+  if (known) return new Promise((ok) => ok(names(decode(known))));
+  return ctx.meta.view(async () => names(await xattrs(ctx, await seen(ctx, ino))));
 }
+
+/** An inode and the image of its attribute block (undefined: it has none). */
+interface WithXattrs {
+  inode: Readonly<Inode>;
+  image: Buffer | undefined;
+}
+
+/**
+ * Inode `ino` and its attribute block, if the inode is decoded and the block (if any) is in
+ * memory, read without the lock as `decoded` allows: the kernel asks for security.capability
+ * before every write, and a copy of files with their attributes (`rsync -X`, `cp -a`) asks for
+ * every file's list; neither then waits behind a commit. Else undefined.
+ */
+function inMemory(ctx: FsContext, ino: number): WithXattrs | undefined {
+  const inode = decoded(ctx, ino);
+  if (!inode || inode.mode === 0) return undefined;
+  if (!inode.xattrBlock) return { inode, image: undefined };
+  const image = ctx.meta.peek(inode.xattrBlock);
+  return image && { inode, image };
+}
+
+const decode = ({ inode, image }: WithXattrs): Xattrs =>
+  image ? decodeXattrs(image, inode.ino) : new Map();
 
 /** Sets an attribute; `create` fails with EEXIST if it exists, `replace` with ENODATA if not. */
 export function setxattr(
@@ -78,9 +107,10 @@ export function removexattr(ctx: FsContext, ino: number, name: string, cred: Cre
 }
 
 async function xattrs(ctx: FsContext, inode: Readonly<Inode>): Promise<Xattrs> {
-  return inode.xattrBlock
-    ? decodeXattrs(await ctx.meta.read(inode.xattrBlock), inode.ino)
-    : new Map();
+  return decode({
+    inode,
+    image: inode.xattrBlock ? await ctx.meta.read(inode.xattrBlock) : undefined,
+  });
 }
 
 /** Writes the attribute block (allocated on first use, freed when empty) and the inode. */

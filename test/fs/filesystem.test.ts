@@ -345,9 +345,11 @@ describe("filesystem: space freed and not yet committed", () => {
 });
 
 describe("filesystem: answers that need no operation of their own", () => {
-  it("getattr, open and release of a named file go on while the metadata lock is held", async () => {
+  it("getattr, open, release and xattr reads of a named file go on while the metadata lock is held", async () => {
     const fs = await fresh(devices.memory!);
     const f = await fs.create(ROOT, "f", 0o600, me);
+    const g = await fs.create(ROOT, "g", 0o600, me);
+    await fs.setxattr(g.ino, "user.a", Buffer.from("1"), {}, me);
     const order: string[] = [];
     let letGo!: () => void;
     // A commit, say: it holds the lock while it writes the journal and flushes the device.
@@ -356,6 +358,10 @@ describe("filesystem: answers that need no operation of their own", () => {
       expect((await fs.getattr(f.ino)).ino).toBe(f.ino);
       await fs.open(f.ino, 0, me);
       await fs.release(f.ino);
+      expect(await fs.findxattr(f.ino, "security.capability", me)).toBeUndefined();
+      expect(await fs.listxattr(f.ino, me)).toEqual([]);
+      expect(await fs.findxattr(g.ino, "user.a", me)).toEqual(Buffer.from("1"));
+      expect(await fs.listxattr(g.ino, me)).toEqual(["user.a"]);
       order.push("answered");
     })();
     setImmediate(() => {
