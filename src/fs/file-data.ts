@@ -50,10 +50,9 @@ export class FileData {
   readonly ahead = new ReadAhead();
   private readonly dev: BlockDevice;
   /**
-   * The merged images of a write's partial blocks (its first and its last): writes run one at a
-   * time inside metadata operations, and the device keeps nothing of what it was given once a
-   * write resolves, so two buffers serve them all, where each write of a file's last part
-   * allocated a new zeroed 4 KiB buffer.
+   * The merged images of a write's partial blocks (its first and its last), kept rather than a
+   * new zeroed 4 KiB buffer each: writes run one at a time inside metadata operations, and the
+   * device keeps nothing of what it was given once a write resolves.
    */
   private readonly partial = [Buffer.alloc(BS), Buffer.alloc(BS)];
 
