@@ -43,9 +43,15 @@ export interface SetAttr {
 const isSpecial = (mode: number) => !isReg(mode) && !isDir(mode) && !isLink(mode);
 
 export function getattr(ctx: FsContext, ino: number): Promise<Attr> {
-  const known = decoded(ctx, ino);
-  if (known && known.mode !== 0) return Promise.resolve(attrOf(known));
+  const now = attrNow(ctx, ino);
+  if (now) return Promise.resolve(now);
   return ctx.meta.view(async () => attrOf(await seen(ctx, ino)));
+}
+
+/** See `FileSystem.attrNow`. */
+export function attrNow(ctx: FsContext, ino: number): Attr | undefined {
+  const known = decoded(ctx, ino);
+  return known && known.mode !== 0 ? attrOf(known) : undefined;
 }
 
 /** See `FileSystem.access`. */

@@ -83,6 +83,14 @@ export class FileSystem {
     return attrOps.getattr(this.context, ino);
   }
 
+  /**
+   * `getattr`'s answer when it needs no wait (the inode is decoded, and no operation is half
+   * done); else undefined. It may throw (a corrupt inode).
+   */
+  attrNow(ino: number): Attr | undefined {
+    return attrOps.attrNow(this.context, ino);
+  }
+
   /** The inode named `name` in `parent`; `cred` needs search permission on `parent`. */
   lookup(parent: number, name: Name, cred: Cred = SUPERUSER): Promise<Attr> {
     return names.lookup(this.context, parent, bytes(name), cred);

@@ -14,14 +14,21 @@ export const attrOps = {
     cb(0);
   },
 
-  /** Also libfuse 2's lookup: a name not there is answered ENOENT (see `callIfAny`). */
+  /**
+   * Also libfuse 2's lookup: a name not there is answered ENOENT (see `callIfAny`). What the
+   * caches hold is answered at once, with no promise made.
+   */
   getattr(this: OpsCore, path: string, cb: Done<FuseStat>): void {
     const who = this.o.caller();
-    this.callIfAny("getattr", path, cb, "ENOENT", async () => {
-      const p = await this.find(path, who);
-      if (!p) return undefined;
-      return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();
-    });
+    const now = this.statNow(path, who);
+    if (typeof now === "number") cb(now);
+    else if (now) cb(0, now);
+    else
+      this.callIfAny("getattr", path, cb, "ENOENT", async () => {
+        const p = await this.find(path, who);
+        if (!p) return undefined;
+        return p.view ? this.stat(p.view, await p.view.fs.getattr(p.ino)) : this.snapdirStat();
+      });
   },
 
   /** Sent only without default_permissions: the caller's rights as access(2) asks. */

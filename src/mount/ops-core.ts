@@ -117,6 +117,23 @@ export class OpsCore {
     return this.walk(split(path), who);
   }
 
+  /**
+   * `find` from the views' caches alone, for root (anyone else's walk checks search rights on
+   * the way): undefined if nothing is there, null when that takes a search or a view to open.
+   */
+  findNow(path: string, who: Cred): Place | undefined | null {
+    if (who.uid !== 0) return null;
+    const parts = split(path);
+    if (!this.isSnapPath(parts)) {
+      const ino = this.o.root.resolveNow(parts);
+      return typeof ino === "number" ? { view: this.o.root, ino } : ino;
+    }
+    if (parts.length === 1) return { view: undefined, ino: SNAPDIR_INO };
+    const view = this.o.snapshots!.opened(parts[1]!);
+    const ino = view ? view.resolveNow(parts.slice(2)) : null;
+    return typeof ino === "number" ? { view: view!, ino } : ino;
+  }
+
   /** Where `path` leads (see `walk`); ENOENT if nothing is there. */
   async locate(path: string, who: Cred): Promise<Place> {
     const p = await this.find(path, who);
@@ -256,6 +273,23 @@ export class OpsCore {
     if (this.o.attrTimeout !== undefined && view.cacheable(a))
       stat.attrTimeout = this.o.attrTimeout;
     return stat;
+  }
+
+  /**
+   * A getattr's answer for `path` when the caches hold it (`findNow`, `FileSystem.attrNow`): its
+   * stat, or -ENOENT; undefined when it takes a wait, or throws (the answer that waits says why).
+   */
+  statNow(path: string, who: Cred): FuseStat | number | undefined {
+    try {
+      const p = this.findNow(path, who);
+      if (p === null) return undefined;
+      if (p === undefined) return negErrno("ENOENT");
+      if (!p.view) return this.snapdirStat();
+      const a = p.view.fs.attrNow(p.ino);
+      return a && this.stat(p.view, a);
+    } catch {
+      return undefined;
+    }
   }
 
   // Changes answer with the attributes they leave: libfuse asks for them right after.

@@ -123,6 +123,21 @@ export class View {
   }
 
   /**
+   * `resolve` for root from the cache alone: the inode, undefined when a name on the way is
+   * known to be absent, or null when a name is not in the cache (`resolve` searches for it).
+   */
+  resolveNow(parts: readonly string[]): number | undefined | null {
+    let ino = ROOT;
+    for (const part of parts) {
+      const hit = this.dentries.get(key(ino, part));
+      if (hit === undefined) return null;
+      if (hit === ABSENT) return undefined;
+      ino = hit;
+    }
+    return ino;
+  }
+
+  /**
    * True when the kernel may keep the attributes `a` for a while: every change to them then
    * comes through the one kernel inode that caches them, and the kernel drops them itself on
    * each change it sends (a write, setattr, link, or a name made or removed in a directory).
