@@ -112,18 +112,12 @@ export class OpsCore {
     return ino === undefined ? undefined : { view: this.o.root, ino };
   }
 
-  /** Where `path` leads, or undefined if nothing is there (see `walk`). */
-  find(path: string, who: Cred): Promise<Place | undefined> {
-    return this.walk(split(path), who);
-  }
-
   /**
-   * `find` from the views' caches alone, for root (anyone else's walk checks search rights on
+   * `walk` from the views' caches alone, for root (anyone else's walk checks search rights on
    * the way): undefined if nothing is there, null when that takes a search or a view to open.
    */
-  findNow(path: string, who: Cred): Place | undefined | null {
+  private cached(parts: readonly string[], who: Cred): Place | undefined | null {
     if (who.uid !== 0) return null;
-    const parts = split(path);
     if (!this.isSnapPath(parts)) {
       const ino = this.o.root.resolveNow(parts);
       return typeof ino === "number" ? { view: this.o.root, ino } : ino;
@@ -134,7 +128,18 @@ export class OpsCore {
     return typeof ino === "number" ? { view: view!, ino } : ino;
   }
 
-  /** Where `path` leads (see `walk`); ENOENT if nothing is there. */
+  /** Where `parts` lead: from the caches when they know (`cached`), else walked (`walk`). */
+  private place(parts: readonly string[], who: Cred): Promise<Place | undefined> {
+    const known = this.cached(parts, who);
+    return known === null ? this.walk(parts, who) : Promise.resolve(known);
+  }
+
+  /** Where `path` leads, or undefined if nothing is there (see `place`). */
+  find(path: string, who: Cred): Promise<Place | undefined> {
+    return this.place(split(path), who);
+  }
+
+  /** Where `path` leads (see `place`); ENOENT if nothing is there. */
   async locate(path: string, who: Cred): Promise<Place> {
     const p = await this.find(path, who);
     if (!p) throw enoent(path);
@@ -151,7 +156,7 @@ export class OpsCore {
     path: string,
     who: Cred,
   ): Promise<{ view: View; ino: number }> {
-    const p = await this.walk(parts, who);
+    const p = await this.place(parts, who);
     if (!p) throw enoent(path);
     if (!p.view) throw erofs(SNAPDIR);
     return p;
@@ -276,12 +281,12 @@ export class OpsCore {
   }
 
   /**
-   * A getattr's answer for `path` when the caches hold it (`findNow`, `FileSystem.attrNow`): its
+   * A getattr's answer for `path` when the caches hold it (`cached`, `FileSystem.attrNow`): its
    * stat, or -ENOENT; undefined when it takes a wait, or throws (the answer that waits says why).
    */
   statNow(path: string, who: Cred): FuseStat | number | undefined {
     try {
-      const p = this.findNow(path, who);
+      const p = this.cached(split(path), who);
       if (p === null) return undefined;
       if (p === undefined) return negErrno("ENOENT");
       if (!p.view) return this.snapdirStat();

@@ -96,6 +96,29 @@ describe("the operations handed to fuse-native", () => {
     expect(await errno("getattr", "/l")).toBe(-2);
   });
 
+  it("resolve a path from the names they keep as a search would: every component, and renames", async () => {
+    const answer = await answerer();
+    const ino = async (path: string) => {
+      const [err, stat] = await answer("getattr", path);
+      return err === 0 ? (stat as { ino: number }).ino : err;
+    };
+    for (const d of ["/a", "/a/b", "/x"]) await answer("mkdir", d, 0o755);
+    const f = ((await answer("create", "/a/b/f", 0o100644))[2] as { ino: number }).ino;
+    const g = ((await answer("create", "/x/f", 0o100644))[2] as { ino: number }).ino;
+    for (let pass = 0; pass < 2; pass++) {
+      // The second pass finds every name in what the view keeps.
+      expect(await ino("/a/b/f")).toBe(f);
+      expect(await ino("/x/f")).toBe(g);
+      expect(await ino("/a/b/g")).toBe(-2);
+    }
+    expect((await answer("chmod", "/a/b/f", 0o100600))[0]).toBe(0);
+    expect(((await answer("getattr", "/a/b/f"))[1] as { mode: number }).mode & 0o7777).toBe(0o600);
+    expect((await answer("rename", "/a/b", "/a/c"))[0]).toBe(0);
+    expect(await ino("/a/b/f")).toBe(-2);
+    expect(await ino("/a/c/f")).toBe(f);
+    expect(((await answer("getattr", "/x/f"))[1] as { mode: number }).mode & 0o7777).toBe(0o644);
+  });
+
   it("answer an extended attribute that is not there with ENODATA, one that is with its value", async () => {
     const answer = await answerer();
     await answer("mknod", "/f", 0o100644, 0);
