@@ -52,6 +52,8 @@ import { dropCaches, Measure, makeTree, TREE_BYTES, TREE_FILES } from "./bench-m
 import { type Results, report, TARGETS } from "./bench-mount-report.js";
 import { describe, makeTreeSources, type TreeSources } from "./bench-mount-trees.js";
 import {
+  bindfsServer,
+  ceilingServer,
   type Extra,
   extraServer,
   mountServer,
@@ -63,7 +65,6 @@ import {
 const SNAPSHOT_NAME = /^@GMT-\d{4}\.\d{2}\.\d{2}-\d{2}\.\d{2}\.\d{2}$/;
 /** Runs of `shadowfs --help` whose median is cliHelpMs. */
 const HELP_RUNS = 11;
-const CEILING = join(root, "scripts/ceiling-fs.ts");
 
 /** Bytes from "65536", "64K", "256M", "1G", "1GiB" (binary units). */
 function parseSize(text: string): number {
@@ -301,25 +302,13 @@ async function main(): Promise<Results> {
     results.host = await m.writable("host", dir);
     await rm(dir, { recursive: true });
   }
-  if (selected("bindfs"))
-    // big_writes: writes of up to 128 KiB per request instead of 4 KiB (libfuse 2), as a FUSE
-    // filesystem at its best.
-    results.bindfs = await runServed("bindfs", "bindfs", m, (src, mnt) => ({
-      label: "bindfs",
-      cmd: "bindfs",
-      args: ["-f", "-o", "big_writes", src, mnt],
-    }));
+  if (selected("bindfs")) results.bindfs = await runServed("bindfs", "bindfs", m, bindfsServer);
   for (const extra of opt.extras)
     results.extra[extra.name] = await runServed(extra.name, `extra-${extra.name}`, m, (src, mnt) =>
       extraServer(extra, src, mnt),
     );
   if (selected("ceiling"))
-    results.ceiling = await runServed("ceiling", "ceiling", m, (_src, mnt) => ({
-      label: "ceiling",
-      cmd: process.execPath,
-      args: ["--import", "tsx", CEILING, mnt],
-      cwd: root,
-    }));
+    results.ceiling = await runServed("ceiling", "ceiling", m, (_src, mnt) => ceilingServer(mnt));
   if (needShadowfs) await runShadowfs(results, m, volumeBytes);
   describeRun(trees);
   return results;

@@ -3,7 +3,8 @@
 // mounted, unmounted and then stopped, in that order. It never does I/O on a mount it started.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { assertFuse, isMounted, mounts, run, say, sleep } from "./bench-common.js";
+import { join } from "node:path";
+import { assertFuse, isMounted, mounts, root, run, say, sleep } from "./bench-common.js";
 
 /** How long a server may take to mount (tsx compiling a script on a loaded machine included). */
 const MOUNT_WITHIN_MS = 30_000;
@@ -80,6 +81,22 @@ async function unmountServer(label: string, path: string, child: ChildProcess): 
 export async function unmountServerAt(path: string): Promise<void> {
   await mounts.find((m) => m.path === path)?.unmount();
 }
+
+/** bindfs mirroring `source` at `mnt`, with big_writes (writes of up to 128 KiB per request
+ * instead of 4 KiB on libfuse 2): a FUSE filesystem at its best. */
+export const bindfsServer = (source: string, mnt: string): Server => ({
+  label: "bindfs",
+  cmd: "bindfs",
+  args: ["-f", "-o", "big_writes", source, mnt],
+});
+
+/** The binding's ceiling (ceiling-fs.ts) at `mnt`. */
+export const ceilingServer = (mnt: string): Server => ({
+  label: "ceiling",
+  cmd: process.execPath,
+  args: ["--import", "tsx", join(root, "scripts/ceiling-fs.ts"), mnt],
+  cwd: root,
+});
 
 /** `text` as one word of a POSIX shell, whatever it holds. */
 export const shellQuote = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
