@@ -52,7 +52,8 @@ export const LABELS: Record<Field, string> = {
   statTreeSec: "find | stat (s)",
   rmTreeSec: "rm -rf (s)",
 };
-const isSeconds = (f: Field) => f.endsWith("Sec");
+/** Times (lower is better), not rates: rsyncInSec, not createPerSec. */
+const isSeconds = (f: Field) => f.endsWith("Sec") && !f.endsWith("PerSec");
 export const DIGITS = (f: Field) => (f.endsWith("MBps") ? 1 : isSeconds(f) ? 3 : 0);
 
 export const emptyFigures = (): Figures =>
