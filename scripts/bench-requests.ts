@@ -92,13 +92,18 @@ async function setUpTracing(): Promise<void> {
   }
   if (!EVENTS.every((e) => existsSync(join(TRACING, e))))
     throw new Error(`this kernel has no FUSE trace events (${TRACING}/events/fuse)`);
-  const bufferKb = (await readFile(join(TRACING, "buffer_size_kb"), "utf8")).trim();
+  const read = async (file: string) => (await readFile(join(TRACING, file), "utf8")).trim();
+  const bufferKb = (await read("buffer_size_kb")).replace(/\D.*/, ""); // "7 (expanded: 1408)"
+  const before = await Promise.all(
+    EVENTS.map(async (e) => [await read(`${e}/enable`), await read(`${e}/filter`)] as const),
+  );
   restore = async () => {
-    for (const e of EVENTS) {
-      await writeFile(join(TRACING, e, "enable"), "0");
-      await writeFile(join(TRACING, e, "filter"), "0");
+    for (const [i, e] of EVENTS.entries()) {
+      const [enable, filter] = before[i]!;
+      await writeFile(join(TRACING, e, "enable"), enable);
+      await writeFile(join(TRACING, e, "filter"), filter === "none" ? "0" : filter);
     }
-    await writeFile(join(TRACING, "buffer_size_kb"), bufferKb.replace(/\D.*/, ""));
+    await writeFile(join(TRACING, "buffer_size_kb"), bufferKb);
     if (mounted) await run("umount", [TRACING]);
   };
   await writeFile(join(TRACING, "buffer_size_kb"), String(BUFFER_KB));
