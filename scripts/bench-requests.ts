@@ -8,10 +8,10 @@
 // something else (rsync reading the source).
 //
 // Each target gets a fresh mount and one copy untimed to warm it; then --passes copies into each
-// in turn, each into a new directory after the caches are dropped. Needs root and a kernel with those events (Linux
-// 6.x); mounts tracefs if it is not, and leaves the tracing as it found it. It owns one temporary
-// directory (under --dir, default /var/tmp), and unmounts everything it mounted and removes that
-// directory at exit, also on SIGINT and SIGTERM.
+// in turn, each into a new directory after the caches are dropped. Needs root and a kernel with
+// those events (Linux 6.x); mounts tracefs if it is not, and leaves the tracing as it found it.
+// It owns one temporary directory (under --dir, default /var/tmp), and unmounts everything it
+// mounted and removes that directory at exit, also on SIGINT and SIGTERM.
 
 import { existsSync, statSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -146,16 +146,17 @@ interface Copy {
   /** Summed time requests were in flight (several at once count several times). */
   inFlightMs: number;
   requests: number;
-  /** Events whose pair was not recorded (a full buffer), which the figures miss. */
-  unpaired: number;
   kinds: Record<string, number[]>;
 }
 
 const EVENT =
   /\s(\d+\.\d+): fuse_request_(send|end): connection \d+ req (\d+)(?: opcode \d+ \((\w+)\))?/;
 
-/** The requests of a trace (`traced`): each one's latency in microseconds, by kind. */
-function parseTrace(text: string): Pick<Copy, "kinds" | "unpaired"> {
+/**
+ * The requests of a trace (`traced`): each one's latency in microseconds, by kind; and how many
+ * events lack their pair (a full buffer), which the figures miss.
+ */
+function parseTrace(text: string): { kinds: Copy["kinds"]; unpaired: number } {
   const sent = new Map<string, [number, string]>();
   const kinds: Record<string, number[]> = {};
   let unpaired = 0;
@@ -217,7 +218,6 @@ async function tracedCopy(
     seconds: ms / 1000,
     inFlightMs: all.reduce((a, b) => a + b, 0) / 1000,
     requests: all.length,
-    unpaired,
     kinds,
   };
   if (copy.requests === 0) throw new Error(`${target}: no request of ${mnt} was recorded`);
@@ -236,7 +236,7 @@ function kindOf(copies: Copy[], kind: string): Kind {
   return {
     count: us.length / copies.length,
     meanUs: total / us.length,
-    p50Us: us[Math.floor(us.length / 2)]!,
+    p50Us: median(us),
     p90Us: us[Math.floor(us.length * 0.9)]!,
     totalMs: total / 1000 / copies.length,
   };
@@ -297,17 +297,24 @@ async function cleanup(): Promise<void> {
 function table(out: Partial<Record<Target, Summary>>): string[] {
   const lines: string[] = [];
   for (const [target, s] of Object.entries(out)) {
+    const copies = s.copySec.map((x) => x.toFixed(3)).join(" / ");
+    const inFlight = s.inFlightMs.map((x) => x.toFixed(0)).join(" / ");
     lines.push(
-      `${target}: copy ${s.copySec.map((x) => x.toFixed(3)).join(" / ")} s (median ` +
-        `${median(s.copySec).toFixed(3)}); in flight ${s.inFlightMs.map((x) => x.toFixed(0)).join(" / ")} ms; ` +
-        `${s.requests.toFixed(0)} requests a copy`,
+      `${target}: copy ${copies} s (median ${median(s.copySec).toFixed(3)}); ` +
+        `in flight ${inFlight} ms; ${s.requests.toFixed(0)} requests a copy`,
     );
     lines.push("  request        a copy   mean µs   p50 µs   p90 µs   ms a copy");
-    for (const [k, v] of Object.entries(s.kinds))
-      lines.push(
-        `  ${k.padEnd(13)} ${fmt(v.count, 0).padStart(7)} ${fmt(v.meanUs).padStart(9)} ` +
-          `${fmt(v.p50Us, 0).padStart(8)} ${fmt(v.p90Us, 0).padStart(8)} ${fmt(v.totalMs, 0).padStart(11)}`,
-      );
+    for (const [k, v] of Object.entries(s.kinds)) {
+      const cells = [
+        fmt(v.count, 0),
+        fmt(v.meanUs),
+        fmt(v.p50Us, 0),
+        fmt(v.p90Us, 0),
+        fmt(v.totalMs, 0),
+      ];
+      const widths = [7, 9, 8, 8, 11];
+      lines.push(`  ${k.padEnd(13)} ${cells.map((c, i) => c.padStart(widths[i]!)).join(" ")}`);
+    }
     lines.push("");
   }
   return lines;
