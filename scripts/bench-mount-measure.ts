@@ -4,7 +4,9 @@
 // passes. It never mounts, and never runs I/O on a mount inside the process serving it.
 
 import { createCipheriv } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { dropCaches as dropAll, fmt, MB, median, notes, run, say, work } from "./bench-common.js";
 import { DIGITS, emptyFigures, type Field, type Figures, LABELS } from "./bench-mount-report.js";
@@ -41,7 +43,66 @@ export async function dropCaches(): Promise<void> {
       notes.push(`page cache NOT dropped (${(e as Error).message}): reads may come from memory`);
     }
   }
+  markMachine();
 }
+
+/** Counters of the whole machine, read from /proc: what else a figure went through. */
+interface Machine {
+  ns: bigint;
+  /** Microseconds some task waited for a CPU, and for IO ("some" of /proc/pressure). */
+  cpuUs: number;
+  ioUs: number;
+  /** CPU time the host took from this machine, in USER_HZ ticks of all its CPUs. */
+  stealTicks: number;
+  majorFaults: number;
+}
+
+const USER_HZ = 100;
+const some = (file: string) => Number(/^some .*total=(\d+)/m.exec(readFileSync(file, "utf8"))?.[1]);
+
+/** The counters now; undefined where the kernel lacks one (no pressure stall information). */
+function machineNow(): Machine | undefined {
+  try {
+    const cpuUs = some("/proc/pressure/cpu");
+    const ioUs = some("/proc/pressure/io");
+    const stealTicks = Number(readFileSync("/proc/stat", "utf8").split(/\s+/, 9)[8]);
+    const majorFaults = Number(
+      /^pgmajfault (\d+)/m.exec(readFileSync("/proc/vmstat", "utf8"))?.[1],
+    );
+    if (![cpuUs, ioUs, stealTicks, majorFaults].every(Number.isFinite)) return undefined;
+    return { ns: process.hrtime.bigint(), cpuUs, ioUs, stealTicks, majorFaults };
+  } catch {
+    return undefined;
+  }
+}
+
+let machineMark = machineNow();
+
+/** Starts what `machineSince` tells: called as a timed step starts (after the caches are dropped). */
+function markMachine(): void {
+  machineMark = machineNow();
+}
+
+/** What the machine went through since `markMachine`, as "cpu 35 io 2 steal 0 majflt 0". */
+export function machineSince(): string | undefined {
+  const now = machineNow();
+  const was = machineMark;
+  if (!now || !was || now.ns <= was.ns) return undefined;
+  const us = Number(now.ns - was.ns) / 1000;
+  const pct = (d: number) => Math.round((100 * d) / us);
+  const steal = (now.stealTicks - was.stealTicks) * (1e6 / USER_HZ);
+  return (
+    `cpu ${pct(now.cpuUs - was.cpuUs)} io ${pct(now.ioUs - was.ioUs)} ` +
+    `steal ${pct(steal / availableParallelism())} majflt ${now.majorFaults - was.majorFaults}`
+  );
+}
+
+/** What the "machine:" lines say, where the kernel gives their counters. */
+export const machineNote = (): string | undefined =>
+  machineNow() &&
+  "machine: over each pass, the share of its time some task waited for a CPU (cpu) and for IO (io), " +
+    "by the kernel's pressure stall information; the CPU time the host took from this machine, in % of all its CPUs (steal); " +
+    "the major page faults of the whole machine (majflt)";
 
 interface FioJob {
   rw: "write" | "read" | "randwrite" | "randread";
@@ -106,22 +167,27 @@ export async function makeTree(dir: string): Promise<void> {
  */
 class Passes {
   private readonly got = new Map<Field, number[]>();
+  private readonly machine = new Map<Field, string[]>();
 
   constructor(private readonly name: string) {}
 
+  /** A pass of `field`, measured since the caches were last dropped (or `markMachine`). */
   add(field: Field, value: number): void {
     this.got.set(field, [...(this.got.get(field) ?? []), value]);
+    const m = machineSince();
+    if (m) this.machine.set(field, [...(this.machine.get(field) ?? []), m]);
   }
 
-  /** The median of each field's passes; says every pass. */
+  /** The median of each field's passes; says every pass, and what the machine did meanwhile. */
   figures(): Figures {
     const r = emptyFigures();
     for (const [field, values] of this.got) {
       r[field] = median(values);
+      const label = `${this.name}: ${LABELS[field]}`;
       if (values.length > 1)
-        say(
-          `${this.name}: ${LABELS[field]}: ${values.map((v) => fmt(v, DIGITS(field))).join(", ")}`,
-        );
+        say(`${label}: ${values.map((v) => fmt(v, DIGITS(field))).join(", ")}`);
+      const m = this.machine.get(field);
+      if (m) say(`${label}: machine: ${m.join("; ")}`);
     }
     return r;
   }
@@ -251,6 +317,7 @@ export class Measure {
       got.add("untarSec", await untar(trees.tarball, small));
       await dropCaches();
       got.add("statTreeSec", await statTree(small));
+      markMachine();
       got.add("rmTreeSec", await rmTree(small));
     }
     return got.figures();

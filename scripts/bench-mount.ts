@@ -48,7 +48,15 @@ import {
   unmountShadowfs,
   work,
 } from "./bench-common.js";
-import { dropCaches, Measure, makeTree, TREE_BYTES, TREE_FILES } from "./bench-mount-measure.js";
+import {
+  dropCaches,
+  Measure,
+  machineNote,
+  machineSince,
+  makeTree,
+  TREE_BYTES,
+  TREE_FILES,
+} from "./bench-mount-measure.js";
 import { type Results, report, TARGETS } from "./bench-mount-report.js";
 import { describe, makeTreeSources, type TreeSources } from "./bench-mount-trees.js";
 import {
@@ -205,7 +213,10 @@ async function runShadowfs(results: Results, m: Measure, volumeBytes: number): P
     await readStore(store);
     await dropCaches();
     const made = await shadowfs(["snapshot", "create", mnt]);
-    say(`shadowfs: snapshot create ${made.ms.toFixed(1)} ms`);
+    const machine = machineSince();
+    say(
+      `shadowfs: snapshot create ${made.ms.toFixed(1)} ms${machine ? ` (machine: ${machine})` : ""}`,
+    );
     createMs.push(made.ms);
     const name = made.stdout.trim().split("\n").at(-1)?.trim() ?? "";
     if (!SNAPSHOT_NAME.test(name))
@@ -337,6 +348,8 @@ function describeRun(trees: TreeSources): void {
     `small files: node_modules packed once per run into an uncompressed tar (${describe(trees.tarCount)}); ` +
       "tar -xf into a fresh directory, no sync; caches dropped; find DIR -print0 | xargs -0 stat > /dev/null; rm -rf DIR",
   );
+  const machine = machineNote();
+  if (machine) notes.push(machine);
   if (selected("bindfs"))
     notes.push("bindfs: default options plus big_writes (128 KiB write requests), single-threaded");
   if (selected("ceiling"))
