@@ -6,7 +6,7 @@
 import { createCipheriv } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { availableParallelism } from "node:os";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { dropCaches as dropAll, fmt, MB, median, notes, run, say, work } from "./bench-common.js";
 import { DIGITS, emptyFigures, type Field, type Figures, LABELS } from "./bench-mount-report.js";
@@ -52,7 +52,7 @@ interface Machine {
   /** Microseconds some task waited for a CPU, and for IO ("some" of /proc/pressure). */
   cpuUs: number;
   ioUs: number;
-  /** CPU time the host took from this machine, in USER_HZ ticks of all its CPUs. */
+  /** CPU time the host took from this machine, in USER_HZ ticks summed over its CPUs. */
   stealTicks: number;
   majorFaults: number;
 }
@@ -87,13 +87,13 @@ function markMachine(): void {
 export function machineSince(): string | undefined {
   const now = machineNow();
   const was = machineMark;
-  if (!now || !was || now.ns <= was.ns) return undefined;
+  if (!now || !was) return undefined;
   const us = Number(now.ns - was.ns) / 1000;
   const pct = (d: number) => Math.round((100 * d) / us);
   const steal = (now.stealTicks - was.stealTicks) * (1e6 / USER_HZ);
   return (
     `cpu ${pct(now.cpuUs - was.cpuUs)} io ${pct(now.ioUs - was.ioUs)} ` +
-    `steal ${pct(steal / availableParallelism())} majflt ${now.majorFaults - was.majorFaults}`
+    `steal ${pct(steal / cpus().length)} majflt ${now.majorFaults - was.majorFaults}`
   );
 }
 
